@@ -1,0 +1,85 @@
+//! `GET /api/cameras` and `GET /api/cameras/{name}`: what each camera is doing.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde_json::{Value, json};
+
+use super::{ApiError, rfc3339_ms};
+use crate::camera::Camera;
+use crate::config::Linger;
+use crate::demand::Tier;
+use crate::hub::Hub;
+use crate::stats::Counters;
+
+pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
+    Json(Value::Array(hub.list().iter().map(|c| describe(c)).collect()))
+}
+
+pub async fn one(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
+    Ok(Json(describe(&cam)))
+}
+
+fn linger(l: Linger) -> Value {
+    match l {
+        Linger::Forever => json!(-1),
+        Linger::After(d) => json!(d.as_secs_f64()),
+    }
+}
+
+/// A camera as the API shows it. Its URL never carries credentials.
+pub fn describe(cam: &Camera) -> Value {
+    let s = cam.status();
+    let cfg = cam.config();
+    let o = &cfg.options;
+    let now = Instant::now();
+    let frame = cam.latest_frame();
+    let c = cam.counters();
+    json!({
+        "name": cam.name(),
+        "url": cfg.display_url(),
+        "codec": s.codec,
+        "state": s.state,
+        "since": rfc3339_ms(s.since),
+        "last_error": s.last_error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
+        "retry_in_ms": s.retry_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
+        "keep": o.keep,
+        "transport": o.transport,
+        "width": frame.as_ref().map(|f| f.width()),
+        "height": frame.as_ref().map(|f| f.height()),
+        "latest_frame": frame.as_ref().map(|f| json!({
+            "frame_id": f.frame_id,
+            "timestamp": rfc3339_ms(f.captured),
+            "age_ms": f.age(now).as_millis() as u64,
+        })),
+        "decoder": {
+            "running": s.decoder_running,
+            "linger_s": linger(o.decode_linger),
+        },
+        "leases": {
+            "connected": cam.leases(Tier::Connected),
+            "decoding": cam.leases(Tier::Decoding),
+        },
+        "gop_cache": {
+            "units": s.gop_units,
+            "bytes": s.gop_bytes,
+            "limit_bytes": o.gop_cache_bytes.0,
+            "truncated": s.gop_truncated,
+            "dropped_units": s.gop_dropped_units,
+            "dropped_bytes": s.gop_dropped_bytes,
+        },
+        "jpeg_cache_bytes": cam.jpegs().bytes(),
+        "counters": {
+            "units_in": Counters::get(&c.units_in),
+            "bytes_in": Counters::get(&c.bytes_in),
+            "frames_decoded": Counters::get(&c.frames_decoded),
+            "decode_errors": Counters::get(&c.decode_errors),
+            "decoder_overruns": Counters::get(&c.decoder_overruns),
+            "jpeg_encodes": Counters::get(&c.jpeg_encodes),
+            "reconnects": Counters::get(&c.reconnects),
+        },
+    })
+}

@@ -1,0 +1,93 @@
+//! The HTTP API (axum): camera listing and state, and snapshots. Errors are
+//! JSON `{ "error": ..., "camera": ... }` with a status that says what to do.
+
+mod cameras;
+mod snapshot;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+use crate::hub::Hub;
+
+pub fn router(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/api/cameras", get(cameras::list))
+        .route("/api/cameras/{name}", get(cameras::one))
+        .route("/api/cameras/{name}/snapshot.jpg", get(snapshot::get))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
+        .with_state(hub)
+}
+
+/// A JSON error answer.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+    camera: Option<String>,
+    retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>, camera: Option<&str>) -> Self {
+        ApiError { status, message: message.into(), camera: camera.map(str::to_owned), retry_after: None }
+    }
+    fn unknown_camera(name: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, format!("no camera named {name:?}"), Some(name))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.message, "camera": self.camera });
+        let mut r = (self.status, Json(body)).into_response();
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        r
+    }
+}
+
+/// RFC 3339 in UTC with milliseconds, e.g. `2026-11-21T06:14:03.250Z`.
+pub fn rfc3339_ms(t: std::time::SystemTime) -> String {
+    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_millis()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn formats_rfc3339_with_millis() {
+        assert_eq!(rfc3339_ms(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_795_245_243_250);
+        assert_eq!(rfc3339_ms(t), "2026-11-21T07:14:03.250Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(rfc3339_ms(leap), "2000-02-29T00:00:00.000Z");
+    }
+}

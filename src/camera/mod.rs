@@ -1,0 +1,157 @@
+//! A camera: one actor task that reconciles what runs (connection, decoder)
+//! with what the leases demand, and a handle that consumers use to take
+//! leases, read state and wait for pictures.
+
+mod actor;
+mod backoff;
+mod status;
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use tokio::sync::{Notify, watch};
+
+use crate::config::CameraConfig;
+use crate::decode::DecodeProgress;
+use crate::demand::{Demand, Tier};
+use crate::encode::JpegCache;
+use crate::frame::Frame;
+use crate::source::Source;
+use crate::stats::Counters;
+pub use status::{State, Status};
+
+/// What the actor and the handles share.
+pub(crate) struct Shared {
+    pub config: CameraConfig,
+    pub demand: Mutex<Demand>,
+    /// Wakes the actor when demand changes.
+    pub wake: Notify,
+    pub status: Mutex<Status>,
+    /// Bumped on every status change, so waiters can sleep on it.
+    pub status_seq: watch::Sender<u64>,
+    pub progress: watch::Sender<DecodeProgress>,
+    pub counters: Arc<Counters>,
+    pub jpegs: JpegCache,
+    pub stop: watch::Sender<bool>,
+}
+
+impl Shared {
+    fn update_status(&self, f: impl FnOnce(&mut Status)) {
+        {
+            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut s);
+        }
+        self.status_seq.send_modify(|v| *v += 1);
+    }
+}
+
+/// A handle to a running camera.
+pub struct Camera {
+    shared: Arc<Shared>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Camera {
+    /// Starts the camera's actor on the current tokio runtime.
+    pub fn spawn(config: CameraConfig) -> Arc<Camera> {
+        let source = crate::source::for_camera(&config);
+        Self::spawn_with_source(config, source)
+    }
+
+    /// Starts a camera reading from the given source (tests script their own).
+    pub fn spawn_with_source(config: CameraConfig, source: Arc<dyn Source>) -> Arc<Camera> {
+        let o = &config.options;
+        let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger);
+        let shared = Arc::new(Shared {
+            demand: Mutex::new(demand),
+            wake: Notify::new(),
+            status: Mutex::new(Status::new()),
+            status_seq: watch::channel(0).0,
+            progress: watch::channel(DecodeProgress::default()).0,
+            counters: Arc::default(),
+            jpegs: JpegCache::new(8),
+            stop: watch::channel(false).0,
+            config,
+        });
+        let task = tokio::spawn(actor::run(shared.clone(), source));
+        Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.shared.config.name
+    }
+    pub fn config(&self) -> &CameraConfig {
+        &self.shared.config
+    }
+    pub fn counters(&self) -> &Arc<Counters> {
+        &self.shared.counters
+    }
+    pub fn jpegs(&self) -> &JpegCache {
+        &self.shared.jpegs
+    }
+
+    /// Asks for `tier` until the lease is dropped. Decoding also holds the
+    /// connection, so the connection lingers after the decoder stops.
+    pub fn lease(&self, tier: Tier) -> Lease {
+        let tiers: &'static [Tier] = match tier {
+            Tier::Connected => &[Tier::Connected],
+            Tier::Decoding => &[Tier::Connected, Tier::Decoding],
+        };
+        {
+            let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            for t in tiers {
+                d.acquire(*t);
+            }
+        }
+        self.shared.wake.notify_one();
+        Lease { shared: self.shared.clone(), tiers }
+    }
+
+    pub fn leases(&self, tier: Tier) -> u32 {
+        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
+    }
+
+    pub fn status(&self) -> Status {
+        self.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    pub fn subscribe_status(&self) -> watch::Receiver<u64> {
+        self.shared.status_seq.subscribe()
+    }
+    pub fn subscribe_progress(&self) -> watch::Receiver<DecodeProgress> {
+        self.shared.progress.subscribe()
+    }
+    /// The newest picture decoded so far, however old.
+    pub fn latest_frame(&self) -> Option<Arc<Frame>> {
+        self.shared.progress.borrow().frame.clone()
+    }
+
+    /// Stops the actor: the connection and decoder are torn down, and this
+    /// returns when the actor has finished.
+    pub async fn stop(&self) {
+        self.shared.stop.send_replace(true);
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A held need for a tier of work. Dropping it releases the need, once, on any
+/// path: a client that disconnects, an early return, a panic.
+pub struct Lease {
+    shared: Arc<Shared>,
+    tiers: &'static [Tier],
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let now = Instant::now();
+        {
+            let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            for t in self.tiers {
+                d.release(*t, now);
+            }
+        }
+        self.shared.wake.notify_one();
+    }
+}

@@ -1,0 +1,90 @@
+//! A camera's state as the API shows it.
+
+use std::time::{Instant, SystemTime};
+
+use crate::error::Error;
+use crate::source::Codec;
+
+/// Where a camera is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Nothing running: nobody asked (keep: on_demand) or the linger ran out.
+    Idle,
+    Connecting,
+    Streaming,
+    /// The last attempt failed; waiting before the next.
+    Backoff,
+    /// The camera rejected the credentials; retried slowly.
+    AuthFailed,
+    /// The camera or file has no such stream; retried slowly.
+    NotFound,
+    /// Removed or shutting down.
+    Stopped,
+}
+
+impl State {
+    /// States in which a fresh picture cannot come soon.
+    pub fn is_failed(self) -> bool {
+        matches!(self, State::Backoff | State::AuthFailed | State::NotFound | State::Stopped)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Status {
+    pub state: State,
+    pub since: SystemTime,
+    pub last_error: Option<Error>,
+    /// When the next connection attempt is due (in a failed state).
+    pub retry_at: Option<Instant>,
+    pub codec: Option<Codec>,
+    /// Connections made so far; 0 before the first.
+    pub session: u64,
+    /// The first unit of the current connection (frames older than it are from an earlier one).
+    pub session_first_seq: u64,
+    /// The newest unit received.
+    pub newest_seq: u64,
+    /// The newest unit a decoder will see (running now, or started from the GOP cache).
+    pub decodable_seq: u64,
+    pub decoder_running: bool,
+    pub gop_units: usize,
+    pub gop_bytes: usize,
+    pub gop_truncated: bool,
+    pub gop_dropped_units: u64,
+    pub gop_dropped_bytes: u64,
+}
+
+impl Status {
+    pub fn new() -> Self {
+        Status {
+            state: State::Idle,
+            since: SystemTime::now(),
+            last_error: None,
+            retry_at: None,
+            codec: None,
+            session: 0,
+            session_first_seq: 0,
+            newest_seq: 0,
+            decodable_seq: 0,
+            decoder_running: false,
+            gop_units: 0,
+            gop_bytes: 0,
+            gop_truncated: false,
+            gop_dropped_units: 0,
+            gop_dropped_bytes: 0,
+        }
+    }
+
+    pub fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state;
+            self.since = SystemTime::now();
+        }
+    }
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,374 @@
+//! The configuration file: strict YAML, a one-line form per camera
+//! (`name: url`) and a long form with options. Every error names the file, line
+//! and column. `${VAR}` in a camera's url, username or password is taken from
+//! the environment, so secrets need not sit in the file.
+
+mod values;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use url::Url;
+
+use crate::secret::{Secret, redact_url};
+pub use values::{ByteSize, Keep, Linger, Seconds, Transport};
+
+/// A configuration error, already formatted with file, line and column.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// The whole file, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    cameras: BTreeMap<String, Spanned<CameraEntry>>,
+}
+
+/// `server:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on. Default `127.0.0.1:8080`: set
+    /// `0.0.0.0:8080` to serve the LAN.
+    pub listen: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig { listen: "127.0.0.1:8080".into() }
+    }
+}
+
+/// One camera in the file: either just a URL or the long form.
+#[derive(Debug)]
+enum CameraEntry {
+    Url(String),
+    Full(CameraOptions),
+}
+
+impl<'de> Deserialize<'de> for CameraEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CameraEntry;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a camera URL or a map of camera options")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CameraEntry, E> {
+                Ok(CameraEntry::Url(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CameraEntry, A::Error> {
+                CameraOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(CameraEntry::Full)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// The long form of a camera. Every field but `url` has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraOptions {
+    /// `rtsp://[user:pass@]host[:port]/path`, `file:///abs/path.mp4`, or a file
+    /// path (relative to the config file).
+    pub url: String,
+    /// Credentials, if not in the URL. `${VAR}` is read from the environment.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// RTP transport for RTSP: `tcp` (default, interleaved) or `udp`.
+    #[serde(default)]
+    pub transport: Transport,
+    /// The floor of what runs with nobody asking: `connected` (default),
+    /// `on_demand` or `decoded`.
+    #[serde(default)]
+    pub keep: Keep,
+    /// How long the connection stays up after the last lease: -1 forever, 0 at once, N s.
+    #[serde(default = "defaults::connect_linger")]
+    pub connect_linger: Linger,
+    /// How long the decoder runs after the last lease: -1 forever (start at boot),
+    /// 0 at once, N seconds (default 10).
+    #[serde(default = "defaults::decode_linger")]
+    pub decode_linger: Linger,
+    /// Bound on the compressed frames kept since the newest keyframe (default 8MiB).
+    #[serde(default = "defaults::gop_cache_bytes")]
+    pub gop_cache_bytes: ByteSize,
+    /// Give up connecting after this long (default 10 s).
+    #[serde(default = "defaults::connect_timeout")]
+    pub connect_timeout: Seconds,
+    /// No data for this long means the camera is stalled: reconnect (default 10 s).
+    #[serde(default = "defaults::stall_timeout")]
+    pub stall_timeout: Seconds,
+    /// A snapshot that has no picture within this long answers 504 (default 10 s).
+    #[serde(default = "defaults::snapshot_timeout")]
+    pub snapshot_timeout: Seconds,
+    /// Default JPEG quality, 1-100 (default 80).
+    #[serde(default = "defaults::jpeg_quality")]
+    pub jpeg_quality: u8,
+}
+
+mod defaults {
+    use super::*;
+    pub fn connect_linger() -> Linger {
+        Linger::After(std::time::Duration::from_secs(30))
+    }
+    pub fn decode_linger() -> Linger {
+        Linger::After(std::time::Duration::from_secs(10))
+    }
+    pub fn gop_cache_bytes() -> ByteSize {
+        ByteSize(8 << 20)
+    }
+    pub fn connect_timeout() -> Seconds {
+        Seconds::from_secs(10)
+    }
+    pub fn stall_timeout() -> Seconds {
+        Seconds::from_secs(10)
+    }
+    pub fn snapshot_timeout() -> Seconds {
+        Seconds::from_secs(10)
+    }
+    pub fn jpeg_quality() -> u8 {
+        80
+    }
+}
+
+impl CameraOptions {
+    /// The options of the one-line form `name: url`.
+    pub fn from_url(url: impl Into<String>) -> Self {
+        CameraOptions {
+            url: url.into(),
+            username: None,
+            password: None,
+            transport: Transport::default(),
+            keep: Keep::default(),
+            connect_linger: defaults::connect_linger(),
+            decode_linger: defaults::decode_linger(),
+            gop_cache_bytes: defaults::gop_cache_bytes(),
+            connect_timeout: defaults::connect_timeout(),
+            stall_timeout: defaults::stall_timeout(),
+            snapshot_timeout: defaults::snapshot_timeout(),
+            jpeg_quality: defaults::jpeg_quality(),
+        }
+    }
+}
+
+/// Where a camera's stream comes from, resolved from its URL.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// RTSP URL with user info removed; credentials live in `CameraConfig`.
+    Rtsp(Url),
+    File(PathBuf),
+}
+
+/// A camera, validated and resolved, ready to run.
+#[derive(Debug, Clone)]
+pub struct CameraConfig {
+    pub name: String,
+    pub source: SourceSpec,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub options: CameraOptions,
+}
+
+impl CameraConfig {
+    /// Builds a camera from options, resolving the URL, credentials and `${VAR}`s.
+    /// `base` is the directory relative file paths are taken from.
+    pub fn resolve(name: &str, mut options: CameraOptions, base: &Path) -> Result<Self, String> {
+        validate_name(name)?;
+        options.url = interpolate(&options.url)?;
+        let mut username = options.username.as_deref().map(interpolate).transpose()?;
+        let mut password = options.password.as_deref().map(interpolate).transpose()?;
+        if !(1..=100).contains(&options.jpeg_quality) {
+            return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality));
+        }
+        let source = if options.url.contains("://") {
+            let mut url = Url::parse(&options.url)
+                .map_err(|e| format!("bad url {:?}: {e}", redact_str(&options.url)))?;
+            match url.scheme() {
+                "rtsp" => {
+                    if url.host_str().is_none_or(str::is_empty) {
+                        return Err(format!("url {} has no host", redact_url(&url)));
+                    }
+                    if !url.username().is_empty() && username.is_none() {
+                        username = Some(percent_decode(url.username()));
+                    }
+                    if let Some(p) = url.password()
+                        && password.is_none()
+                    {
+                        password = Some(percent_decode(p));
+                    }
+                    let _ = url.set_username("");
+                    let _ = url.set_password(None);
+                    SourceSpec::Rtsp(url)
+                }
+                "file" => SourceSpec::File(
+                    url.to_file_path().map_err(|()| format!("bad file url {url}"))?,
+                ),
+                other => {
+                    return Err(format!(
+                        "unsupported url scheme {other:?} (supported: rtsp://, file://, or a file path)"
+                    ));
+                }
+            }
+        } else {
+            SourceSpec::File(base.join(&options.url))
+        };
+        if password.is_some() && username.is_none() {
+            return Err("a password is set but no username".into());
+        }
+        options.username = None;
+        options.password = None;
+        Ok(CameraConfig {
+            name: name.to_owned(),
+            source,
+            username,
+            password: password.map(Secret::new),
+            options,
+        })
+    }
+
+    /// The URL as it may be shown to anyone: no credentials.
+    pub fn display_url(&self) -> String {
+        match &self.source {
+            SourceSpec::Rtsp(u) => redact_url(u),
+            SourceSpec::File(p) => format!("file://{}", p.display()),
+        }
+    }
+
+    /// The secrets that must never appear in any output for this camera.
+    pub fn secrets(&self) -> Vec<&str> {
+        self.password.iter().map(Secret::expose).collect()
+    }
+}
+
+/// The hub's whole configuration, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cameras: Vec<CameraConfig>,
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses config text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str, base: &Path) -> Result<Self, ConfigError> {
+        let file: FileConfig = serde_saphyr::from_str(text).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!("{origin}:{}:{}", l.line(), l.column()))
+                .unwrap_or_else(|| origin.to_owned());
+            ConfigError(format!("{at}: {e}"))
+        })?;
+        let mut cameras = Vec::new();
+        for (name, entry) in file.cameras {
+            let at = format!("{origin}:{}:{}", entry.referenced.line(), entry.referenced.column());
+            let options = match entry.value {
+                CameraEntry::Url(u) => CameraOptions::from_url(u),
+                CameraEntry::Full(o) => o,
+            };
+            let cam = CameraConfig::resolve(&name, options, base)
+                .map_err(|e| ConfigError(format!("{at}: camera {name:?}: {e}")))?;
+            cameras.push(cam);
+        }
+        file.server
+            .listen
+            .parse::<std::net::SocketAddr>()
+            .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", file.server.listen)))?;
+        Ok(Config { server: file.server, cameras })
+    }
+}
+
+/// Camera names appear in URLs and file names: keep them plain.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'"
+        ))
+    }
+}
+
+/// Replaces `${VAR}` with the environment variable, `${VAR:-default}` with a
+/// fallback; `$$` is a literal `$`.
+pub fn interpolate(s: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| "unclosed ${ in value".to_string())?;
+            let expr = &body[..end];
+            let (var, default) = match expr.split_once(":-") {
+                Some((v, d)) => (v, Some(d)),
+                None => (expr, None),
+            };
+            match (std::env::var(var), default) {
+                (Ok(v), _) => out.push_str(&v),
+                (Err(_), Some(d)) => out.push_str(d),
+                (Err(_), None) => {
+                    return Err(format!("environment variable {var} is not set (used as ${{{var}}})"));
+                }
+            }
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A URL-ish string with anything between `://` and `@` hidden.
+fn redact_str(s: &str) -> String {
+    match (s.find("://"), s.rfind('@')) {
+        (Some(a), Some(b)) if b > a => format!("{}://***@{}", &s[..a], &s[b + 1..]),
+        _ => s.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,80 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, "cams.yaml", Path::new("/etc/camhub"))
+}
+
+#[test]
+fn minimal_form_is_name_to_url() {
+    let c = parse("cameras:\n  front: rtsp://admin:s3cret@10.1.2.3/stream1\n  clip: demo.mp4\n").unwrap();
+    assert_eq!(c.cameras.len(), 2);
+    let front = c.cameras.iter().find(|c| c.name == "front").unwrap();
+    assert_eq!(front.source, SourceSpec::Rtsp(Url::parse("rtsp://10.1.2.3/stream1").unwrap()));
+    assert_eq!(front.username.as_deref(), Some("admin"));
+    assert_eq!(front.password.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(front.display_url(), "rtsp://10.1.2.3/stream1");
+    let clip = c.cameras.iter().find(|c| c.name == "clip").unwrap();
+    assert_eq!(clip.source, SourceSpec::File(PathBuf::from("/etc/camhub/demo.mp4")));
+    assert_eq!(c.server.listen, "127.0.0.1:8080");
+}
+
+#[test]
+fn long_form_takes_options() {
+    let c = parse(
+        "server:\n  listen: 0.0.0.0:9000\ncameras:\n  yard:\n    url: rtsp://cam/s\n    transport: udp\n    keep: on_demand\n    decode_linger: -1\n    connect_linger: 0\n    gop_cache_bytes: 2MiB\n    stall_timeout: 500ms\n",
+    )
+    .unwrap();
+    let o = &c.cameras[0].options;
+    assert_eq!(o.transport, Transport::Udp);
+    assert_eq!(o.keep, Keep::OnDemand);
+    assert_eq!(o.decode_linger, Linger::Forever);
+    assert_eq!(o.connect_linger, Linger::After(std::time::Duration::ZERO));
+    assert_eq!(o.gop_cache_bytes, ByteSize(2 << 20));
+    assert_eq!(o.stall_timeout.0, std::time::Duration::from_millis(500));
+    assert_eq!(c.server.listen, "0.0.0.0:9000");
+}
+
+#[test]
+fn unknown_key_names_file_line_and_column() {
+    let e = parse("cameras:\n  yard:\n    url: rtsp://cam/s\n    trasnport: udp\n").unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:4:"), "{e}");
+    assert!(e.0.contains("trasnport"), "{e}");
+}
+
+#[test]
+fn bad_value_names_its_line() {
+    let e = parse("cameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://cam/s\n    decode_linger: soon\n").unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
+    assert!(e.0.contains("linger"), "{e}");
+}
+
+#[test]
+fn semantic_errors_name_the_camera_line() {
+    let e = parse("cameras:\n  ok: rtsp://x/y\n  bad: http://x/y\n").unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:3:"), "{e}");
+    assert!(e.0.contains("unsupported url scheme"), "{e}");
+    let e = parse("cameras:\n  \"no spaces\": rtsp://x/y\n").unwrap_err();
+    assert!(e.0.contains("bad camera name"), "{e}");
+}
+
+#[test]
+fn bad_url_errors_do_not_show_the_password() {
+    let e = parse("cameras:\n  a: \"rtsp://u:topsecret@[bad/y\"\n").unwrap_err();
+    assert!(!e.0.contains("topsecret"), "{e}");
+}
+
+#[test]
+fn interpolates_secrets_from_the_environment() {
+    // SAFETY of the test: the variable name is unique to this test.
+    unsafe { std::env::set_var("CAMHUB_TEST_PW_1", "pa:ss@word") };
+    let c = parse(
+        "cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: ${CAMHUB_TEST_PW_1}\n",
+    )
+    .unwrap();
+    assert_eq!(c.cameras[0].password.as_ref().unwrap().expose(), "pa:ss@word");
+    let e = parse("cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: ${CAMHUB_NOT_SET_X}\n")
+        .unwrap_err();
+    assert!(e.0.contains("CAMHUB_NOT_SET_X is not set"), "{e}");
+    assert!(e.0.starts_with("cams.yaml:3:"), "{e}");
+    assert_eq!(interpolate("a$$b${CAMHUB_NOT_SET_Y:-dflt}").unwrap(), "a$bdflt");
+}

@@ -1,0 +1,166 @@
+//! Value types of the config file: lingers, durations, byte sizes, enums.
+//! Each accepts the forms a person would write (`10`, `"10s"`, `"500ms"`, `-1`,
+//! `"8MiB"`) and rejects anything else with a message that says what is allowed.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde::de::{self, Visitor};
+
+/// How long a tier keeps running after its last lease goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linger {
+    /// `-1`: keep running once started, and start at boot.
+    Forever,
+    /// `0`: stop at once; `N`: stop N seconds after the last lease.
+    After(Duration),
+}
+
+/// A duration in seconds: `10`, `2.5`, `"500ms"`, `"10s"`, `"2m"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seconds(pub Duration);
+
+impl Seconds {
+    pub const fn from_secs(s: u64) -> Self {
+        Seconds(Duration::from_secs(s))
+    }
+}
+
+/// A size in bytes: `1048576`, `"512KiB"`, `"8MiB"`, `"8MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+/// RTP transport for RTSP.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    #[default]
+    Tcp,
+    Udp,
+}
+
+/// The floor of what a camera keeps running with nobody asking.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Keep {
+    /// Nothing runs until someone asks; the first snapshot pays for connecting.
+    OnDemand,
+    /// Connected with the GOP cache warm, so snapshots are instant.
+    #[default]
+    Connected,
+    /// Always decoding.
+    Decoded,
+}
+
+fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0 && v * mult < 1e9).then(|| Duration::from_secs_f64(v * mult))
+}
+
+struct NumOrStr<T>(fn(f64) -> Option<T>, fn(&str) -> Option<T>, &'static str);
+
+impl<T> Visitor<'_> for NumOrStr<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.2)
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<T, E> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<T, E> {
+        self.visit_f64(v as f64)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<T, E> {
+        (self.0)(v).ok_or_else(|| E::custom(format!("{v} is not {}", self.2)))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+        (self.1)(v).ok_or_else(|| E::custom(format!("{v:?} is not {}", self.2)))
+    }
+}
+
+impl<'de> Deserialize<'de> for Linger {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn num(v: f64) -> Option<Linger> {
+            if v == -1.0 {
+                Some(Linger::Forever)
+            } else {
+                (v >= 0.0 && v < 1e9).then(|| Linger::After(Duration::from_secs_f64(v)))
+            }
+        }
+        fn text(s: &str) -> Option<Linger> {
+            match s.trim() {
+                "-1" | "forever" | "always" => Some(Linger::Forever),
+                s => parse_duration(s).map(Linger::After),
+            }
+        }
+        d.deserialize_any(NumOrStr(
+            num,
+            text,
+            "a linger: -1 (forever), 0 (stop at once), or seconds like 10 or \"500ms\"",
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Seconds {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn num(v: f64) -> Option<Seconds> {
+            (v > 0.0 && v < 1e9).then(|| Seconds(Duration::from_secs_f64(v)))
+        }
+        fn text(s: &str) -> Option<Seconds> {
+            parse_duration(s).filter(|d| !d.is_zero()).map(Seconds)
+        }
+        d.deserialize_any(NumOrStr(num, text, "a positive duration like 10, 2.5, \"500ms\" or \"1m\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn num(v: f64) -> Option<ByteSize> {
+            (v >= 0.0 && v.fract() == 0.0 && v < 1e15).then_some(ByteSize(v as u64))
+        }
+        fn text(s: &str) -> Option<ByteSize> {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+            let (n, unit) = s.split_at(split);
+            let mult: f64 = match unit.trim() {
+                "" | "B" => 1.0,
+                "KB" | "kB" => 1e3,
+                "MB" => 1e6,
+                "GB" => 1e9,
+                "KiB" => 1024.0,
+                "MiB" => 1048576.0,
+                "GiB" => 1073741824.0,
+                _ => return None,
+            };
+            let v: f64 = n.parse().ok()?;
+            (v >= 0.0 && v * mult < 1e15).then(|| ByteSize((v * mult) as u64))
+        }
+        d.deserialize_any(NumOrStr(num, text, "a size like 1048576, \"512KiB\" or \"8MiB\""))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_people_write_them() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("-3s"), None);
+        assert_eq!(parse_duration("soon"), None);
+    }
+}

@@ -1,0 +1,185 @@
+//! The decoder: libavcodec on its own OS thread, never on an async worker.
+//! It takes units through a bounded channel (a GOP replay first, then live
+//! units) and publishes its progress and newest picture through a `watch`.
+//! Dropping the `Decoder` closes the channel; the thread finishes the unit at
+//! hand and exits.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Once};
+use std::thread::{self, JoinHandle};
+
+use ffmpeg_next::codec;
+use tokio::sync::watch;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::frame::Frame;
+use crate::source::{Codec, EncodedUnit};
+use crate::stats::Counters;
+
+/// Live units the decoder may fall behind by before it is restarted from the GOP cache.
+pub const QUEUE_UNITS: usize = 64;
+
+/// What the decoder has done so far; readers wait on changes.
+#[derive(Debug, Clone, Default)]
+pub struct DecodeProgress {
+    /// The newest unit the running decoder has consumed (0: none yet).
+    pub processed_seq: u64,
+    /// The newest picture decoded, by any decoder of this camera so far.
+    pub frame: Option<Arc<Frame>>,
+}
+
+pub fn init_ffmpeg() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
+    });
+}
+
+enum Msg {
+    Replay(Vec<Arc<EncodedUnit>>),
+    Unit(Arc<EncodedUnit>),
+}
+
+pub struct Decoder {
+    tx: SyncSender<Msg>,
+    thread: Option<JoinHandle<()>>,
+}
+
+/// Why a live unit did not reach the decoder.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The decoder is behind by `QUEUE_UNITS`.
+    Full,
+    /// The decoder thread is gone.
+    Gone,
+}
+
+impl Decoder {
+    /// Starts a decoder thread that first decodes `replay` (a GOP from its keyframe).
+    pub fn start(
+        camera: &str,
+        codec: Codec,
+        replay: Vec<Arc<EncodedUnit>>,
+        out: watch::Sender<DecodeProgress>,
+        counters: Arc<Counters>,
+    ) -> Result<Decoder> {
+        init_ffmpeg();
+        let (tx, rx) = mpsc::sync_channel(QUEUE_UNITS);
+        if !replay.is_empty() {
+            let _ = tx.try_send(Msg::Replay(replay));
+        }
+        let ctx = open_codec(codec)?;
+        let span = tracing::info_span!("decoder", camera = camera);
+        let thread = thread::Builder::new()
+            .name(format!("decode-{camera}"))
+            .spawn(move || {
+                let _g = span.enter();
+                run(ctx, rx, &out, &counters);
+            })
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")))?;
+        Ok(Decoder { tx, thread: Some(thread) })
+    }
+
+    /// Hands a live unit over without ever blocking the caller.
+    pub fn send(&self, unit: Arc<EncodedUnit>) -> std::result::Result<(), SendError> {
+        self.tx.try_send(Msg::Unit(unit)).map_err(|e| match e {
+            TrySendError::Full(_) => SendError::Full,
+            TrySendError::Disconnected(_) => SendError::Gone,
+        })
+    }
+
+    /// Stops the decoder and returns its thread, for callers that want to join it.
+    /// (Dropping a `Decoder` closes its channel too; the thread then exits by itself.)
+    pub fn stop(mut self) -> Option<JoinHandle<()>> {
+        self.thread.take()
+    }
+}
+
+fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
+    let id = match codec {
+        Codec::H264 => codec::Id::H264,
+        Codec::H265 => codec::Id::HEVC,
+    };
+    let found = ffmpeg_next::decoder::find(id)
+        .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("libavcodec has no {} decoder", codec.name())))?;
+    let mut ctx = codec::context::Context::new_with_codec(found);
+    // Output each picture as soon as it is decoded: cameras do not use B-frames,
+    // and a reorder delay would make every snapshot a frame late.
+    ctx.set_flags(codec::Flags::LOW_DELAY);
+    ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Slice, count: 1, ..Default::default() });
+    ctx.decoder()
+        .video()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot open {} decoder: {e}", codec.name())))
+}
+
+/// Units sent but not yet out as pictures, to label each picture with its unit.
+struct Pending(VecDeque<Arc<EncodedUnit>>);
+
+impl Pending {
+    fn take(&mut self, seq: Option<i64>) -> Option<Arc<EncodedUnit>> {
+        let seq = seq.map(|s| s as u64);
+        while let Some(u) = self.0.pop_front() {
+            if seq.is_none_or(|s| u.seq >= s) {
+                return Some(u);
+            }
+        }
+        None
+    }
+}
+
+fn run(
+    mut dec: ffmpeg_next::decoder::Video,
+    rx: Receiver<Msg>,
+    out: &watch::Sender<DecodeProgress>,
+    counters: &Counters,
+) {
+    let mut pending = Pending(VecDeque::new());
+    let mut need_keyframe = true;
+    let mut decoded = ffmpeg_next::frame::Video::empty();
+    while let Ok(msg) = rx.recv() {
+        let (units, publish_every) = match msg {
+            Msg::Replay(units) => (units, false),
+            Msg::Unit(u) => (vec![u], true),
+        };
+        let last = units.len().saturating_sub(1);
+        // Mid-replay pictures are only published if nothing newer follows.
+        let mut newest: Option<Arc<Frame>> = None;
+        for (i, unit) in units.into_iter().enumerate() {
+            let seq = unit.seq;
+            if need_keyframe && !unit.keyframe {
+                // A decoder must start (or resync) at a keyframe.
+            } else {
+                need_keyframe = false;
+                let mut packet = ffmpeg_next::Packet::copy(&unit.data);
+                packet.set_pts(Some(seq as i64));
+                pending.0.push_back(unit);
+                if pending.0.len() > 32 {
+                    pending.0.pop_front();
+                }
+                if let Err(e) = dec.send_packet(&packet) {
+                    Counters::add(&counters.decode_errors, 1);
+                    tracing::debug!("decode error at unit {seq}: {e}; waiting for the next keyframe");
+                    need_keyframe = true;
+                }
+                while dec.receive_frame(&mut decoded).is_ok() {
+                    Counters::add(&counters.frames_decoded, 1);
+                    let Some(src) = pending.take(decoded.pts()) else { continue };
+                    let video = std::mem::replace(&mut decoded, ffmpeg_next::frame::Video::empty());
+                    newest = Some(Arc::new(Frame::new(src.seq, src.received, src.received_mono, video)));
+                }
+            }
+            if publish_every || i == last {
+                out.send_modify(|p| {
+                    p.processed_seq = p.processed_seq.max(seq);
+                    if let Some(f) = newest.take()
+                        && p.frame.as_ref().is_none_or(|old| old.frame_id < f.frame_id)
+                    {
+                        p.frame = Some(f);
+                    }
+                });
+            }
+        }
+    }
+}

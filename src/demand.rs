@@ -1,0 +1,163 @@
+//! Demand: what a camera should be running, decided from the leases held and
+//! each tier's linger. Pure: leases and `now` go in, "wanted?" and the next
+//! deadline come out, so every linger rule is tested with simulated time.
+
+use std::time::Instant;
+
+use crate::config::{Keep, Linger};
+
+/// A level of work a consumer can ask for. Decoding implies connected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    Connected,
+    Decoding,
+}
+
+#[derive(Debug, Clone)]
+struct TierDemand {
+    leases: u32,
+    linger: Linger,
+    /// When the linger after the last lease runs out.
+    stop_at: Option<Instant>,
+}
+
+impl TierDemand {
+    fn new(linger: Linger) -> Self {
+        TierDemand { leases: 0, linger, stop_at: None }
+    }
+    fn held(&self, now: Instant) -> bool {
+        self.leases > 0 || self.linger == Linger::Forever || self.stop_at.is_some_and(|t| now < t)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Demand {
+    keep: Keep,
+    connected: TierDemand,
+    decoding: TierDemand,
+}
+
+impl Demand {
+    pub fn new(keep: Keep, connect_linger: Linger, decode_linger: Linger) -> Self {
+        Demand { keep, connected: TierDemand::new(connect_linger), decoding: TierDemand::new(decode_linger) }
+    }
+
+    fn tier(&mut self, tier: Tier) -> &mut TierDemand {
+        match tier {
+            Tier::Connected => &mut self.connected,
+            Tier::Decoding => &mut self.decoding,
+        }
+    }
+
+    /// A lease was taken: the tier is wanted, and any pending stop is cancelled.
+    pub fn acquire(&mut self, tier: Tier) {
+        let t = self.tier(tier);
+        t.leases += 1;
+        t.stop_at = None;
+    }
+
+    /// A lease was dropped; the last one starts the tier's linger.
+    pub fn release(&mut self, tier: Tier, now: Instant) {
+        let t = self.tier(tier);
+        debug_assert!(t.leases > 0, "release without acquire");
+        t.leases = t.leases.saturating_sub(1);
+        if t.leases == 0 {
+            t.stop_at = match t.linger {
+                Linger::Forever => None,
+                Linger::After(d) => Some(now + d),
+            };
+        }
+    }
+
+    pub fn leases(&self, tier: Tier) -> u32 {
+        match tier {
+            Tier::Connected => self.connected.leases,
+            Tier::Decoding => self.decoding.leases,
+        }
+    }
+
+    /// Whether `tier` should be running at `now`.
+    pub fn wanted(&self, tier: Tier, now: Instant) -> bool {
+        let decoding = self.keep == Keep::Decoded || self.decoding.held(now);
+        match tier {
+            Tier::Decoding => decoding,
+            Tier::Connected => decoding || self.keep == Keep::Connected || self.connected.held(now),
+        }
+    }
+
+    /// The next moment a linger runs out, if any is pending after `now`.
+    pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
+        [self.connected.stop_at, self.decoding.stop_at].into_iter().flatten().filter(|t| *t > now).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn demand(keep: Keep, decode: Linger) -> Demand {
+        Demand::new(keep, Linger::After(30 * S), decode)
+    }
+
+    #[test]
+    fn decoder_stops_linger_after_last_lease() {
+        let t0 = Instant::now();
+        let mut d = demand(Keep::Connected, Linger::After(10 * S));
+        assert!(d.wanted(Tier::Connected, t0), "keep: connected is the floor");
+        assert!(!d.wanted(Tier::Decoding, t0));
+        d.acquire(Tier::Decoding);
+        d.acquire(Tier::Decoding);
+        d.release(Tier::Decoding, t0 + S);
+        assert!(d.wanted(Tier::Decoding, t0 + 100 * S), "one lease still held");
+        d.release(Tier::Decoding, t0 + 2 * S);
+        assert_eq!(d.next_deadline(t0 + 2 * S), Some(t0 + 12 * S));
+        assert!(d.wanted(Tier::Decoding, t0 + 11 * S));
+        assert!(!d.wanted(Tier::Decoding, t0 + 12 * S));
+        assert_eq!(d.next_deadline(t0 + 12 * S), None, "a past deadline is not pending");
+    }
+
+    #[test]
+    fn new_lease_within_linger_cancels_the_stop() {
+        let t0 = Instant::now();
+        let mut d = demand(Keep::Connected, Linger::After(10 * S));
+        d.acquire(Tier::Decoding);
+        d.release(Tier::Decoding, t0);
+        d.acquire(Tier::Decoding);
+        assert_eq!(d.next_deadline(t0), None);
+        assert!(d.wanted(Tier::Decoding, t0 + 60 * S));
+        d.release(Tier::Decoding, t0 + 60 * S);
+        assert!(!d.wanted(Tier::Decoding, t0 + 70 * S));
+    }
+
+    #[test]
+    fn zero_linger_stops_at_once_and_forever_starts_at_boot() {
+        let t0 = Instant::now();
+        let mut d = demand(Keep::Connected, Linger::After(Duration::ZERO));
+        d.acquire(Tier::Decoding);
+        d.release(Tier::Decoding, t0);
+        assert!(!d.wanted(Tier::Decoding, t0));
+        let d = demand(Keep::Connected, Linger::Forever);
+        assert!(d.wanted(Tier::Decoding, t0), "-1 prewarms at boot");
+    }
+
+    #[test]
+    fn on_demand_idles_until_leased_and_decoding_implies_connected() {
+        let t0 = Instant::now();
+        let mut d = Demand::new(Keep::OnDemand, Linger::After(5 * S), Linger::After(Duration::ZERO));
+        assert!(!d.wanted(Tier::Connected, t0));
+        d.acquire(Tier::Decoding);
+        assert!(d.wanted(Tier::Connected, t0));
+        d.release(Tier::Decoding, t0);
+        assert!(!d.wanted(Tier::Connected, t0), "the connection was only implied by decoding");
+        d.acquire(Tier::Connected);
+        d.release(Tier::Connected, t0);
+        assert!(d.wanted(Tier::Connected, t0 + 4 * S));
+        assert!(!d.wanted(Tier::Connected, t0 + 5 * S));
+        let d = Demand::new(Keep::Decoded, Linger::After(S), Linger::After(S));
+        assert!(d.wanted(Tier::Decoding, t0) && d.wanted(Tier::Connected, t0));
+    }
+}

@@ -1,0 +1,84 @@
+//! One JPEG per (frame, quality, size), whoever asks: the first request encodes
+//! on a blocking thread, concurrent requests for the same key wait for that one
+//! encode, later ones take the bytes. Bounded to the few newest keys.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::OnceCell;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::frame::Frame;
+use crate::stats::Counters;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct JpegKey {
+    pub frame_id: u64,
+    pub quality: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+type Cell = Arc<OnceCell<Result<Bytes>>>;
+
+pub struct JpegCache {
+    entries: Mutex<VecDeque<(JpegKey, Cell)>>,
+    capacity: usize,
+}
+
+impl JpegCache {
+    pub fn new(capacity: usize) -> Self {
+        JpegCache { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
+    }
+
+    /// The JPEG for `frame` at `quality` and `size`; encodes at most once per key.
+    /// Returns the bytes and whether they were already made.
+    pub async fn get(&self, frame: Arc<Frame>, quality: u8, size: (u32, u32), counters: &Arc<Counters>) -> Result<(Bytes, bool)> {
+        let key = JpegKey { frame_id: frame.frame_id, quality, width: size.0, height: size.1 };
+        let cell = {
+            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            match e.iter().find(|(k, _)| *k == key) {
+                Some((_, c)) => c.clone(),
+                None => {
+                    let c: Cell = Arc::default();
+                    e.push_back((key, c.clone()));
+                    while e.len() > self.capacity {
+                        e.pop_front();
+                    }
+                    c
+                }
+            }
+        };
+        let hit = cell.initialized();
+        let counters = counters.clone();
+        let bytes = cell
+            .get_or_init(|| async move {
+                let out = tokio::task::spawn_blocking(move || super::encode_jpeg(&frame, quality, size))
+                    .await
+                    .map_err(|e| Error::new(ErrorKind::Internal, format!("encoder task failed: {e}")))
+                    .and_then(|r| r)
+                    .map(Bytes::from);
+                if out.is_ok() {
+                    Counters::add(&counters.jpeg_encodes, 1);
+                }
+                out
+            })
+            .await
+            .clone()?;
+        Ok((bytes, hit))
+    }
+
+    /// The newest JPEG already made (for `cached=true`), if any.
+    pub fn newest(&self) -> Option<(JpegKey, Bytes)> {
+        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        e.iter()
+            .filter_map(|(k, c)| c.get().and_then(|r| r.as_ref().ok()).map(|b| (*k, b.clone())))
+            .max_by_key(|(k, _)| k.frame_id)
+    }
+
+    pub fn bytes(&self) -> usize {
+        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        e.iter().filter_map(|(_, c)| c.get().and_then(|r| r.as_ref().ok())).map(Bytes::len).sum()
+    }
+}

@@ -1,0 +1,178 @@
+//! The snapshot contract: the newest picture of a camera, now.
+//!
+//! 1. Decoder running: wait (milliseconds) until it has decoded the newest unit received.
+//! 2. Connected, decoder off: a fresh decoder replays the GOP cache up to the newest unit.
+//! 3. Not connected: connect, wait for the first keyframe, decode it.
+//!
+//! All three take a decoding lease, so a burst of snapshots keeps one decoder
+//! warm for `decode_linger`. `max_age` and `cached` accept an older picture
+//! that already exists; every answer carries the picture's true age.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+
+use crate::camera::{Camera, State};
+use crate::demand::Tier;
+use crate::encode::fit_size;
+use crate::error::Error;
+use crate::frame::Frame;
+
+/// What the client asked for.
+#[derive(Debug, Clone, Default)]
+pub struct SnapshotRequest {
+    pub quality: Option<u8>,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// Accept an existing picture up to this old, with no further work.
+    pub max_age: Option<Duration>,
+    /// Never wait: the newest picture already made, or fail at once.
+    pub cached: bool,
+}
+
+/// How the picture was obtained (`X-Snapshot-Source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotSource {
+    /// A picture that already existed (within `max_age`, or `cached`).
+    Cache,
+    /// The running decoder's newest picture.
+    Warm,
+    /// A fresh decoder replayed the GOP cache.
+    Gop,
+    /// Connected on request and waited for a keyframe.
+    Cold,
+}
+
+impl SnapshotSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotSource::Cache => "cache",
+            SnapshotSource::Warm => "warm",
+            SnapshotSource::Gop => "gop",
+            SnapshotSource::Cold => "cold",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub jpeg: Bytes,
+    pub frame_id: u64,
+    pub captured: SystemTime,
+    pub captured_mono: Instant,
+    pub width: u32,
+    pub height: u32,
+    pub source: SnapshotSource,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SnapshotError {
+    /// The camera cannot give a fresh picture now (failed, retrying later).
+    #[error("camera is offline: {reason}")]
+    Offline { reason: String, retry_after: Option<Duration> },
+    /// `cached`/`max_age` asked for an existing picture and there is none young enough.
+    #[error("{0}")]
+    NoPicture(String),
+    /// Nothing decodable arrived within the snapshot timeout.
+    #[error("no picture within {0:.1} s")]
+    Timeout(f64),
+    #[error("{0}")]
+    Encode(Error),
+}
+
+/// Takes a snapshot of `cam` as `req` asks.
+pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
+    let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
+    if req.cached || req.max_age.is_some() {
+        let now = Instant::now();
+        if let Some(f) = cam.latest_frame().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
+            return encode(cam, f, quality, req, SnapshotSource::Cache).await;
+        }
+        if req.cached {
+            let why = match cam.latest_frame() {
+                Some(f) => format!(
+                    "the newest picture is {} ms old, older than max_age_ms",
+                    f.age(now).as_millis()
+                ),
+                None => "no picture has been decoded yet (cached=true never waits)".into(),
+            };
+            return Err(SnapshotError::NoPicture(why));
+        }
+    }
+
+    let status = cam.status();
+    if status.state.is_failed() {
+        return Err(offline(&status));
+    }
+    let source = match (status.state, status.decoder_running) {
+        (State::Streaming, true) => SnapshotSource::Warm,
+        (State::Streaming, false) => SnapshotSource::Gop,
+        _ => SnapshotSource::Cold,
+    };
+    let mut status_rx = cam.subscribe_status();
+    let mut progress_rx = cam.subscribe_progress();
+    let _lease = cam.lease(Tier::Decoding);
+    let timeout = cam.config().options.snapshot_timeout.0;
+    let deadline = Instant::now() + timeout;
+    let mut target: Option<u64> = None;
+    loop {
+        status_rx.borrow_and_update();
+        let status = cam.status();
+        if status.state.is_failed() {
+            return Err(offline(&status));
+        }
+        if status.state == State::Streaming && target.is_none() && status.decodable_seq >= status.session_first_seq.max(1) {
+            // The newest unit a decoder will reach: what we must show (or newer).
+            target = Some(status.decodable_seq);
+        }
+        if let Some(t) = target {
+            let p = progress_rx.borrow_and_update().clone();
+            if p.processed_seq >= t
+                && let Some(f) = p.frame.filter(|f| f.frame_id >= status.session_first_seq)
+            {
+                return encode(cam, f, quality, req, source).await;
+            }
+        }
+        tokio::select! {
+            _ = status_rx.changed() => {}
+            _ = progress_rx.changed() => {}
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                return Err(SnapshotError::Timeout(timeout.as_secs_f64()));
+            }
+        }
+    }
+}
+
+fn offline(status: &crate::camera::Status) -> SnapshotError {
+    let reason = status
+        .last_error
+        .as_ref()
+        .map_or_else(|| format!("{:?}", status.state).to_lowercase(), |e| e.to_string());
+    let retry_after = status.retry_at.map(|t| t.saturating_duration_since(Instant::now()));
+    SnapshotError::Offline { reason, retry_after }
+}
+
+async fn encode(
+    cam: &Camera,
+    frame: Arc<Frame>,
+    quality: u8,
+    req: &SnapshotRequest,
+    source: SnapshotSource,
+) -> Result<Snapshot, SnapshotError> {
+    let size = fit_size((frame.width(), frame.height()), req.width, req.height);
+    let (jpeg, _hit) = cam
+        .jpegs()
+        .get(frame.clone(), quality, size, cam.counters())
+        .await
+        .map_err(SnapshotError::Encode)?;
+    Ok(Snapshot {
+        jpeg,
+        frame_id: frame.frame_id,
+        captured: frame.captured,
+        captured_mono: frame.captured_mono,
+        width: size.0,
+        height: size.1,
+        source,
+    })
+}

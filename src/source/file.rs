@@ -1,0 +1,151 @@
+//! Local files (MP4, MKV, raw Annex B) through libavformat, looped forever and
+//! paced in real time by their timestamps, so a file behaves like a live camera.
+
+use std::path::PathBuf;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio::sync::mpsc;
+
+use super::annexb::{self, Framing};
+use super::{Codec, EncodedUnit, Source, UnitStream};
+use crate::error::{Error, ErrorKind, Result};
+
+pub struct FileSource {
+    path: PathBuf,
+}
+
+impl FileSource {
+    pub fn new(path: PathBuf) -> Self {
+        FileSource { path }
+    }
+}
+
+impl Source for FileSource {
+    fn open(&self) -> BoxFuture<'static, Result<UnitStream>> {
+        let path = self.path.clone();
+        Box::pin(async move {
+            // Opening probes the file: do it off the async workers.
+            let (tx, rx) = mpsc::channel::<Result<EncodedUnit>>(4);
+            let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+            thread::Builder::new()
+                .name("camhub-file".into())
+                .spawn(move || {
+                    match Reader::open(&path) {
+                        Ok(reader) => {
+                            let _ = ready_tx.send(Ok(()));
+                            reader.run(&path, &tx);
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                    };
+                })
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")))?;
+            ready_rx
+                .await
+                .map_err(|_| Error::new(ErrorKind::Internal, "file reader died"))??;
+            let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+            Ok(stream.boxed())
+        })
+    }
+}
+
+struct Reader {
+    input: ffmpeg_next::format::context::Input,
+    stream_index: usize,
+    codec: Codec,
+    framing: Framing,
+    time_base: f64,
+}
+
+impl Reader {
+    fn open(path: &std::path::Path) -> Result<Reader> {
+        crate::decode::init_ffmpeg();
+        if !path.exists() {
+            return Err(Error::new(ErrorKind::NotFound, format!("no such file: {}", path.display())));
+        }
+        let input = ffmpeg_next::format::input(path)
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("cannot read {}: {e}", path.display())))?;
+        let stream = input
+            .streams()
+            .best(ffmpeg_next::media::Type::Video)
+            .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("{} has no video stream", path.display())))?;
+        let id = stream.parameters().id();
+        let codec = match id {
+            ffmpeg_next::codec::Id::H264 => Codec::H264,
+            ffmpeg_next::codec::Id::HEVC => Codec::H265,
+            other => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    format!("{}: video codec {other:?} (camhub takes H.264 and H.265)", path.display()),
+                ));
+            }
+        };
+        let framing = annexb::framing(codec, &crate::ffi::stream_extradata(&stream))
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())))?;
+        let tb = stream.time_base();
+        let time_base = if tb.denominator() != 0 { f64::from(tb) } else { 1.0 / 90000.0 };
+        let stream_index = stream.index();
+        Ok(Reader { input, stream_index, codec, framing, time_base })
+    }
+
+    /// Sends units paced by their timestamps until the receiver goes away.
+    fn run(mut self, path: &std::path::Path, tx: &mpsc::Sender<Result<EncodedUnit>>) {
+        let start = Instant::now();
+        // Seconds of media already played in earlier loops.
+        let mut offset = 0.0f64;
+        let default_step = 0.1;
+        loop {
+            let mut first_ts: Option<i64> = None;
+            let mut last = 0.0f64;
+            let mut sent = 0usize;
+            for (stream, packet) in self.input.packets() {
+                if stream.index() != self.stream_index {
+                    continue;
+                }
+                let Some(data) = packet.data() else { continue };
+                let ts = packet.pts().or(packet.dts());
+                let t = match (ts, first_ts) {
+                    (Some(ts), None) => {
+                        first_ts = Some(ts);
+                        0.0
+                    }
+                    (Some(ts), Some(f)) => (ts - f) as f64 * self.time_base,
+                    (None, _) => last + default_step,
+                };
+                last = t;
+                let due = start + Duration::from_secs_f64((offset + t).max(0.0));
+                let now = Instant::now();
+                if due > now {
+                    thread::sleep(due - now);
+                }
+                let unit = annexb::to_annexb(&self.framing, data, packet.is_key())
+                    .map(|d| EncodedUnit::new(self.codec, d.into(), packet.is_key()))
+                    .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())));
+                if tx.blocking_send(unit).is_err() {
+                    return;
+                }
+                sent += 1;
+            }
+            if sent == 0 {
+                let _ = tx.blocking_send(Err(Error::new(
+                    ErrorKind::Protocol,
+                    format!("{}: no video packets", path.display()),
+                )));
+                return;
+            }
+            // Loop: the next pass starts one frame after this one's last.
+            offset += last + (last / (sent - 1).max(1) as f64).max(0.001);
+            match Reader::open(path) {
+                Ok(r) => self = r,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            }
+        }
+    }
+}
