@@ -65,13 +65,12 @@ fn bad_url_errors_do_not_show_the_password() {
 
 #[test]
 fn interpolates_secrets_from_the_environment() {
-    // SAFETY of the test: the variable name is unique to this test.
-    unsafe { std::env::set_var("CAMHUB_TEST_PW_1", "pa:ss@word") };
+    // cargo sets CARGO_PKG_NAME for the test process.
     let c = parse(
-        "cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: ${CAMHUB_TEST_PW_1}\n",
+        "cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: x${CARGO_PKG_NAME}:@y\n",
     )
     .unwrap();
-    assert_eq!(c.cameras[0].password.as_ref().unwrap().expose(), "pa:ss@word");
+    assert_eq!(c.cameras[0].password.as_ref().unwrap().expose(), "xcamhub:@y");
     let e = parse("cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: ${CAMHUB_NOT_SET_X}\n")
         .unwrap_err();
     assert!(e.0.contains("CAMHUB_NOT_SET_X is not set"), "{e}");

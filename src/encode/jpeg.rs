@@ -135,7 +135,7 @@ mod tests {
         assert_eq!(LUMA[16], 0);
         assert_eq!(LUMA[235], 255);
         assert_eq!(CHROMA[128], 128);
-        assert_eq!(CHROMA[16], 0);
-        assert_eq!(CHROMA[240], 255);
+        assert!(CHROMA[16] <= 1, "{}", CHROMA[16]);
+        assert!(CHROMA[240] >= 254, "{}", CHROMA[240]);
     }
 }

@@ -1,0 +1,322 @@
+//! Shared pieces of the integration tests: a real RTSP server (GStreamer, on
+//! loopback), the real `camhub` binary, a real HTTP client, and reading the
+//! frame index that each test-clip frame carries as a barcode.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const CLIP_FRAMES: i64 = 300;
+pub const GOP: i64 = 100;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fresh directory for one test.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "camhub-test-{}-{}-{tag}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The newest frame the server pushed: (clip index, how many pushed in all).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sent {
+    pub index: i64,
+    pub count: i64,
+}
+
+pub struct RtspServer {
+    child: Child,
+    pub port: u16,
+    sent: Arc<Mutex<Sent>>,
+    pub codec: &'static str,
+}
+
+impl RtspServer {
+    /// Serves the indexed test clip of `codec` ("h264" or "h265") at 10 fps.
+    pub fn start(codec: &'static str, auth: Option<(&str, &str)>) -> Self {
+        Self::start_on(codec, auth, 0)
+    }
+
+    pub fn start_on(codec: &'static str, auth: Option<(&str, &str)>, port: u16) -> Self {
+        let clip = repo().join(format!("tests/clips/idx-{codec}.{codec}"));
+        let mut cmd = Command::new("/usr/bin/python3");
+        cmd.arg(repo().join("tests/support/rtsp_server.py"))
+            .arg("--clip")
+            .arg(&clip)
+            .args(["--codec", codec, "--fps", "10", "--port", &port.to_string()]);
+        if let Some((u, p)) = auth {
+            cmd.args(["--user", u, "--password", p]);
+        }
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start rtsp_server.py");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("rtsp server said nothing").unwrap();
+        let port: u16 = first.strip_prefix("PORT ").expect("PORT line").trim().parse().unwrap();
+        let sent = Arc::new(Mutex::new(Sent::default()));
+        let s = sent.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("SENT ") {
+                    let idx: i64 = rest.split(' ').next().unwrap().parse().unwrap();
+                    let mut g = s.lock().unwrap();
+                    g.index = idx;
+                    g.count += 1;
+                }
+            }
+        });
+        RtspServer { child, port, sent, codec }
+    }
+
+    pub fn url(&self) -> String {
+        format!("rtsp://127.0.0.1:{}/cam", self.port)
+    }
+
+    pub fn sent(&self) -> Sent {
+        *self.sent.lock().unwrap()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for RtspServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The camhub binary, serving a config on a free loopback port.
+pub struct Hub {
+    child: Child,
+    pub base: String,
+    pub dir: PathBuf,
+    log: Arc<Mutex<String>>,
+}
+
+impl Hub {
+    pub fn start(config_yaml: &str) -> Self {
+        let dir = temp_dir("hub");
+        let cfg = dir.join("cameras.yaml");
+        std::fs::write(&cfg, config_yaml).unwrap();
+        Self::spawn(Some(&cfg), dir)
+    }
+
+    /// `camhub serve` with no config: the built-in demo cameras.
+    pub fn start_demo() -> Self {
+        Self::spawn(None, temp_dir("demo"))
+    }
+
+    fn spawn(cfg: Option<&Path>, dir: PathBuf) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_camhub"));
+        cmd.arg("serve").args(["--listen", "127.0.0.1:0"]);
+        if let Some(c) = cfg {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd
+            .env("CAMHUB_LOG", "camhub=debug")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start camhub");
+        let log = Arc::new(Mutex::new(String::new()));
+        let l = log.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut g = l.lock().unwrap();
+                g.push_str(&line);
+                g.push('\n');
+            }
+        });
+        let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = out
+            .next()
+            .unwrap_or_else(|| panic!("camhub exited early: {}", log.lock().unwrap()))
+            .unwrap();
+        let base = line.strip_prefix("camhub listening on ").expect("listening line").trim().to_owned();
+        std::thread::spawn(move || for _ in out.map_while(Result::ok) {});
+        Hub { child, base, dir, log }
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        http_get(&format!("{}{}", self.base, path))
+    }
+
+    pub fn camera(&self, name: &str) -> serde_json::Value {
+        let r = self.get(&format!("/api/cameras/{name}"));
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    }
+
+    /// Waits until the camera's JSON satisfies `pred`.
+    pub fn wait_camera(&self, name: &str, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let end = Instant::now() + timeout;
+        loop {
+            let c = self.camera(name);
+            if pred(&c) {
+                return c;
+            }
+            assert!(Instant::now() < end, "camera {name} never became {what}: {c:#}\nlog:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn wait_streaming(&self, name: &str) -> serde_json::Value {
+        self.wait_camera(name, "streaming with a keyframe", Duration::from_secs(20), |c| {
+            c["state"] == "streaming" && c["gop_cache"]["units"].as_u64() > Some(0)
+        })
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn frame_id(&self) -> u64 {
+        self.header("x-frame-id").expect("X-Frame-Id").parse().unwrap()
+    }
+    pub fn age_ms(&self) -> u64 {
+        self.header("x-frame-age-ms").expect("X-Frame-Age-Ms").parse().unwrap()
+    }
+}
+
+pub fn http_get(url: &str) -> Response {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut r = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+    Response { status, headers, body }
+}
+
+/// A decoded JPEG as RGB.
+pub struct Picture {
+    pub width: usize,
+    pub height: usize,
+    pub rgb: Vec<u8>,
+}
+
+impl Picture {
+    pub fn decode(jpeg: &[u8]) -> Picture {
+        let mut d = jpeg_decoder::Decoder::new(jpeg);
+        let px = d.decode().expect("a valid JPEG");
+        let info = d.info().unwrap();
+        assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
+        Picture { width: info.width as usize, height: info.height as usize, rgb: px }
+    }
+
+    pub fn luma(&self, x: usize, y: usize) -> f64 {
+        let i = (y * self.width + x) * 3;
+        let p = &self.rgb[i..i + 3];
+        0.299 * p[0] as f64 + 0.587 * p[1] as f64 + 0.114 * p[2] as f64
+    }
+
+    /// The frame index drawn along the top: 16 blocks of 40x40 (at 640 wide).
+    pub fn barcode(&self) -> i64 {
+        let s = self.width as f64 / 640.0;
+        (0..16)
+            .map(|b| {
+                let x = ((40 * b + 20) as f64 * s) as usize;
+                let y = (20.0 * s) as usize;
+                i64::from(self.luma(x, y) > 128.0) << b
+            })
+            .sum()
+    }
+
+    /// Standard deviation of the colour channels below the barcode: a grey or
+    /// blank picture has almost none; the test clip's colour bars have plenty.
+    pub fn colour_spread(&self) -> f64 {
+        let start = (self.width * (self.height / 8)) * 3;
+        let px = &self.rgb[start..];
+        let n = px.len() as f64;
+        let mean = px.iter().map(|v| *v as f64).sum::<f64>() / n;
+        (px.iter().map(|v| (*v as f64 - mean).powi(2)).sum::<f64>() / n).sqrt()
+    }
+
+    /// Mean absolute difference per channel against another picture of the same size.
+    pub fn mean_abs_diff(&self, other: &Picture) -> f64 {
+        assert_eq!((self.width, self.height), (other.width, other.height));
+        self.rgb.iter().zip(&other.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / self.rgb.len() as f64
+    }
+}
+
+/// Frame `index` of a test clip, decoded by ffmpeg, as RGB at `width`x`height`.
+pub fn reference_frame(codec: &str, index: i64, width: usize, height: usize) -> Picture {
+    let clip = repo().join(format!("tests/clips/idx-{codec}.{codec}"));
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-i"])
+        .arg(&clip)
+        .args([
+            "-vf",
+            &format!("select=eq(n\\,{index}),scale={width}:{height}"),
+            "-frames:v",
+            "1",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "-",
+        ])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), width * height * 3);
+    Picture { width, height, rgb: out.stdout }
+}
+
+/// `a - b` for clip indices, in (-N/2, N/2] (the clip loops).
+pub fn clip_diff(a: i64, b: i64) -> i64 {
+    let d = (a - b).rem_euclid(CLIP_FRAMES);
+    if d > CLIP_FRAMES / 2 { d - CLIP_FRAMES } else { d }
+}
