@@ -78,8 +78,16 @@ impl Decoder {
                 let _g = span.enter();
                 run(ctx, rx, &out, &counters);
             })
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")))?;
-        Ok(Decoder { tx, thread: Some(thread) })
+            .map_err(|e| {
+                Error::new(
+                    ErrorKind::Internal,
+                    format!("cannot start decoder thread: {e}"),
+                )
+            })?;
+        Ok(Decoder {
+            tx,
+            thread: Some(thread),
+        })
     }
 
     /// Hands a live unit over without ever blocking the caller.
@@ -102,16 +110,27 @@ fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
         Codec::H264 => codec::Id::H264,
         Codec::H265 => codec::Id::HEVC,
     };
-    let found = ffmpeg_next::decoder::find(id)
-        .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("libavcodec has no {} decoder", codec.name())))?;
+    let found = ffmpeg_next::decoder::find(id).ok_or_else(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!("libavcodec has no {} decoder", codec.name()),
+        )
+    })?;
     let mut ctx = codec::context::Context::new_with_codec(found);
     // Output each picture as soon as it is decoded: cameras do not use B-frames,
     // and a reorder delay would make every snapshot a frame late.
     ctx.set_flags(codec::Flags::LOW_DELAY);
-    ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Slice, count: 1, ..Default::default() });
-    ctx.decoder()
-        .video()
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot open {} decoder: {e}", codec.name())))
+    ctx.set_threading(codec::threading::Config {
+        kind: codec::threading::Type::Slice,
+        count: 1,
+        ..Default::default()
+    });
+    ctx.decoder().video().map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
+            format!("cannot open {} decoder: {e}", codec.name()),
+        )
+    })
 }
 
 /// Units sent but not yet out as pictures, to label each picture with its unit.
@@ -160,14 +179,23 @@ fn run(
                 }
                 if let Err(e) = dec.send_packet(&packet) {
                     Counters::add(&counters.decode_errors, 1);
-                    tracing::debug!("decode error at unit {seq}: {e}; waiting for the next keyframe");
+                    tracing::debug!(
+                        "decode error at unit {seq}: {e}; waiting for the next keyframe"
+                    );
                     need_keyframe = true;
                 }
                 while dec.receive_frame(&mut decoded).is_ok() {
                     Counters::add(&counters.frames_decoded, 1);
-                    let Some(src) = pending.take(decoded.pts()) else { continue };
+                    let Some(src) = pending.take(decoded.pts()) else {
+                        continue;
+                    };
                     let video = std::mem::replace(&mut decoded, ffmpeg_next::frame::Video::empty());
-                    newest = Some(Arc::new(Frame::new(src.seq, src.received, src.received_mono, video)));
+                    newest = Some(Arc::new(Frame::new(
+                        src.seq,
+                        src.received,
+                        src.received_mono,
+                        video,
+                    )));
                 }
             }
             if publish_every || i == last {

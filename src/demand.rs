@@ -24,7 +24,11 @@ struct TierDemand {
 
 impl TierDemand {
     fn new(linger: Linger) -> Self {
-        TierDemand { leases: 0, linger, stop_at: None }
+        TierDemand {
+            leases: 0,
+            linger,
+            stop_at: None,
+        }
     }
     fn held(&self, now: Instant) -> bool {
         self.leases > 0 || self.linger == Linger::Forever || self.stop_at.is_some_and(|t| now < t)
@@ -40,7 +44,11 @@ pub struct Demand {
 
 impl Demand {
     pub fn new(keep: Keep, connect_linger: Linger, decode_linger: Linger) -> Self {
-        Demand { keep, connected: TierDemand::new(connect_linger), decoding: TierDemand::new(decode_linger) }
+        Demand {
+            keep,
+            connected: TierDemand::new(connect_linger),
+            decoding: TierDemand::new(decode_linger),
+        }
     }
 
     fn tier(&mut self, tier: Tier) -> &mut TierDemand {
@@ -88,7 +96,11 @@ impl Demand {
 
     /// The next moment a linger runs out, if any is pending after `now`.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        [self.connected.stop_at, self.decoding.stop_at].into_iter().flatten().filter(|t| *t > now).min()
+        [self.connected.stop_at, self.decoding.stop_at]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t > now)
+            .min()
     }
 }
 
@@ -107,17 +119,27 @@ mod tests {
     fn decoder_stops_linger_after_last_lease() {
         let t0 = Instant::now();
         let mut d = demand(Keep::Connected, Linger::After(10 * S));
-        assert!(d.wanted(Tier::Connected, t0), "keep: connected is the floor");
+        assert!(
+            d.wanted(Tier::Connected, t0),
+            "keep: connected is the floor"
+        );
         assert!(!d.wanted(Tier::Decoding, t0));
         d.acquire(Tier::Decoding);
         d.acquire(Tier::Decoding);
         d.release(Tier::Decoding, t0 + S);
-        assert!(d.wanted(Tier::Decoding, t0 + 100 * S), "one lease still held");
+        assert!(
+            d.wanted(Tier::Decoding, t0 + 100 * S),
+            "one lease still held"
+        );
         d.release(Tier::Decoding, t0 + 2 * S);
         assert_eq!(d.next_deadline(t0 + 2 * S), Some(t0 + 12 * S));
         assert!(d.wanted(Tier::Decoding, t0 + 11 * S));
         assert!(!d.wanted(Tier::Decoding, t0 + 12 * S));
-        assert_eq!(d.next_deadline(t0 + 12 * S), None, "a past deadline is not pending");
+        assert_eq!(
+            d.next_deadline(t0 + 12 * S),
+            None,
+            "a past deadline is not pending"
+        );
     }
 
     #[test]
@@ -147,12 +169,19 @@ mod tests {
     #[test]
     fn on_demand_idles_until_leased_and_decoding_implies_connected() {
         let t0 = Instant::now();
-        let mut d = Demand::new(Keep::OnDemand, Linger::After(5 * S), Linger::After(Duration::ZERO));
+        let mut d = Demand::new(
+            Keep::OnDemand,
+            Linger::After(5 * S),
+            Linger::After(Duration::ZERO),
+        );
         assert!(!d.wanted(Tier::Connected, t0));
         d.acquire(Tier::Decoding);
         assert!(d.wanted(Tier::Connected, t0));
         d.release(Tier::Decoding, t0);
-        assert!(!d.wanted(Tier::Connected, t0), "the connection was only implied by decoding");
+        assert!(
+            !d.wanted(Tier::Connected, t0),
+            "the connection was only implied by decoding"
+        );
         d.acquire(Tier::Connected);
         d.release(Tier::Connected, t0);
         assert!(d.wanted(Tier::Connected, t0 + 4 * S));

@@ -20,7 +20,14 @@ pub struct GopCache {
 
 impl GopCache {
     pub fn new(limit_bytes: usize) -> Self {
-        GopCache { units: Vec::new(), bytes: 0, limit: limit_bytes, truncated: false, dropped_units: 0, dropped_bytes: 0 }
+        GopCache {
+            units: Vec::new(),
+            bytes: 0,
+            limit: limit_bytes,
+            truncated: false,
+            dropped_units: 0,
+            dropped_bytes: 0,
+        }
     }
 
     /// Adds a unit; returns whether it was kept. A keyframe starts a new GOP.
@@ -84,7 +91,10 @@ mod tests {
     #[test]
     fn keeps_units_since_newest_keyframe() {
         let mut g = GopCache::new(1000);
-        assert!(!g.push(&unit(1, false, 10)), "no keyframe yet: cannot be decoded");
+        assert!(
+            !g.push(&unit(1, false, 10)),
+            "no keyframe yet: cannot be decoded"
+        );
         assert!(g.push(&unit(2, true, 100)));
         assert!(g.push(&unit(3, false, 10)));
         assert_eq!(g.units().len(), 2);
@@ -99,7 +109,10 @@ mod tests {
         g.push(&unit(1, true, 200));
         assert!(g.push(&unit(2, false, 40)));
         assert!(!g.push(&unit(3, false, 40)), "over the bound");
-        assert!(!g.push(&unit(4, false, 5)), "a later small unit would break the chain");
+        assert!(
+            !g.push(&unit(4, false, 5)),
+            "a later small unit would break the chain"
+        );
         assert!(g.truncated());
         assert_eq!(g.dropped(), (2, 45));
         assert_eq!(g.units().last().unwrap().seq, 2);

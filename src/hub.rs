@@ -22,15 +22,27 @@ impl Hub {
     }
 
     pub fn add(&self, cam: Arc<Camera>) {
-        self.cameras.write().unwrap_or_else(|p| p.into_inner()).insert(cam.name().to_owned(), cam);
+        self.cameras
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(cam.name().to_owned(), cam);
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Camera>> {
-        self.cameras.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.cameras
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
     }
 
     pub fn list(&self) -> Vec<Arc<Camera>> {
-        self.cameras.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.cameras
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Stops every camera and waits for their actors to finish.

@@ -9,7 +9,11 @@ use camhub::config::Config;
 use camhub::hub::Hub;
 
 #[derive(Parser)]
-#[command(name = "camhub", version, about = "A camera hub: instant fresh snapshots from a fleet of IP cameras")]
+#[command(
+    name = "camhub",
+    version,
+    about = "A camera hub: instant fresh snapshots from a fleet of IP cameras"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,15 +31,14 @@ enum Command {
         listen: Option<String>,
     },
     /// Check a config file and exit: prints each camera, or the error with its line.
-    Check {
-        config: PathBuf,
-    },
+    Check { config: PathBuf },
 }
 
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAMHUB_LOG").unwrap_or_else(|_| "camhub=info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("CAMHUB_LOG")
+                .unwrap_or_else(|_| "camhub=info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -53,15 +56,26 @@ fn main() -> anyhow::Result<()> {
 
 fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
     let (cfg, _demo) = match &config {
-        Some(path) => (Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?, None),
+        Some(path) => (
+            Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
+            None,
+        ),
         None => {
             let (cameras, file) = camhub::demo::cameras().context("cannot write the demo clip")?;
             tracing::info!("no --config: serving the built-in demo cameras");
-            (Config { server: Default::default(), cameras }, Some(file))
+            (
+                Config {
+                    server: Default::default(),
+                    cameras,
+                },
+                Some(file),
+            )
         }
     };
     let addr = listen.unwrap_or_else(|| cfg.server.listen.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
@@ -69,9 +83,14 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         let local = listener.local_addr()?;
         let hub = Hub::start(cfg.cameras);
         println!("camhub listening on http://{local}");
-        tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
+        tracing::info!(
+            "listening on http://{local} with {} camera(s)",
+            hub.list().len()
+        );
         let app = camhub::api::router(hub.clone());
-        axum::serve(listener, app).with_graceful_shutdown(shutdown_signal()).await?;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown_signal())
+            .await?;
         tracing::info!("shutting down");
         hub.shutdown().await;
         anyhow::Ok(())

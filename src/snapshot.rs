@@ -70,7 +70,10 @@ pub struct Snapshot {
 pub enum SnapshotError {
     /// The camera cannot give a fresh picture now (failed, retrying later).
     #[error("camera is offline: {reason}")]
-    Offline { reason: String, retry_after: Option<Duration> },
+    Offline {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// `cached`/`max_age` asked for an existing picture and there is none young enough.
     #[error("{0}")]
     NoPicture(String),
@@ -86,7 +89,10 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
     let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
     if req.cached || req.max_age.is_some() {
         let now = Instant::now();
-        if let Some(f) = cam.latest_frame().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
+        if let Some(f) = cam
+            .latest_frame()
+            .filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m))
+        {
             return encode(cam, f, quality, req, SnapshotSource::Cache).await;
         }
         if req.cached {
@@ -122,7 +128,10 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
         if status.state.is_failed() {
             return Err(offline(&status));
         }
-        if status.state == State::Streaming && target.is_none() && status.decodable_seq >= status.session_first_seq.max(1) {
+        if status.state == State::Streaming
+            && target.is_none()
+            && status.decodable_seq >= status.session_first_seq.max(1)
+        {
             // The newest unit a decoder will reach: what we must show (or newer).
             target = Some(status.decodable_seq);
         }
@@ -145,12 +154,17 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
 }
 
 fn offline(status: &crate::camera::Status) -> SnapshotError {
-    let reason = status
-        .last_error
-        .as_ref()
-        .map_or_else(|| format!("{:?}", status.state).to_lowercase(), |e| e.to_string());
-    let retry_after = status.retry_at.map(|t| t.saturating_duration_since(Instant::now()));
-    SnapshotError::Offline { reason, retry_after }
+    let reason = status.last_error.as_ref().map_or_else(
+        || format!("{:?}", status.state).to_lowercase(),
+        |e| e.to_string(),
+    );
+    let retry_after = status
+        .retry_at
+        .map(|t| t.saturating_duration_since(Instant::now()));
+    SnapshotError::Offline {
+        reason,
+        retry_after,
+    }
 }
 
 async fn encode(

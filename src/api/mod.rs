@@ -34,10 +34,19 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>, camera: Option<&str>) -> Self {
-        ApiError { status, message: message.into(), camera: camera.map(str::to_owned), retry_after: None }
+        ApiError {
+            status,
+            message: message.into(),
+            camera: camera.map(str::to_owned),
+            retry_after: None,
+        }
     }
     fn unknown_camera(name: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, format!("no camera named {name:?}"), Some(name))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("no camera named {name:?}"),
+            Some(name),
+        )
     }
 }
 
@@ -45,9 +54,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "camera": self.camera });
         let mut r = (self.status, Json(body)).into_response();
-        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(s) = self.retry_after {
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }

@@ -52,8 +52,17 @@ enum Ended {
 
 impl Actor {
     fn new(shared: Arc<Shared>, source: Arc<dyn Source>) -> Self {
-        let seed = shared.config.name.bytes().fold(0x9e37_79b9_7f4a_7c15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-            ^ std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let seed = shared
+            .config
+            .name
+            .bytes()
+            .fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
+                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+            })
+            ^ std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
         let limit = shared.config.options.gop_cache_bytes.0 as usize;
         let stop = shared.stop.subscribe();
         Actor {
@@ -70,11 +79,19 @@ impl Actor {
     }
 
     fn wanted(&self, tier: Tier) -> bool {
-        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).wanted(tier, Instant::now())
+        self.shared
+            .demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wanted(tier, Instant::now())
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).next_deadline(Instant::now())
+        self.shared
+            .demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_deadline(Instant::now())
     }
 
     async fn run(mut self) {
@@ -145,7 +162,10 @@ impl Actor {
             Err(_) => {
                 return Ended::Failed(Error::new(
                     ErrorKind::Timeout,
-                    format!("no answer within {:.1} s of connecting", timeout.as_secs_f64()),
+                    format!(
+                        "no answer within {:.1} s of connecting",
+                        timeout.as_secs_f64()
+                    ),
                 ));
             }
         };
@@ -218,7 +238,10 @@ impl Actor {
                     Err(SendError::Full) => {
                         // The decoder fell behind: restart it from the GOP cache (next reconcile).
                         Counters::add(&c.decoder_overruns, 1);
-                        debug!("decoder behind by {} units; restarting it from the GOP cache", crate::decode::QUEUE_UNITS);
+                        debug!(
+                            "decoder behind by {} units; restarting it from the GOP cache",
+                            crate::decode::QUEUE_UNITS
+                        );
                         self.stop_decoder();
                     }
                     Err(SendError::Gone) => self.stop_decoder(),
@@ -252,7 +275,10 @@ impl Actor {
                     self.shared.counters.clone(),
                 ) {
                     Ok(d) => {
-                        debug!("decoder started, replaying {} units", self.gop.units().len());
+                        debug!(
+                            "decoder started, replaying {} units",
+                            self.gop.units().len()
+                        );
                         self.decoder = Some(d);
                         self.decoder_synced = !self.gop.truncated() && !self.gop.units().is_empty();
                         self.shared.update_status(|s| s.decoder_running = true);
@@ -277,8 +303,12 @@ impl Actor {
     }
 
     fn publish_gop(&self) {
-        let (units, bytes, truncated, dropped) =
-            (self.gop.units().len(), self.gop.bytes(), self.gop.truncated(), self.gop.dropped());
+        let (units, bytes, truncated, dropped) = (
+            self.gop.units().len(),
+            self.gop.bytes(),
+            self.gop.truncated(),
+            self.gop.dropped(),
+        );
         let mut s = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
         s.gop_units = units;
         s.gop_bytes = bytes;

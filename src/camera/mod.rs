@@ -74,7 +74,10 @@ impl Camera {
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source));
-        Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
+        Arc::new(Camera {
+            shared,
+            task: Mutex::new(Some(task)),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -104,15 +107,26 @@ impl Camera {
             }
         }
         self.shared.wake.notify_one();
-        Lease { shared: self.shared.clone(), tiers }
+        Lease {
+            shared: self.shared.clone(),
+            tiers,
+        }
     }
 
     pub fn leases(&self, tier: Tier) -> u32 {
-        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
+        self.shared
+            .demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .leases(tier)
     }
 
     pub fn status(&self) -> Status {
-        self.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared
+            .status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     pub fn subscribe_status(&self) -> watch::Receiver<u64> {
         self.shared.status_seq.subscribe()

@@ -41,7 +41,9 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into() }
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+        }
     }
 }
 
@@ -63,7 +65,10 @@ impl<'de> Deserialize<'de> for CameraEntry {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CameraEntry, E> {
                 Ok(CameraEntry::Url(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CameraEntry, A::Error> {
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<CameraEntry, A::Error> {
                 CameraOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
                     .map(CameraEntry::Full)
             }
@@ -187,7 +192,10 @@ impl CameraConfig {
         let mut username = options.username.as_deref().map(interpolate).transpose()?;
         let mut password = options.password.as_deref().map(interpolate).transpose()?;
         if !(1..=100).contains(&options.jpeg_quality) {
-            return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality));
+            return Err(format!(
+                "jpeg_quality must be 1-100, not {}",
+                options.jpeg_quality
+            ));
         }
         let source = if options.url.contains("://") {
             let mut url = Url::parse(&options.url)
@@ -210,7 +218,8 @@ impl CameraConfig {
                     SourceSpec::Rtsp(url)
                 }
                 "file" => SourceSpec::File(
-                    url.to_file_path().map_err(|()| format!("bad file url {url}"))?,
+                    url.to_file_path()
+                        .map_err(|()| format!("bad file url {url}"))?,
                 ),
                 other => {
                     return Err(format!(
@@ -276,20 +285,43 @@ impl Config {
         })?;
         let mut cameras = Vec::new();
         for (name, entry) in file.cameras {
-            let at = format!("{origin}:{}:{}", entry.referenced.line(), entry.referenced.column());
+            let (line, col) = (entry.referenced.line(), entry.referenced.column());
             let options = match entry.value {
                 CameraEntry::Url(u) => CameraOptions::from_url(u),
                 CameraEntry::Full(o) => o,
             };
-            let cam = CameraConfig::resolve(&name, options, base)
-                .map_err(|e| ConfigError(format!("{at}: camera {name:?}: {e}")))?;
+            let cam = CameraConfig::resolve(&name, options, base).map_err(|e| {
+                // An unset variable is pointed at where it is used, not at the camera.
+                let at = e
+                    .split_once("(used as ")
+                    .and_then(|(_, used)| {
+                        let var = used.trim_end_matches(')');
+                        text.lines()
+                            .enumerate()
+                            .skip((line as usize).saturating_sub(1))
+                            .find_map(|(i, l)| l.find(var).map(|c| (i + 1, c + 1)))
+                    })
+                    .map_or_else(
+                        || format!("{origin}:{line}:{col}"),
+                        |(l, c)| format!("{origin}:{l}:{c}"),
+                    );
+                ConfigError(format!("{at}: camera {name:?}: {e}"))
+            })?;
             cameras.push(cam);
         }
         file.server
             .listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", file.server.listen)))?;
-        Ok(Config { server: file.server, cameras })
+            .map_err(|e| {
+                ConfigError(format!(
+                    "{origin}: server.listen {:?}: {e}",
+                    file.server.listen
+                ))
+            })?;
+        Ok(Config {
+            server: file.server,
+            cameras,
+        })
     }
 }
 
@@ -297,7 +329,9 @@ impl Config {
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -319,7 +353,9 @@ pub fn interpolate(s: &str) -> Result<String, String> {
             out.push('$');
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| "unclosed ${ in value".to_string())?;
+            let end = body
+                .find('}')
+                .ok_or_else(|| "unclosed ${ in value".to_string())?;
             let expr = &body[..end];
             let (var, default) = match expr.split_once(":-") {
                 Some((v, d)) => (v, Some(d)),
@@ -329,7 +365,9 @@ pub fn interpolate(s: &str) -> Result<String, String> {
                 (Ok(v), _) => out.push_str(&v),
                 (Err(_), Some(d)) => out.push_str(d),
                 (Err(_), None) => {
-                    return Err(format!("environment variable {var} is not set (used as ${{{var}}})"));
+                    return Err(format!(
+                        "environment variable {var} is not set (used as ${{{var}}})"
+                    ));
                 }
             }
             rest = &body[end + 1..];

@@ -21,12 +21,21 @@ pub struct RtspSource {
 
 impl RtspSource {
     /// `url` must carry no user info; credentials come separately.
-    pub fn new(url: Url, username: Option<String>, password: Option<Secret>, transport: Transport) -> Self {
+    pub fn new(
+        url: Url,
+        username: Option<String>,
+        password: Option<Secret>,
+        transport: Transport,
+    ) -> Self {
         let creds = username.map(|u| Credentials {
             username: u,
             password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
         });
-        RtspSource { url, creds, transport }
+        RtspSource {
+            url,
+            creds,
+            transport,
+        }
     }
 
     fn map_err(&self, e: retina::Error) -> Error {
@@ -44,7 +53,9 @@ impl RtspSource {
             None => ErrorKind::Protocol,
         };
         let message = match kind {
-            ErrorKind::Auth if self.creds.is_none() => format!("{first} (the camera wants credentials; none are configured)"),
+            ErrorKind::Auth if self.creds.is_none() => {
+                format!("{first} (the camera wants credentials; none are configured)")
+            }
             ErrorKind::Auth => format!("{first} (check the username and password)"),
             _ => first,
         };
@@ -57,12 +68,18 @@ impl Source for RtspSource {
         let url = self.url.clone();
         let creds = self.creds.clone();
         let transport = self.transport;
-        let mapper = RtspSource { url: url.clone(), creds: creds.clone(), transport };
+        let mapper = RtspSource {
+            url: url.clone(),
+            creds: creds.clone(),
+            transport,
+        };
         Box::pin(async move {
             let opts = SessionOptions::default()
                 .creds(creds)
                 .user_agent(format!("camhub/{}", env!("CARGO_PKG_VERSION")));
-            let mut session = Session::describe(url, opts).await.map_err(|e| mapper.map_err(e))?;
+            let mut session = Session::describe(url, opts)
+                .await
+                .map_err(|e| mapper.map_err(e))?;
             let (index, codec) = session
                 .streams()
                 .iter()
@@ -83,7 +100,10 @@ impl Source for RtspSource {
                         .collect();
                     Error::new(
                         ErrorKind::Unsupported,
-                        format!("no H.264 or H.265 video stream (camera offers: {})", found.join(", ")),
+                        format!(
+                            "no H.264 or H.265 video stream (camera offers: {})",
+                            found.join(", ")
+                        ),
                     )
                 })?;
             let t = match transport {
@@ -91,7 +111,12 @@ impl Source for RtspSource {
                 Transport::Udp => retina::client::Transport::Udp(Default::default()),
             };
             session
-                .setup(index, SetupOptions::default().transport(t).frame_format(FrameFormat::SIMPLE))
+                .setup(
+                    index,
+                    SetupOptions::default()
+                        .transport(t)
+                        .frame_format(FrameFormat::SIMPLE),
+                )
                 .await
                 .map_err(|e| mapper.map_err(e))?;
             let playing = session

@@ -60,10 +60,19 @@ impl RtspServer {
         if let Some((u, p)) = auth {
             cmd.args(["--user", u, "--password", p]);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start rtsp_server.py");
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start rtsp_server.py");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("rtsp server said nothing").unwrap();
-        let port: u16 = first.strip_prefix("PORT ").expect("PORT line").trim().parse().unwrap();
+        let port: u16 = first
+            .strip_prefix("PORT ")
+            .expect("PORT line")
+            .trim()
+            .parse()
+            .unwrap();
         let sent = Arc::new(Mutex::new(Sent::default()));
         let s = sent.clone();
         std::thread::spawn(move || {
@@ -76,7 +85,12 @@ impl RtspServer {
                 }
             }
         });
-        RtspServer { child, port, sent, codec }
+        RtspServer {
+            child,
+            port,
+            sent,
+            codec,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -148,9 +162,18 @@ impl Hub {
             .next()
             .unwrap_or_else(|| panic!("camhub exited early: {}", log.lock().unwrap()))
             .unwrap();
-        let base = line.strip_prefix("camhub listening on ").expect("listening line").trim().to_owned();
+        let base = line
+            .strip_prefix("camhub listening on ")
+            .expect("listening line")
+            .trim()
+            .to_owned();
         std::thread::spawn(move || for _ in out.map_while(Result::ok) {});
-        Hub { child, base, dir, log }
+        Hub {
+            child,
+            base,
+            dir,
+            log,
+        }
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -164,22 +187,35 @@ impl Hub {
     }
 
     /// Waits until the camera's JSON satisfies `pred`.
-    pub fn wait_camera(&self, name: &str, what: &str, timeout: Duration, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    pub fn wait_camera(
+        &self,
+        name: &str,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let end = Instant::now() + timeout;
         loop {
             let c = self.camera(name);
             if pred(&c) {
                 return c;
             }
-            assert!(Instant::now() < end, "camera {name} never became {what}: {c:#}\nlog:\n{}", self.log());
+            assert!(
+                Instant::now() < end,
+                "camera {name} never became {what}: {c:#}\nlog:\n{}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn wait_streaming(&self, name: &str) -> serde_json::Value {
-        self.wait_camera(name, "streaming with a keyframe", Duration::from_secs(20), |c| {
-            c["state"] == "streaming" && c["gop_cache"]["units"].as_u64() > Some(0)
-        })
+        self.wait_camera(
+            name,
+            "streaming with a keyframe",
+            Duration::from_secs(20),
+            |c| c["state"] == "streaming" && c["gop_cache"]["units"].as_u64() > Some(0),
+        )
     }
 
     pub fn log(&self) -> String {
@@ -207,19 +243,29 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn frame_id(&self) -> u64 {
-        self.header("x-frame-id").expect("X-Frame-Id").parse().unwrap()
+        self.header("x-frame-id")
+            .expect("X-Frame-Id")
+            .parse()
+            .unwrap()
     }
     pub fn age_ms(&self) -> u64 {
-        self.header("x-frame-age-ms").expect("X-Frame-Age-Ms").parse().unwrap()
+        self.header("x-frame-age-ms")
+            .expect("X-Frame-Age-Ms")
+            .parse()
+            .unwrap()
     }
 }
 
@@ -229,15 +275,27 @@ pub fn http_get(url: &str) -> Response {
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
         .into();
-    let mut r = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut r = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let status = r.status().as_u16();
     let headers = r
         .headers()
         .iter()
         .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
         .collect();
-    let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
-    Response { status, headers, body }
+    let body = r
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    Response {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A decoded JPEG as RGB.
@@ -253,7 +311,11 @@ impl Picture {
         let px = d.decode().expect("a valid JPEG");
         let info = d.info().unwrap();
         assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
-        Picture { width: info.width as usize, height: info.height as usize, rgb: px }
+        Picture {
+            width: info.width as usize,
+            height: info.height as usize,
+            rgb: px,
+        }
     }
 
     pub fn luma(&self, x: usize, y: usize) -> f64 {
@@ -287,7 +349,12 @@ impl Picture {
     /// Mean absolute difference per channel against another picture of the same size.
     pub fn mean_abs_diff(&self, other: &Picture) -> f64 {
         assert_eq!((self.width, self.height), (other.width, other.height));
-        self.rgb.iter().zip(&other.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / self.rgb.len() as f64
+        self.rgb
+            .iter()
+            .zip(&other.rgb)
+            .map(|(a, b)| (*a as f64 - *b as f64).abs())
+            .sum::<f64>()
+            / self.rgb.len() as f64
     }
 }
 
@@ -310,13 +377,25 @@ pub fn reference_frame(codec: &str, index: i64, width: usize, height: usize) -> 
         ])
         .output()
         .expect("run ffmpeg");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(out.stdout.len(), width * height * 3);
-    Picture { width, height, rgb: out.stdout }
+    Picture {
+        width,
+        height,
+        rgb: out.stdout,
+    }
 }
 
 /// `a - b` for clip indices, in (-N/2, N/2] (the clip loops).
 pub fn clip_diff(a: i64, b: i64) -> i64 {
     let d = (a - b).rem_euclid(CLIP_FRAMES);
-    if d > CLIP_FRAMES / 2 { d - CLIP_FRAMES } else { d }
+    if d > CLIP_FRAMES / 2 {
+        d - CLIP_FRAMES
+    } else {
+        d
+    }
 }

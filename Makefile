@@ -1,0 +1,50 @@
+# camhub: two commands set up a fresh Debian 12 machine.
+#   make run    installs what is missing, builds, serves the built-in demo cameras
+#   make test   the same setup, then fmt, clippy and every test
+# Other targets: make deps, make build, make bench, make clips.
+
+SHELL := /bin/bash
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+LISTEN ?= 127.0.0.1:8080
+
+# Build: FFmpeg and TurboJPEG headers, clang for bindgen. Tests: ffmpeg (reference
+# decodes) and GStreamer's RTSP server with its Python bindings (a real camera on loopback).
+APT_PACKAGES := pkg-config clang libclang-dev \
+	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
+	libturbojpeg0-dev ffmpeg \
+	python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
+	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+	gstreamer1.0-plugins-ugly
+
+.PHONY: run test deps build bench clips check-rust
+
+deps: check-rust
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:" $$missing; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+check-rust:
+	@command -v cargo >/dev/null || { echo "camhub needs a Rust toolchain (1.89 or newer): see https://rustup.rs"; exit 1; }
+	@cargo fmt --version >/dev/null 2>&1 || rustup component add rustfmt
+	@cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+
+build: deps
+	cargo build --release
+
+run: build
+	./target/release/camhub serve --listen $(LISTEN)
+
+test: deps
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo test --all-targets
+
+bench: deps
+	cargo bench --bench snapshot
+
+clips: deps
+	scripts/make-clips.sh
