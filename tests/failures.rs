@@ -90,7 +90,11 @@ fn a_dead_camera_answers_503_or_an_honestly_aged_picture() {
         assert_eq!(r.header("x-snapshot-source"), Some("cache"));
         // The newest picture decoded before the server died (the decoder may have
         // finished one more frame after the snapshot's lease went).
-        assert!((last_id..last_id + 3).contains(&r.frame_id()), "{q}: frame {}", r.frame_id());
+        assert!(
+            (last_id..last_id + 3).contains(&r.frame_id()),
+            "{q}: frame {}",
+            r.frame_id()
+        );
         let since_kill = killed.elapsed().as_millis() as u64;
         assert!(
             r.age_ms() >= since_kill,

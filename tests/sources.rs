@@ -1,0 +1,127 @@
+//! Every kind of source gives real pictures: files (raw Annex B H.264, MKV with
+//! H.265), RTSP over UDP; and a "camera" that answers with garbage fails with a
+//! protocol error while the camera beside it keeps streaming.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::*;
+
+fn check_snapshot(hub: &Hub, cam: &str, codec: &str) {
+    hub.wait_streaming(cam);
+    let r = hub.get(&format!("/api/cameras/{cam}/snapshot.jpg"));
+    assert_eq!(r.status, 200, "{cam}: {}", r.text());
+    let pic = Picture::decode(&r.body);
+    let shown = pic.barcode();
+    assert!((0..CLIP_FRAMES).contains(&shown), "{cam}: barcode {shown}");
+    let same = reference_frame(codec, shown, pic.width, pic.height);
+    let diff = pic.mean_abs_diff(&same);
+    assert!(
+        diff < 8.0,
+        "{cam}: pixels differ from clip frame {shown}: {diff:.1}"
+    );
+}
+
+#[test]
+fn files_in_annexb_and_mkv_play_as_live_cameras() {
+    let dir = temp_dir("files");
+    let mkv = dir.join("idx-h265.mkv");
+    let st = std::process::Command::new("ffmpeg")
+        .args([
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-y",
+            "-framerate",
+            "10",
+            "-i",
+        ])
+        .arg(repo().join("tests/clips/idx-h265.h265"))
+        .args(["-c", "copy"])
+        .arg(&mkv)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let raw = repo().join("tests/clips/idx-h264.h264");
+    let hub = Hub::start(&format!(
+        "cameras:\n  raw: {}\n  mkv: file://{}\n  missing: {}/nope.mp4\n",
+        raw.display(),
+        mkv.display(),
+        dir.display()
+    ));
+    check_snapshot(&hub, "raw", "h264");
+    check_snapshot(&hub, "mkv", "h265");
+    assert_eq!(hub.camera("mkv")["codec"], "h265");
+    let c = hub.wait_camera("missing", "not_found", Duration::from_secs(10), |c| {
+        c["state"] == "not_found"
+    });
+    assert!(
+        c["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no such file"),
+        "{c:#}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn rtsp_over_udp() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!(
+        "cameras:\n  cam:\n    url: {}\n    transport: udp\n",
+        server.url()
+    ));
+    check_snapshot(&hub, "cam", "h264");
+    assert_eq!(hub.camera("cam")["transport"], "udp");
+}
+
+#[test]
+fn a_camera_speaking_garbage_fails_cleanly_and_alone() {
+    // A port that answers every connection with pseudo-random bytes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut x = 0x1234_5678u32;
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let mut junk = vec![0u8; 4096];
+            for b in junk.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            let _ = s.write_all(&junk);
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(&junk);
+        }
+    });
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!(
+        "cameras:\n  junk: rtsp://127.0.0.1:{port}/cam\n  good:\n    url: {}\n    keep: decoded\n",
+        server.url()
+    ));
+    let c = hub.wait_camera("junk", "failed", Duration::from_secs(15), |c| {
+        c["state"] == "backoff"
+    });
+    assert_eq!(c["last_error"]["kind"], "protocol", "{c:#}");
+    let r = hub.get("/api/cameras/junk/snapshot.jpg");
+    assert_eq!(r.status, 503);
+    // The neighbour streams on, fresh, throughout.
+    hub.wait_streaming("good");
+    for _ in 0..5 {
+        let before = server.sent().index;
+        let r = hub.get("/api/cameras/good/snapshot.jpg");
+        assert_eq!(r.status, 200);
+        let shown = Picture::decode(&r.body).barcode();
+        assert!(
+            clip_diff(shown, before) >= -1,
+            "good camera fell behind: {shown} vs {before}"
+        );
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(hub.camera("good")["counters"]["reconnects"], 0);
+}
