@@ -41,7 +41,7 @@ run: build
 test: deps
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	cargo test --all-targets
+	cargo test --lib --bins --tests
 
 bench: deps
 	cargo bench --bench snapshot

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::{ApiError, rfc3339_ms};
-use crate::camera::Camera;
+use crate::camera::{Camera, State as CamState};
 use crate::config::Linger;
 use crate::demand::Tier;
 use crate::hub::Hub;
@@ -62,6 +62,13 @@ pub fn describe(cam: &Camera) -> Value {
             "timestamp": rfc3339_ms(f.captured),
             "age_ms": f.age(now).as_millis() as u64,
         })),
+        "tier": match (s.state, s.decoder_running) {
+            (CamState::Streaming, true) => "decoding",
+            (CamState::Streaming, false) | (CamState::Connecting, _) => "connected",
+            _ => "idle",
+        },
+        "attempts": s.attempts,
+        "history": s.history.iter().map(|(st, t)| json!({ "state": st, "at": rfc3339_ms(*t) })).collect::<Vec<_>>(),
         "decoder": {
             "running": s.decoder_running,
             "linger_s": linger(o.decode_linger),

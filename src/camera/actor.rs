@@ -1,53 +1,69 @@
-//! The camera's actor: one task per camera. It connects while the connection
-//! is wanted, feeds every unit to the GOP cache and (while one runs) the
-//! decoder, starts and stops the decoder as demand says, reconnects with
-//! backoff, and treats silence (`stall_timeout`) and end of stream as a
-//! disconnect. Nothing else touches the GOP cache or the decoder, so starting a
-//! decoder from the cache and then feeding it live units leaves no gap.
+//! The camera's actor: one task per camera that carries out what the
+//! `Reconciler` decides (connect, disconnect, start or stop the decoder) and
+//! moves the data: every unit goes to the GOP cache and, while one runs, to the
+//! decoder. Nothing else touches the GOP cache or the decoder, so a decoder
+//! started from the cache and then fed live units sees no gap.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio::time::sleep_until;
 use tracing::{Instrument, debug, info, warn};
 
-use super::backoff::Backoff;
+use super::reconcile::{Action, Event, Reconciler, Wants};
 use super::{Shared, State};
 use crate::decode::{Decoder, SendError};
 use crate::demand::Tier;
-use crate::error::{Error, ErrorKind};
+use crate::error::{Error, ErrorKind, Result};
 use crate::gop::GopCache;
 use crate::secret::scrub;
-use crate::source::{Codec, EncodedUnit, Source};
+use crate::source::{Codec, EncodedUnit, Source, UnitStream};
 use crate::stats::Counters;
-
-/// A connection that stayed up this long resets the backoff.
-const STABLE_AFTER: Duration = Duration::from_secs(30);
 
 pub(super) async fn run(shared: Arc<Shared>, source: Arc<dyn Source>) {
     let span = tracing::info_span!("camera", camera = %shared.config.name);
     Actor::new(shared, source).run().instrument(span).await
 }
 
+/// The connection, as far as the actor holds one.
+enum Conn {
+    None,
+    Opening(BoxFuture<'static, Result<UnitStream>>),
+    Open(UnitStream),
+}
+
+enum ConnEvent {
+    Opened(Result<UnitStream>),
+    Item(Option<Result<EncodedUnit>>),
+}
+
+/// Waits for the connection's next step; never resolves without one.
+async fn next_conn_event(conn: &mut Conn) -> ConnEvent {
+    match conn {
+        Conn::Opening(f) => ConnEvent::Opened(f.await),
+        Conn::Open(s) => ConnEvent::Item(s.next().await),
+        Conn::None => std::future::pending().await,
+    }
+}
+
 struct Actor {
     shared: Arc<Shared>,
     source: Arc<dyn Source>,
+    rec: Reconciler,
     gop: GopCache,
     decoder: Option<Decoder>,
     /// False while a decoder that started from a truncated GOP waits for a keyframe.
     decoder_synced: bool,
+    /// The decoder is wanted but no unit has said which codec to decode yet.
+    decoder_pending: bool,
     codec: Option<Codec>,
     seq: u64,
-    backoff: Backoff,
     stop: tokio::sync::watch::Receiver<bool>,
-}
-
-enum Ended {
-    /// Nobody wants the connection any more.
-    Unwanted,
-    Stopped,
-    Failed(Error),
+    /// The state last published, to log and record changes once.
+    shown: (State, bool),
 }
 
 impl Actor {
@@ -63,261 +79,259 @@ impl Actor {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
                 .unwrap_or(0);
-        let limit = shared.config.options.gop_cache_bytes.0 as usize;
+        let o = &shared.config.options;
+        let rec = Reconciler::new(o.connect_timeout.0, o.stall_timeout.0, seed);
+        let gop = GopCache::new(o.gop_cache_bytes.0 as usize);
         let stop = shared.stop.subscribe();
         Actor {
             shared,
             source,
-            gop: GopCache::new(limit),
+            rec,
+            gop,
             decoder: None,
             decoder_synced: false,
+            decoder_pending: false,
             codec: None,
             seq: 0,
-            backoff: Backoff::new(seed),
             stop,
+            shown: (State::Idle, false),
         }
     }
 
-    fn wanted(&self, tier: Tier) -> bool {
-        self.shared
-            .demand
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .wanted(tier, Instant::now())
-    }
-
-    fn next_deadline(&self) -> Option<Instant> {
-        self.shared
-            .demand
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_deadline(Instant::now())
+    fn wants(&self, now: Instant) -> Wants {
+        let d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+        Wants {
+            connected: d.wanted(Tier::Connected, now),
+            decoding: d.wanted(Tier::Decoding, now),
+            deadline: d.next_deadline(now),
+        }
     }
 
     async fn run(mut self) {
+        let mut conn = Conn::None;
+        let mut events = VecDeque::from([Event::Tick]);
         loop {
-            if *self.stop.borrow() {
-                break;
-            }
-            if !self.wanted(Tier::Connected) {
-                self.shared.update_status(|s| s.set_state(State::Idle));
-                tokio::select! {
-                    _ = self.shared.wake.notified() => {}
-                    _ = self.stop.changed() => {}
-                }
-                continue;
-            }
-            let connected_at = Instant::now();
-            match self.session().await {
-                Ended::Stopped => break,
-                Ended::Unwanted => {
-                    info!("disconnected: nobody needs the camera");
-                }
-                Ended::Failed(err) => {
-                    if connected_at.elapsed() >= STABLE_AFTER {
-                        self.backoff.reset();
-                    }
-                    let delay = self.backoff.next_delay(err.kind.is_persistent());
-                    let retry_at = Instant::now() + delay;
-                    let state = match err.kind {
-                        ErrorKind::Auth => State::AuthFailed,
-                        ErrorKind::NotFound => State::NotFound,
-                        _ => State::Backoff,
-                    };
-                    warn!("{err}; retrying in {:.1} s", delay.as_secs_f64());
-                    Counters::add(&self.shared.counters.reconnects, 1);
-                    self.shared.update_status(|s| {
-                        s.set_state(state);
-                        s.last_error = Some(err);
-                        s.retry_at = Some(retry_at);
-                    });
-                    tokio::select! {
-                        _ = sleep_until(retry_at.into()) => {}
-                        _ = self.stop.changed() => {}
+            while let Some(event) = events.pop_front() {
+                let now = Instant::now();
+                let wants = self.wants(now);
+                for action in self.rec.handle(event, now, wants) {
+                    match action {
+                        Action::Connect => conn = Conn::Opening(self.source.open()),
+                        Action::Disconnect => {
+                            conn = Conn::None;
+                            self.gop.clear();
+                        }
+                        Action::StartDecoder => {
+                            if let Err(e) = self.start_decoder() {
+                                events.push_back(Event::DecoderLost(Some(e)));
+                            }
+                        }
+                        Action::StopDecoder => self.stop_decoder(),
                     }
                 }
+                self.publish_state();
             }
+            let wake = self.rec.next_wake(&self.wants(Instant::now()));
+            let event = tokio::select! {
+                ev = next_conn_event(&mut conn) => match ev {
+                    ConnEvent::Opened(Ok(stream)) => {
+                        conn = Conn::Open(stream);
+                        self.on_connected();
+                        Event::Connected
+                    }
+                    ConnEvent::Opened(Err(e)) => {
+                        conn = Conn::None;
+                        Event::ConnectFailed(self.redact(e))
+                    }
+                    ConnEvent::Item(Some(Ok(unit))) => {
+                        if let Some(lost) = self.on_unit(unit) {
+                            events.push_back(lost);
+                        }
+                        Event::Unit
+                    }
+                    ConnEvent::Item(Some(Err(e))) => {
+                        conn = Conn::None;
+                        Event::StreamEnded(self.redact(e))
+                    }
+                    ConnEvent::Item(None) => {
+                        conn = Conn::None;
+                        Event::StreamEnded(Error::new(ErrorKind::EndOfStream, "the camera closed the stream"))
+                    }
+                },
+                _ = sleep_until(wake.unwrap_or_else(far_future).into()) => Event::Tick,
+                _ = self.shared.wake.notified() => Event::Tick,
+                _ = self.stop.changed() => break,
+            };
+            events.push_front(event);
         }
-        self.stop_decoder();
+        drop(conn);
+        if let Some(d) = self.decoder.take()
+            && let Some(thread) = d.stop()
+        {
+            // Shutdown and removal wait for the decoder thread to finish.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
         self.shared.update_status(|s| {
             s.set_state(State::Stopped);
             s.retry_at = None;
+            s.decoder_running = false;
         });
+        info!("stopped");
     }
 
-    /// One connection, from connect to disconnect.
-    async fn session(&mut self) -> Ended {
-        self.shared.update_status(|s| {
-            s.set_state(State::Connecting);
-            s.retry_at = None;
-        });
-        let timeout = self.shared.config.options.connect_timeout.0;
-        let opened = tokio::select! {
-            r = tokio::time::timeout(timeout, self.source.open()) => r,
-            _ = self.stop.changed() => return Ended::Stopped,
-        };
-        let mut stream = match opened {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Ended::Failed(self.redact(e)),
-            Err(_) => {
-                return Ended::Failed(Error::new(
-                    ErrorKind::Timeout,
-                    format!(
-                        "no answer within {:.1} s of connecting",
-                        timeout.as_secs_f64()
-                    ),
-                ));
-            }
-        };
-        let first_seq = self.seq + 1;
+    fn on_connected(&mut self) {
         self.gop.clear();
+        let first = self.seq + 1;
         self.shared.update_status(|s| {
-            s.set_state(State::Streaming);
             s.session += 1;
-            s.session_first_seq = first_seq;
+            s.session_first_seq = first;
+            s.connected_at = Some(Instant::now());
         });
         info!("connected");
-        let stall = self.shared.config.options.stall_timeout.0;
-        let mut stall_at = Instant::now() + stall;
-        let ended = loop {
-            self.reconcile_decoder();
-            if !self.wanted(Tier::Connected) {
-                break Ended::Unwanted;
-            }
-            let wake_at = self.next_deadline().map_or(stall_at, |d| d.min(stall_at));
-            tokio::select! {
-                item = stream.next() => match item {
-                    Some(Ok(unit)) => {
-                        stall_at = Instant::now() + stall;
-                        self.on_unit(unit);
-                    }
-                    Some(Err(e)) => break Ended::Failed(self.redact(e)),
-                    None => break Ended::Failed(Error::new(ErrorKind::EndOfStream, "the camera closed the stream")),
-                },
-                _ = sleep_until(wake_at.into()) => {
-                    if Instant::now() >= stall_at {
-                        break Ended::Failed(Error::new(
-                            ErrorKind::Timeout,
-                            format!("stalled: no data for {:.1} s", stall.as_secs_f64()),
-                        ));
-                    }
-                }
-                _ = self.shared.wake.notified() => {}
-                _ = self.stop.changed() => break Ended::Stopped,
-            }
-        };
-        drop(stream);
-        self.stop_decoder();
-        self.gop.clear();
-        self.publish_gop();
-        ended
     }
 
-    fn on_unit(&mut self, mut unit: EncodedUnit) {
+    /// Takes one unit; returns `DecoderLost` if the decoder could not take it.
+    fn on_unit(&mut self, mut unit: EncodedUnit) -> Option<Event> {
         self.seq += 1;
         unit.seq = self.seq;
         let c = self.shared.counters.clone();
         Counters::add(&c.units_in, 1);
         Counters::add(&c.bytes_in, unit.data.len() as u64);
+        let mut lost = None;
         if self.codec != Some(unit.codec) {
             // A different codec needs a different decoder.
-            self.stop_decoder();
+            if self.decoder.is_some() {
+                self.stop_decoder();
+                lost = Some(Event::DecoderLost(None));
+            }
             self.gop.clear();
             self.codec = Some(unit.codec);
         }
         let unit = Arc::new(unit);
         let stored = self.gop.push(&unit);
         let mut sent = false;
-        if let Some(dec) = &self.decoder {
-            if !self.decoder_synced && unit.keyframe {
-                self.decoder_synced = true;
+        if self.decoder_pending {
+            // The replay of the GOP cache includes this unit if it was kept.
+            if let Err(e) = self.start_decoder() {
+                lost = Some(Event::DecoderLost(Some(e)));
             }
+            sent = stored;
+        } else if let Some(dec) = &self.decoder {
+            self.decoder_synced |= unit.keyframe;
             if self.decoder_synced {
                 match dec.send(unit.clone()) {
                     Ok(()) => sent = true,
-                    Err(SendError::Full) => {
-                        // The decoder fell behind: restart it from the GOP cache (next reconcile).
-                        Counters::add(&c.decoder_overruns, 1);
-                        debug!(
-                            "decoder behind by {} units; restarting it from the GOP cache",
-                            crate::decode::QUEUE_UNITS
-                        );
+                    Err(e) => {
+                        if e == SendError::Full {
+                            Counters::add(&c.decoder_overruns, 1);
+                            debug!(
+                                "decoder behind by {} units; restarting it from the GOP cache",
+                                crate::decode::QUEUE_UNITS
+                            );
+                        }
                         self.stop_decoder();
+                        lost = Some(Event::DecoderLost(None));
                     }
-                    Err(SendError::Gone) => self.stop_decoder(),
                 }
             }
         }
-        let seq = unit.seq;
-        let codec = unit.codec;
-        self.shared.update_status(|s| {
-            s.newest_seq = seq;
-            if stored || sent {
-                s.decodable_seq = seq;
-            }
-            s.codec = Some(codec);
-        });
-        self.publish_gop();
-    }
-
-    /// Starts or stops the decoder to match demand.
-    fn reconcile_decoder(&mut self) {
-        let want = self.wanted(Tier::Decoding);
-        match (want, self.decoder.is_some()) {
-            (true, false) => {
-                let Some(codec) = self.codec else { return };
-                let replay = self.gop.units().to_vec();
-                match Decoder::start(
-                    &self.shared.config.name,
-                    codec,
-                    replay,
-                    self.shared.progress.clone(),
-                    self.shared.counters.clone(),
-                ) {
-                    Ok(d) => {
-                        debug!(
-                            "decoder started, replaying {} units",
-                            self.gop.units().len()
-                        );
-                        self.decoder = Some(d);
-                        self.decoder_synced = !self.gop.truncated() && !self.gop.units().is_empty();
-                        self.shared.update_status(|s| s.decoder_running = true);
-                    }
-                    Err(e) => warn!("{e}"),
-                }
-            }
-            (false, true) => {
-                debug!("decoder stopped: linger ran out");
-                self.stop_decoder();
-            }
-            _ => {}
-        }
-    }
-
-    fn stop_decoder(&mut self) {
-        if let Some(d) = self.decoder.take() {
-            // The thread exits once its channel closes; joining would block this task.
-            drop(d.stop());
-            self.shared.update_status(|s| s.decoder_running = false);
-        }
-    }
-
-    fn publish_gop(&self) {
+        let (seq, codec) = (unit.seq, unit.codec);
         let (units, bytes, truncated, dropped) = (
             self.gop.units().len(),
             self.gop.bytes(),
             self.gop.truncated(),
             self.gop.dropped(),
         );
-        let mut s = self.shared.status.lock().unwrap_or_else(|p| p.into_inner());
-        s.gop_units = units;
-        s.gop_bytes = bytes;
-        s.gop_truncated = truncated;
-        (s.gop_dropped_units, s.gop_dropped_bytes) = dropped;
+        self.shared.update_status(|s| {
+            s.newest_seq = seq;
+            if stored || sent {
+                s.decodable_seq = seq;
+            }
+            s.codec = Some(codec);
+            s.gop_units = units;
+            s.gop_bytes = bytes;
+            s.gop_truncated = truncated;
+            (s.gop_dropped_units, s.gop_dropped_bytes) = dropped;
+        });
+        lost
+    }
+
+    fn start_decoder(&mut self) -> Result<()> {
+        let Some(codec) = self.codec else {
+            // No unit yet: the first one says which codec, and starts the decoder.
+            self.decoder_pending = true;
+            return Ok(());
+        };
+        self.decoder_pending = false;
+        let replay = self.gop.units().to_vec();
+        let n = replay.len();
+        let d = Decoder::start(
+            &self.shared.config.name,
+            codec,
+            replay,
+            self.shared.progress.clone(),
+            self.shared.counters.clone(),
+        )?;
+        debug!("decoder started, replaying {n} units");
+        self.decoder = Some(d);
+        self.decoder_synced = !self.gop.truncated() && n > 0;
+        Ok(())
+    }
+
+    fn stop_decoder(&mut self) {
+        self.decoder_pending = false;
+        if let Some(d) = self.decoder.take() {
+            // The thread exits once its channel closes; joining would block this task.
+            drop(d.stop());
+            debug!("decoder stopped");
+        }
+    }
+
+    /// Publishes the machine's state, logging each change once.
+    fn publish_state(&mut self) {
+        let state = self.rec.state();
+        let running = self.decoder.is_some();
+        if (state, running) == self.shown {
+            return;
+        }
+        self.shown = (state, running);
+        if let (true, Some(e)) = (state.is_failed(), self.rec.last_error()) {
+            let wait = self.rec.retry_at().map_or(0.0, |t| {
+                t.saturating_duration_since(Instant::now()).as_secs_f64()
+            });
+            warn!("{e}; retrying in {wait:.1} s");
+            if state != State::Stopped {
+                Counters::add(&self.shared.counters.reconnects, 1);
+            }
+        }
+        let history: Vec<_> = self.rec.history().cloned().collect();
+        let (error, retry_at, attempts) = (
+            self.rec.last_error().cloned(),
+            self.rec.retry_at(),
+            self.rec.attempts(),
+        );
+        self.shared.update_status(|s| {
+            s.set_state(state);
+            s.decoder_running = running;
+            s.retry_at = retry_at;
+            s.attempts = attempts;
+            s.history = history;
+            if error.is_some() {
+                s.last_error = error;
+            }
+            if state != State::Streaming {
+                s.gop_units = 0;
+                s.gop_bytes = 0;
+            }
+        });
     }
 
     fn redact(&self, mut e: Error) -> Error {
         e.message = scrub(&e.message, &self.shared.config.secrets());
         e
     }
+}
+
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(86_400)
 }

@@ -4,6 +4,7 @@
 
 mod actor;
 mod backoff;
+pub mod reconcile;
 mod status;
 
 use std::sync::{Arc, Mutex};

@@ -13,6 +13,8 @@ pub enum State {
     Idle,
     Connecting,
     Streaming,
+    /// The camera went silent for `stall_timeout`; waiting before reconnecting.
+    Stalled,
     /// The last attempt failed; waiting before the next.
     Backoff,
     /// The camera rejected the credentials; retried slowly.
@@ -50,6 +52,12 @@ pub struct Status {
     /// The newest unit a decoder will see (running now, or started from the GOP cache).
     pub decodable_seq: u64,
     pub decoder_running: bool,
+    /// When the current connection was made.
+    pub connected_at: Option<Instant>,
+    /// Connection attempts so far.
+    pub attempts: u64,
+    /// Recent state changes, oldest first.
+    pub history: Vec<(State, SystemTime)>,
     pub gop_units: usize,
     pub gop_bytes: usize,
     pub gop_truncated: bool,
@@ -70,6 +78,9 @@ impl Status {
             newest_seq: 0,
             decodable_seq: 0,
             decoder_running: false,
+            connected_at: None,
+            attempts: 0,
+            history: Vec::new(),
             gop_units: 0,
             gop_bytes: 0,
             gop_truncated: false,
