@@ -137,8 +137,14 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
         }
         if let Some(t) = target {
             let p = progress_rx.borrow_and_update().clone();
+            // A frame of this connection, past the cold-start guard.
+            let o = &cam.config().options;
+            let first_ok = status.session_first_seq + u64::from(o.warmup_frames);
+            let ok_after = status.connected_at.map(|c| c + o.warmup.0);
             if p.processed_seq >= t
-                && let Some(f) = p.frame.filter(|f| f.frame_id >= status.session_first_seq)
+                && let Some(f) = p.frame.filter(|f| {
+                    f.frame_id >= first_ok && ok_after.is_none_or(|a| f.captured_mono >= a)
+                })
             {
                 return encode(cam, f, quality, req, source).await;
             }

@@ -120,11 +120,17 @@ fn a_dead_camera_answers_503_or_an_honestly_aged_picture() {
         clip_diff(shown, server.sent().index) >= -1,
         "fresh after recovery"
     );
+    let cam = hub.camera("cam");
+    assert!(cam["counters"]["reconnects"].as_u64().unwrap() >= 1);
+    let states: Vec<&str> = cam["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["state"].as_str().unwrap())
+        .collect();
     assert!(
-        hub.camera("cam")["counters"]["reconnects"]
-            .as_u64()
-            .unwrap()
-            >= 1
+        states.ends_with(&["backoff", "connecting", "streaming"]),
+        "{states:?}"
     );
 }
 

@@ -2,6 +2,7 @@
 //! JSON `{ "error": ..., "camera": ... }` with a status that says what to do.
 
 mod cameras;
+mod manage;
 mod snapshot;
 
 use std::sync::Arc;
@@ -16,8 +17,11 @@ use crate::hub::Hub;
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
-        .route("/api/cameras", get(cameras::list))
-        .route("/api/cameras/{name}", get(cameras::one))
+        .route("/api/cameras", get(cameras::list).post(manage::add))
+        .route(
+            "/api/cameras/{name}",
+            get(cameras::one).put(manage::put).delete(manage::remove),
+        )
         .route("/api/cameras/{name}/snapshot.jpg", get(snapshot::get))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub)

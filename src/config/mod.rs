@@ -78,7 +78,7 @@ impl<'de> Deserialize<'de> for CameraEntry {
 }
 
 /// The long form of a camera. Every field but `url` has a default.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraOptions {
     /// `rtsp://[user:pass@]host[:port]/path`, `file:///abs/path.mp4`, or a file
@@ -118,6 +118,13 @@ pub struct CameraOptions {
     /// Default JPEG quality, 1-100 (default 80).
     #[serde(default = "defaults::jpeg_quality")]
     pub jpeg_quality: u8,
+    /// Cold-start guard: after connecting, skip this many frames before a
+    /// snapshot may show one (cameras whose exposure needs a moment). Default 0.
+    #[serde(default)]
+    pub warmup_frames: u32,
+    /// Cold-start guard by time: skip frames captured within this long of connecting. Default 0.
+    #[serde(default = "defaults::warmup")]
+    pub warmup: Seconds,
 }
 
 mod defaults {
@@ -143,6 +150,9 @@ mod defaults {
     pub fn jpeg_quality() -> u8 {
         80
     }
+    pub fn warmup() -> Seconds {
+        Seconds(std::time::Duration::ZERO)
+    }
 }
 
 impl CameraOptions {
@@ -161,6 +171,8 @@ impl CameraOptions {
             stall_timeout: defaults::stall_timeout(),
             snapshot_timeout: defaults::snapshot_timeout(),
             jpeg_quality: defaults::jpeg_quality(),
+            warmup_frames: 0,
+            warmup: defaults::warmup(),
         }
     }
 }
@@ -174,7 +186,7 @@ pub enum SourceSpec {
 }
 
 /// A camera, validated and resolved, ready to run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CameraConfig {
     pub name: String,
     pub source: SourceSpec,
@@ -191,6 +203,15 @@ impl CameraConfig {
         options.url = interpolate(&options.url)?;
         let mut username = options.username.as_deref().map(interpolate).transpose()?;
         let mut password = options.password.as_deref().map(interpolate).transpose()?;
+        for (key, v) in [
+            ("connect_timeout", options.connect_timeout),
+            ("stall_timeout", options.stall_timeout),
+            ("snapshot_timeout", options.snapshot_timeout),
+        ] {
+            if v.0.is_zero() {
+                return Err(format!("{key} must be more than 0"));
+            }
+        }
         if !(1..=100).contains(&options.jpeg_quality) {
             return Err(format!(
                 "jpeg_quality must be 1-100, not {}",

@@ -118,15 +118,17 @@ impl<'de> Deserialize<'de> for Linger {
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         fn num(v: f64) -> Option<Seconds> {
-            (v > 0.0 && v < 1e9).then(|| Seconds(Duration::from_secs_f64(v)))
+            (0.0..1e9)
+                .contains(&v)
+                .then(|| Seconds(Duration::from_secs_f64(v)))
         }
         fn text(s: &str) -> Option<Seconds> {
-            parse_duration(s).filter(|d| !d.is_zero()).map(Seconds)
+            parse_duration(s).map(Seconds)
         }
         d.deserialize_any(NumOrStr(
             num,
             text,
-            "a positive duration like 10, 2.5, \"500ms\" or \"1m\"",
+            "a duration like 10, 2.5, \"500ms\" or \"1m\"",
         ))
     }
 }

@@ -101,6 +101,10 @@ impl RtspServer {
         *self.sent.lock().unwrap()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -180,6 +184,41 @@ impl Hub {
         http_get(&format!("{}{}", self.base, path))
     }
 
+    pub fn send(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        http_send(method, &format!("{}{}", self.base, path), body)
+    }
+
+    /// Rewrites the config file and sends SIGHUP.
+    pub fn reload(&self, config_yaml: &str) {
+        std::fs::write(self.dir.join("cameras.yaml"), config_yaml).unwrap();
+        signal(self.pid(), "HUP");
+    }
+
+    /// Waits until the log contains `text`.
+    pub fn wait_log(&self, text: &str, timeout: Duration) {
+        let end = Instant::now() + timeout;
+        while !self.log().contains(text) {
+            assert!(
+                Instant::now() < end,
+                "log never said {text:?}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the process to exit; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            assert!(Instant::now() < end, "camhub did not exit:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     pub fn camera(&self, name: &str) -> serde_json::Value {
         let r = self.get(&format!("/api/cameras/{name}"));
         assert_eq!(r.status, 200, "{}", r.text());
@@ -235,6 +274,34 @@ impl Drop for Hub {
     }
 }
 
+/// Sends a signal (`HUP`, `TERM`, `STOP`, `CONT`, ...) to a process.
+pub fn signal(pid: u32, sig: &str) {
+    let st = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "kill -{sig} {pid}");
+}
+
+/// Open file descriptors, threads and resident memory (KiB) of a process.
+pub fn proc_stats(pid: u32) -> (usize, usize, usize) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> usize {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (fds, field("Threads:"), field("VmRSS:"))
+}
+
 pub struct Response {
     pub status: u16,
     pub headers: Vec<(String, String)>,
@@ -269,16 +336,41 @@ impl Response {
     }
 }
 
-pub fn http_get(url: &str) -> Response {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
         .build()
-        .into();
-    let mut r = agent
+        .into()
+}
+
+pub fn http_get(url: &str) -> Response {
+    let r = agent()
         .get(url)
         .call()
         .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    into_response(r)
+}
+
+/// Sends `method` with a JSON body (or none).
+pub fn http_send(method: &str, url: &str, body: Option<&str>) -> Response {
+    let a = agent();
+    let r = match (method, body) {
+        ("POST", Some(b)) => a
+            .post(url)
+            .header("content-type", "application/json")
+            .send(b),
+        ("PUT", Some(b)) => a
+            .put(url)
+            .header("content-type", "application/json")
+            .send(b),
+        ("DELETE", None) => a.delete(url).call(),
+        _ => panic!("unsupported {method}"),
+    };
+    into_response(r.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+}
+
+fn into_response(mut r: ureq::http::Response<ureq::Body>) -> Response {
     let status = r.status().as_u16();
     let headers = r
         .headers()
