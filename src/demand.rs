@@ -2,6 +2,7 @@
 //! each tier's linger. Pure: leases and `now` go in, "wanted?" and the next
 //! deadline come out, so every linger rule is tested with simulated time.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::{Keep, Linger};
@@ -12,6 +13,15 @@ use crate::config::{Keep, Linger};
 pub enum Tier {
     Connected,
     Decoding,
+}
+
+/// A JPEG variant of a camera's frames: one encode per frame for all its consumers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+pub struct VariantKey {
+    pub quality: u8,
+    /// The size asked for (fitted to each frame, aspect kept); `None` keeps the frame's.
+    pub width: Option<u32>,
+    pub height: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +50,8 @@ pub struct Demand {
     keep: Keep,
     connected: TierDemand,
     decoding: TierDemand,
+    variant_linger: Linger,
+    variants: BTreeMap<VariantKey, TierDemand>,
 }
 
 impl Demand {
@@ -48,7 +60,47 @@ impl Demand {
             keep,
             connected: TierDemand::new(connect_linger),
             decoding: TierDemand::new(decode_linger),
+            variant_linger: Linger::After(std::time::Duration::from_secs(10)),
+            variants: BTreeMap::new(),
         }
+    }
+
+    pub fn with_variant_linger(mut self, linger: Linger) -> Self {
+        self.variant_linger = linger;
+        self
+    }
+
+    pub fn acquire_variant(&mut self, key: VariantKey) {
+        let linger = self.variant_linger;
+        let t = self
+            .variants
+            .entry(key)
+            .or_insert_with(|| TierDemand::new(linger));
+        t.leases += 1;
+        t.stop_at = None;
+    }
+
+    pub fn release_variant(&mut self, key: VariantKey, now: Instant) {
+        if let Some(t) = self.variants.get_mut(&key) {
+            t.leases = t.leases.saturating_sub(1);
+            if t.leases == 0 {
+                t.stop_at = match t.linger {
+                    Linger::Forever => None,
+                    Linger::After(d) => Some(now + d),
+                };
+            }
+        }
+    }
+
+    /// The variants that should be encoding at `now`; forgets the ones whose linger ran out.
+    pub fn wanted_variants(&mut self, now: Instant) -> Vec<VariantKey> {
+        self.variants.retain(|_, t| t.held(now));
+        self.variants.keys().copied().collect()
+    }
+
+    /// Leases held per variant.
+    pub fn variant_leases(&self) -> Vec<(VariantKey, u32)> {
+        self.variants.iter().map(|(k, t)| (*k, t.leases)).collect()
     }
 
     fn tier(&mut self, tier: Tier) -> &mut TierDemand {
@@ -87,7 +139,9 @@ impl Demand {
 
     /// Whether `tier` should be running at `now`.
     pub fn wanted(&self, tier: Tier, now: Instant) -> bool {
-        let decoding = self.keep == Keep::Decoded || self.decoding.held(now);
+        let decoding = self.keep == Keep::Decoded
+            || self.decoding.held(now)
+            || self.variants.values().any(|t| t.held(now));
         match tier {
             Tier::Decoding => decoding,
             Tier::Connected => decoding || self.keep == Keep::Connected || self.connected.held(now),
@@ -98,6 +152,7 @@ impl Demand {
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
         [self.connected.stop_at, self.decoding.stop_at]
             .into_iter()
+            .chain(self.variants.values().map(|t| t.stop_at))
             .flatten()
             .filter(|t| *t > now)
             .min()
@@ -188,5 +243,48 @@ mod tests {
         assert!(!d.wanted(Tier::Connected, t0 + 5 * S));
         let d = Demand::new(Keep::Decoded, Linger::After(S), Linger::After(S));
         assert!(d.wanted(Tier::Decoding, t0) && d.wanted(Tier::Connected, t0));
+    }
+
+    #[test]
+    fn a_variant_lingers_on_its_own_and_implies_decoding() {
+        let t0 = Instant::now();
+        let mut d = Demand::new(
+            Keep::OnDemand,
+            Linger::After(Duration::ZERO),
+            Linger::After(Duration::ZERO),
+        )
+        .with_variant_linger(Linger::After(3 * S));
+        let small = VariantKey {
+            quality: 50,
+            width: Some(320),
+            height: None,
+        };
+        let big = VariantKey {
+            quality: 90,
+            width: None,
+            height: None,
+        };
+        d.acquire_variant(small);
+        d.acquire_variant(big);
+        assert!(d.wanted(Tier::Decoding, t0) && d.wanted(Tier::Connected, t0));
+        assert_eq!(d.wanted_variants(t0), vec![small, big]);
+        d.release_variant(small, t0);
+        assert_eq!(d.next_deadline(t0), Some(t0 + 3 * S));
+        assert_eq!(d.wanted_variants(t0 + 2 * S), vec![small, big]);
+        assert_eq!(
+            d.wanted_variants(t0 + 3 * S),
+            vec![big],
+            "small's linger ran out"
+        );
+        d.release_variant(big, t0 + 3 * S);
+        d.acquire_variant(big);
+        assert_eq!(
+            d.wanted_variants(t0 + 60 * S),
+            vec![big],
+            "re-leased inside the window"
+        );
+        d.release_variant(big, t0 + 60 * S);
+        assert!(d.wanted_variants(t0 + 63 * S).is_empty());
+        assert!(!d.wanted(Tier::Decoding, t0 + 63 * S));
     }
 }

@@ -76,6 +76,9 @@ pub fn describe(cam: &Camera) -> Value {
         "leases": {
             "connected": cam.leases(Tier::Connected),
             "decoding": cam.leases(Tier::Decoding),
+            "variants": cam.variant_leases().iter().map(|(k, n)| json!({
+                "quality": k.quality, "width": k.width, "height": k.height, "leases": n,
+            })).collect::<Vec<_>>(),
         },
         "gop_cache": {
             "units": s.gop_units,
@@ -92,6 +95,8 @@ pub fn describe(cam: &Camera) -> Value {
             "frames_decoded": Counters::get(&c.frames_decoded),
             "decode_errors": Counters::get(&c.decode_errors),
             "decoder_overruns": Counters::get(&c.decoder_overruns),
+            // Compressed frames the GOP cache could not keep (over gop_cache_bytes).
+            "frames_dropped": s.gop_dropped_units,
             "jpeg_encodes": Counters::get(&c.jpeg_encodes),
             "reconnects": Counters::get(&c.reconnects),
         },

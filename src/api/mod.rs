@@ -3,6 +3,8 @@
 
 mod cameras;
 mod manage;
+mod mjpeg;
+mod query;
 mod snapshot;
 
 use std::sync::Arc;
@@ -23,6 +25,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
             get(cameras::one).put(manage::put).delete(manage::remove),
         )
         .route("/api/cameras/{name}/snapshot.jpg", get(snapshot::get))
+        .route("/api/cameras/{name}/stream.mjpeg", get(mjpeg::get))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub)
 }

@@ -2,18 +2,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::{ApiError, rfc3339_ms};
+use super::{ApiError, query, rfc3339_ms};
 use crate::hub::Hub;
 use crate::snapshot::{self, SnapshotError, SnapshotRequest};
-
-/// Largest width or height a client may ask for.
-const MAX_SIDE: u32 = 8192;
 
 pub async fn get(
     State(hub): State<Arc<Hub>>,
@@ -23,8 +20,15 @@ pub async fn get(
     let cam = hub
         .get(&name)
         .ok_or_else(|| ApiError::unknown_camera(&name))?;
-    let req =
-        parse_query(&q).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let q = query::parse(&q, &["quality", "width", "height", "max_age_ms", "cached"])
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let req = SnapshotRequest {
+        quality: q.quality,
+        width: q.width,
+        height: q.height,
+        max_age: q.max_age,
+        cached: q.cached,
+    };
     let shot = snapshot::take(&cam, &req).await.map_err(|e| {
         let status = match &e {
             SnapshotError::Offline { .. } | SnapshotError::NoPicture(_) => {
@@ -54,35 +58,4 @@ pub async fn get(
         HeaderValue::from_static(shot.source.as_str()),
     );
     Ok((h, shot.jpeg).into_response())
-}
-
-fn parse_query(q: &HashMap<String, String>) -> Result<SnapshotRequest, String> {
-    let mut req = SnapshotRequest::default();
-    for (k, v) in q {
-        let num = |lo: u64, hi: u64| -> Result<u64, String> {
-            v.parse::<u64>()
-                .ok()
-                .filter(|n| (lo..=hi).contains(n))
-                .ok_or_else(|| format!("{k} must be a whole number from {lo} to {hi}, not {v:?}"))
-        };
-        match k.as_str() {
-            "quality" => req.quality = Some(num(1, 100)? as u8),
-            "width" => req.width = Some(num(1, MAX_SIDE as u64)? as u32),
-            "height" => req.height = Some(num(1, MAX_SIDE as u64)? as u32),
-            "max_age_ms" => req.max_age = Some(Duration::from_millis(num(0, 86_400_000)?)),
-            "cached" => {
-                req.cached = match v.as_str() {
-                    "" | "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" => false,
-                    _ => return Err(format!("cached must be true or false, not {v:?}")),
-                }
-            }
-            _ => {
-                return Err(format!(
-                    "unknown query parameter {k:?} (known: quality, width, height, max_age_ms, cached)"
-                ));
-            }
-        }
-    }
-    Ok(req)
 }

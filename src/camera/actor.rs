@@ -4,7 +4,7 @@
 //! decoder. Nothing else touches the GOP cache or the decoder, so a decoder
 //! started from the cache and then fed live units sees no gap.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,9 +14,10 @@ use tokio::time::sleep_until;
 use tracing::{Instrument, debug, info, warn};
 
 use super::reconcile::{Action, Event, Reconciler, Wants};
+use super::variant;
 use super::{Shared, State};
 use crate::decode::{Decoder, SendError};
-use crate::demand::Tier;
+use crate::demand::{Tier, VariantKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::gop::GopCache;
 use crate::secret::scrub;
@@ -61,6 +62,8 @@ struct Actor {
     decoder_pending: bool,
     codec: Option<Codec>,
     seq: u64,
+    /// The encoder task of each running variant.
+    variants: HashMap<VariantKey, tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Receiver<bool>,
     /// The state last published, to log and record changes once.
     shown: (State, bool),
@@ -93,16 +96,18 @@ impl Actor {
             decoder_pending: false,
             codec: None,
             seq: 0,
+            variants: HashMap::new(),
             stop,
             shown: (State::Idle, false),
         }
     }
 
     fn wants(&self, now: Instant) -> Wants {
-        let d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
         Wants {
             connected: d.wanted(Tier::Connected, now),
             decoding: d.wanted(Tier::Decoding, now),
+            variants: d.wanted_variants(now),
             deadline: d.next_deadline(now),
         }
     }
@@ -127,6 +132,8 @@ impl Actor {
                             }
                         }
                         Action::StopDecoder => self.stop_decoder(),
+                        Action::StartVariant(k) => self.start_variant(k),
+                        Action::StopVariant(k) => self.stop_variant(k),
                     }
                 }
                 self.publish_state();
@@ -165,6 +172,9 @@ impl Actor {
             events.push_front(event);
         }
         drop(conn);
+        for k in self.variants.keys().copied().collect::<Vec<_>>() {
+            self.stop_variant(k);
+        }
         if let Some(d) = self.decoder.take()
             && let Some(thread) = d.stop()
         {
@@ -284,6 +294,39 @@ impl Actor {
             // The thread exits once its channel closes; joining would block this task.
             drop(d.stop());
             debug!("decoder stopped");
+        }
+    }
+
+    fn start_variant(&mut self, key: VariantKey) {
+        let tx = {
+            let mut v = self
+                .shared
+                .variants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            v.entry(key)
+                .or_insert_with(|| tokio::sync::watch::channel(None).0)
+                .clone()
+        };
+        let task = tokio::spawn(variant::run(self.shared.clone(), key, tx).in_current_span());
+        if let Some(old) = self.variants.insert(key, task) {
+            old.abort();
+        }
+        debug!("variant {key:?} started");
+    }
+
+    fn stop_variant(&mut self, key: VariantKey) {
+        if let Some(task) = self.variants.remove(&key) {
+            task.abort();
+            debug!("variant {key:?} stopped");
+        }
+        let mut v = self
+            .shared
+            .variants
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if v.get(&key).is_some_and(|tx| tx.receiver_count() == 0) {
+            v.remove(&key);
         }
     }
 

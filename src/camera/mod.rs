@@ -6,7 +6,9 @@ mod actor;
 mod backoff;
 pub mod reconcile;
 mod status;
+mod variant;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -14,12 +16,16 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::CameraConfig;
 use crate::decode::DecodeProgress;
-use crate::demand::{Demand, Tier};
+use crate::demand::{Demand, Tier, VariantKey};
 use crate::encode::JpegCache;
 use crate::frame::Frame;
 use crate::source::Source;
 use crate::stats::Counters;
 pub use status::{State, Status};
+pub use variant::{VariantFrame, VariantRx};
+
+/// Distinct JPEG variants (quality, size) one camera serves at once.
+pub const MAX_VARIANTS: usize = 8;
 
 /// What the actor and the handles share.
 pub(crate) struct Shared {
@@ -34,6 +40,8 @@ pub(crate) struct Shared {
     pub counters: Arc<Counters>,
     pub jpegs: JpegCache,
     pub stop: watch::Sender<bool>,
+    /// Each variant's newest JPEG; created by the first lease, dropped when its encoder stops unwatched.
+    pub variants: Mutex<HashMap<VariantKey, watch::Sender<Option<Arc<VariantFrame>>>>>,
 }
 
 impl Shared {
@@ -62,7 +70,8 @@ impl Camera {
     /// Starts a camera reading from the given source (tests script their own).
     pub fn spawn_with_source(config: CameraConfig, source: Arc<dyn Source>) -> Arc<Camera> {
         let o = &config.options;
-        let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger);
+        let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger)
+            .with_variant_linger(o.variant_linger);
         let shared = Arc::new(Shared {
             demand: Mutex::new(demand),
             wake: Notify::new(),
@@ -72,6 +81,7 @@ impl Camera {
             counters: Arc::default(),
             jpegs: JpegCache::new(8),
             stop: watch::channel(false).0,
+            variants: Mutex::default(),
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source));
@@ -111,7 +121,49 @@ impl Camera {
         Lease {
             shared: self.shared.clone(),
             tiers,
+            variant: None,
         }
+    }
+
+    /// Asks for a JPEG variant until the lease is dropped; the receiver always
+    /// holds its newest JPEG. Fails if the camera already serves `MAX_VARIANTS` others.
+    pub fn lease_variant(&self, key: VariantKey) -> Result<(Lease, VariantRx), String> {
+        let rx = {
+            let mut v = self
+                .shared
+                .variants
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !v.contains_key(&key) && v.len() >= MAX_VARIANTS {
+                return Err(format!(
+                    "this camera already serves {MAX_VARIANTS} stream variants (quality and size)"
+                ));
+            }
+            v.entry(key)
+                .or_insert_with(|| watch::channel(None).0)
+                .subscribe()
+        };
+        {
+            let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            d.acquire(Tier::Connected);
+            d.acquire_variant(key);
+        }
+        self.shared.wake.notify_one();
+        let lease = Lease {
+            shared: self.shared.clone(),
+            tiers: &[Tier::Connected],
+            variant: Some(key),
+        };
+        Ok((lease, rx))
+    }
+
+    /// Leases held per variant.
+    pub fn variant_leases(&self) -> Vec<(VariantKey, u32)> {
+        self.shared
+            .demand
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .variant_leases()
     }
 
     pub fn leases(&self, tier: Tier) -> u32 {
@@ -156,6 +208,7 @@ impl Camera {
 pub struct Lease {
     shared: Arc<Shared>,
     tiers: &'static [Tier],
+    variant: Option<VariantKey>,
 }
 
 impl Drop for Lease {
@@ -165,6 +218,9 @@ impl Drop for Lease {
             let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
             for t in self.tiers {
                 d.release(*t, now);
+            }
+            if let Some(k) = self.variant {
+                d.release_variant(k, now);
             }
         }
         self.shared.wake.notify_one();

@@ -4,11 +4,12 @@
 //! how long to back off; the actor only carries the actions out. No I/O, no
 //! clock reads: the tests below drive it with simulated time.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
 use super::backoff::Backoff;
 use super::status::State;
+use crate::demand::VariantKey;
 use crate::error::{Error, ErrorKind};
 
 /// A connection that stayed up this long resets the backoff.
@@ -17,10 +18,12 @@ pub const STABLE_AFTER: Duration = Duration::from_secs(30);
 pub const HISTORY: usize = 32;
 
 /// What demand says at `now` (from `Demand`, read by the caller).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Wants {
     pub connected: bool,
     pub decoding: bool,
+    /// JPEG variants with leases (or lingering); they run while the decoder does.
+    pub variants: Vec<VariantKey>,
     /// When a linger runs out next (the machine wants a tick then).
     pub deadline: Option<Instant>,
 }
@@ -49,6 +52,9 @@ pub enum Action {
     /// Start a decoder (replaying the GOP cache).
     StartDecoder,
     StopDecoder,
+    /// Start the shared encoder of one JPEG variant.
+    StartVariant(VariantKey),
+    StopVariant(VariantKey),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +78,7 @@ enum Conn {
 pub struct Reconciler {
     conn: Conn,
     decoder: bool,
+    variants: BTreeSet<VariantKey>,
     /// After a decoder failure, no new start before this.
     decoder_retry_at: Option<Instant>,
     decoder_backoff: Backoff,
@@ -88,6 +95,7 @@ impl Reconciler {
         Reconciler {
             conn: Conn::Idle,
             decoder: false,
+            variants: BTreeSet::new(),
             decoder_retry_at: None,
             decoder_backoff: Backoff::new(seed ^ 0x5555),
             backoff: Backoff::new(seed),
@@ -109,6 +117,9 @@ impl Reconciler {
     }
     pub fn decoder_running(&self) -> bool {
         self.decoder
+    }
+    pub fn variants(&self) -> impl Iterator<Item = &VariantKey> {
+        self.variants.iter()
     }
     pub fn last_error(&self) -> Option<&Error> {
         self.last_error.as_ref()
@@ -230,16 +241,38 @@ impl Reconciler {
             }
         }
         let streaming = matches!(self.conn, Conn::Streaming { .. });
-        if streaming
-            && wants.decoding
-            && !self.decoder
-            && self.decoder_retry_at.is_none_or(|t| now >= t)
+        let decode = streaming && wants.decoding;
+        // Variants consume the decoder's frames: stop the unwanted ones first.
+        let want_variants: BTreeSet<VariantKey> = if decode {
+            wants.variants.iter().copied().collect()
+        } else {
+            BTreeSet::new()
+        };
+        for k in self
+            .variants
+            .difference(&want_variants)
+            .copied()
+            .collect::<Vec<_>>()
         {
+            self.variants.remove(&k);
+            out.push(Action::StopVariant(k));
+        }
+        if decode && !self.decoder && self.decoder_retry_at.is_none_or(|t| now >= t) {
             self.decoder = true;
             self.decoder_retry_at = None;
             out.push(Action::StartDecoder);
-        } else if self.decoder && (!wants.decoding || !streaming) {
+        } else if self.decoder && !decode {
             self.stop_decoder(out);
+        }
+        if self.decoder {
+            for k in want_variants
+                .difference(&self.variants)
+                .copied()
+                .collect::<Vec<_>>()
+            {
+                self.variants.insert(k);
+                out.push(Action::StartVariant(k));
+            }
         }
     }
 
@@ -250,6 +283,9 @@ impl Reconciler {
     }
 
     fn stop_decoder(&mut self, out: &mut Vec<Action>) {
+        for k in std::mem::take(&mut self.variants) {
+            out.push(Action::StopVariant(k));
+        }
         if self.decoder {
             self.decoder = false;
             out.push(Action::StopDecoder);

@@ -118,6 +118,10 @@ pub struct CameraOptions {
     /// Default JPEG quality, 1-100 (default 80).
     #[serde(default = "defaults::jpeg_quality")]
     pub jpeg_quality: u8,
+    /// How long a shared JPEG encoder for one (quality, size) keeps running
+    /// after its last viewer: -1, 0 or N seconds (default 10).
+    #[serde(default = "defaults::decode_linger")]
+    pub variant_linger: Linger,
     /// Cold-start guard: after connecting, skip this many frames before a
     /// snapshot may show one (cameras whose exposure needs a moment). Default 0.
     #[serde(default)]
@@ -171,6 +175,7 @@ impl CameraOptions {
             stall_timeout: defaults::stall_timeout(),
             snapshot_timeout: defaults::snapshot_timeout(),
             jpeg_quality: defaults::jpeg_quality(),
+            variant_linger: defaults::decode_linger(),
             warmup_frames: 0,
             warmup: defaults::warmup(),
         }

@@ -19,10 +19,11 @@ impl Sim {
             rec: Reconciler::new(10 * S, 5 * S, 7),
         }
     }
-    fn wants(&self) -> Wants {
+    fn wants(&mut self) -> Wants {
         Wants {
             connected: self.demand.wanted(Tier::Connected, self.t),
             decoding: self.demand.wanted(Tier::Decoding, self.t),
+            variants: self.demand.wanted_variants(self.t),
             deadline: self.demand.next_deadline(self.t),
         }
     }
@@ -69,7 +70,11 @@ fn on_demand_stays_idle_until_a_lease_and_disconnects_after_linger() {
         "decode linger 0: at once"
     );
     assert_eq!(
-        s.rec.next_wake(&s.wants()).map(|w| w - s.t),
+        {
+            let w = s.wants();
+            s.rec.next_wake(&w)
+        }
+        .map(|w| w - s.t),
         Some(5 * S),
         "stall watch until the connection linger ends"
     );
@@ -126,7 +131,11 @@ fn decoder_start_failure_rolls_back_and_retries_with_backoff() {
         vec![],
         "not hot-looped"
     );
-    let wake = s.rec.next_wake(&s.wants()).unwrap();
+    let wake = {
+        let w = s.wants();
+        s.rec.next_wake(&w)
+    }
+    .unwrap();
     assert!(wake <= s.t + S, "retried within the first backoff step");
     let d = wake - s.t;
     assert_eq!(s.at(d, Event::Unit), vec![StartDecoder]);
@@ -198,7 +207,13 @@ fn silence_past_stall_timeout_is_a_stall_and_a_reconnect() {
     s.tick(Duration::ZERO);
     s.at(Duration::ZERO, Event::Connected);
     s.at(S, Event::Unit);
-    assert_eq!(s.rec.next_wake(&s.wants()), Some(s.t + 5 * S));
+    assert_eq!(
+        {
+            let w = s.wants();
+            s.rec.next_wake(&w)
+        },
+        Some(s.t + 5 * S)
+    );
     assert_eq!(s.tick(5 * S - Duration::from_millis(1)), vec![]);
     assert_eq!(
         s.tick(Duration::from_millis(1)),
@@ -243,4 +258,47 @@ fn end_of_stream_is_a_disconnect() {
         vec![StopDecoder]
     );
     assert_eq!(s.rec.state(), State::Backoff);
+}
+
+#[test]
+fn variants_run_while_leased_and_linger_then_stop_before_the_decoder() {
+    use crate::demand::VariantKey;
+    let mut s = Sim::new(Keep::Connected, Linger::After(Duration::ZERO));
+    s.demand = Demand::new(
+        Keep::Connected,
+        Linger::After(30 * S),
+        Linger::After(Duration::ZERO),
+    )
+    .with_variant_linger(Linger::After(2 * S));
+    s.tick(Duration::ZERO);
+    s.at(Duration::ZERO, Event::Connected);
+    let k = VariantKey {
+        quality: 60,
+        width: Some(320),
+        height: None,
+    };
+    s.demand.acquire_variant(k);
+    assert_eq!(s.at(S, Event::Unit), vec![StartDecoder, StartVariant(k)]);
+    assert_eq!(s.at(S, Event::Unit), vec![]);
+    let t = s.t;
+    s.demand.release_variant(k, t);
+    assert_eq!(s.at(S, Event::Unit), vec![]);
+    assert_eq!(
+        s.at(S, Event::Unit),
+        vec![StopVariant(k), StopDecoder],
+        "variant linger 2 s"
+    );
+    // A lost connection takes the variants down with the decoder; they return with it.
+    s.demand.acquire_variant(k);
+    assert_eq!(s.at(S, Event::Unit), vec![StartDecoder, StartVariant(k)]);
+    assert_eq!(
+        s.at(S, Event::StreamEnded(Sim::err(ErrorKind::EndOfStream))),
+        vec![StopVariant(k), StopDecoder]
+    );
+    let retry = s.rec.retry_at().unwrap() - s.t;
+    assert_eq!(s.tick(retry), vec![Connect]);
+    assert_eq!(
+        s.at(Duration::ZERO, Event::Connected),
+        vec![StartDecoder, StartVariant(k)]
+    );
 }

@@ -1,0 +1,116 @@
+//! `GET /api/cameras/{name}/stream.mjpeg`: a `multipart/x-mixed-replace` stream.
+//! Every viewer of one (quality, size) shares one encode per frame (a variant
+//! lease); each viewer always gets the newest JPEG, so a slow viewer skips frames
+//! instead of queueing them and never slows the others. The lease goes when
+//! the viewer does.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::StreamExt;
+
+use super::{ApiError, query, rfc3339_ms};
+use crate::camera::{Camera, Lease, State as CamState, VariantRx};
+use crate::demand::VariantKey;
+use crate::hub::Hub;
+
+const BOUNDARY: &str = "camhubframe";
+
+pub async fn get(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let cam = hub
+        .get(&name)
+        .ok_or_else(|| ApiError::unknown_camera(&name))?;
+    let q = query::parse(&q, &["quality", "width", "height", "fps"])
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let key = VariantKey {
+        quality: q.quality.unwrap_or(cam.config().options.jpeg_quality),
+        width: q.width,
+        height: q.height,
+    };
+    let (lease, rx) = cam
+        .lease_variant(key)
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?;
+    let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
+    let viewer = Viewer {
+        cam,
+        _lease: lease,
+        rx,
+        interval,
+        next: Instant::now(),
+        last: 0,
+    };
+    let parts = futures::stream::unfold(viewer, |mut v| async move {
+        let part = v.next_part().await?;
+        Some((part, v))
+    })
+    .flat_map(|chunks| futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
+    let mut r = Response::new(Body::from_stream(parts));
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("multipart/x-mixed-replace; boundary=camhubframe"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    Ok(r.into_response())
+}
+
+struct Viewer {
+    cam: Arc<Camera>,
+    _lease: Lease,
+    rx: VariantRx,
+    interval: Option<Duration>,
+    next: Instant,
+    last: u64,
+}
+
+impl Viewer {
+    /// The next part: the newest JPEG newer than the last one sent (paced to
+    /// `fps` if asked). None when the camera is removed.
+    async fn next_part(&mut self) -> Option<[Bytes; 3]> {
+        let mut status = self.cam.subscribe_status();
+        loop {
+            if self.cam.status().state == CamState::Stopped {
+                return None;
+            }
+            let newest = self.rx.borrow_and_update().clone();
+            if let Some(f) = newest.filter(|f| f.frame_id > self.last) {
+                if let Some(iv) = self.interval {
+                    let now = Instant::now();
+                    if now < self.next {
+                        tokio::time::sleep_until(self.next.into()).await;
+                        continue;
+                    }
+                    self.next = self.next.max(now - iv) + iv;
+                }
+                self.last = f.frame_id;
+                let head = format!(
+                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Id: {}\r\nX-Frame-Timestamp: {}\r\n\r\n",
+                    f.jpeg.len(),
+                    f.frame_id,
+                    rfc3339_ms(f.captured)
+                );
+                return Some([
+                    Bytes::from(head),
+                    f.jpeg.clone(),
+                    Bytes::from_static(b"\r\n"),
+                ]);
+            }
+            tokio::select! {
+                r = self.rx.changed() => if r.is_err() { return None },
+                r = status.changed() => if r.is_err() { return None },
+            }
+        }
+    }
+}

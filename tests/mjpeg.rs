@@ -1,0 +1,118 @@
+//! The variant tier through its first consumer, MJPEG: viewers of one
+//! (quality, size) share one encode per frame, each gets fresh frames, and
+//! when the last viewer leaves the encoder and the decoder stop after their lingers.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::Duration;
+
+use common::*;
+
+/// Reads one part of a multipart MJPEG stream: (frame id, JPEG).
+fn read_part(r: &mut impl BufRead) -> (u64, Vec<u8>) {
+    let (mut len, mut id) = (None, 0);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended");
+        let l = line.trim_end();
+        if let Some(v) = l.strip_prefix("Content-Length: ") {
+            len = Some(v.parse::<usize>().unwrap());
+        } else if let Some(v) = l.strip_prefix("X-Frame-Id: ") {
+            id = v.parse().unwrap();
+        } else if l.is_empty() && len.is_some() {
+            break;
+        }
+    }
+    let mut jpeg = vec![0; len.unwrap()];
+    r.read_exact(&mut jpeg).unwrap();
+    (id, jpeg)
+}
+
+#[test]
+fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!(
+        "cameras:\n  cam:\n    url: {}\n    decode_linger: 0\n    variant_linger: 0\n",
+        server.url()
+    ));
+    hub.wait_streaming("cam");
+    let url = format!(
+        "{}/api/cameras/cam/stream.mjpeg?width=320&quality=60",
+        hub.base
+    );
+    let open = || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        let r = agent.get(&url).call().unwrap();
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("multipart/x-mixed-replace")
+        );
+        BufReader::new(r.into_body().into_reader())
+    };
+    let mut a = open();
+    let mut b = open();
+    let encodes = |h: &Hub| {
+        h.camera("cam")["counters"]["jpeg_encodes"]
+            .as_u64()
+            .unwrap()
+    };
+    let first_a = read_part(&mut a).0;
+    read_part(&mut b);
+    let e0 = encodes(&hub);
+    let mut last = first_a;
+    for _ in 0..10 {
+        let before = server.sent().index;
+        let (id, jpeg) = read_part(&mut a);
+        assert!(id > last, "ids increase");
+        last = id;
+        let pic = Picture::decode(&jpeg);
+        assert_eq!((pic.width, pic.height), (320, 180));
+        assert!(
+            clip_diff(pic.barcode(), before) >= -1,
+            "fresh: {} vs {before}",
+            pic.barcode()
+        );
+        read_part(&mut b);
+    }
+    let c = hub.camera("cam");
+    assert_eq!(c["leases"]["variants"][0]["leases"], 2, "{c:#}");
+    assert_eq!(c["tier"], "decoding");
+    let frames = last - first_a;
+    let e = encodes(&hub) - e0;
+    assert!(
+        e <= frames + 2,
+        "{e} encodes for {frames} frames and two viewers"
+    );
+
+    // A viewer that stops reading does not hold the other back.
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        ids.push(read_part(&mut a).0);
+    }
+    assert!(ids.windows(2).all(|w| w[1] > w[0]));
+
+    drop(a);
+    drop(b);
+    let c = hub.wait_camera("cam", "decoder off", Duration::from_secs(10), |c| {
+        c["decoder"]["running"] == false
+    });
+    assert_eq!(c["leases"]["variants"], serde_json::json!([]), "{c:#}");
+    assert_eq!(c["state"], "streaming", "keep: connected stays connected");
+}
+
+#[test]
+fn bad_stream_queries_are_400() {
+    let hub = Hub::start_demo();
+    for q in ["fps=0", "fps=abc", "quality=101", "max_age_ms=5"] {
+        let r = hub.get(&format!("/api/cameras/demo/stream.mjpeg?{q}"));
+        assert_eq!(r.status, 400, "{q}");
+    }
+    assert_eq!(hub.get("/api/cameras/nope/stream.mjpeg").status, 404);
+}
