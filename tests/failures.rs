@@ -142,7 +142,14 @@ fn wrong_password_is_a_clear_auth_error_and_never_shown() {
         server.port
     );
     let good = format!("rtsp://viewer:right-pass@127.0.0.1:{}/cam", server.port);
-    let hub = Hub::start(&format!("cameras:\n  bad: {url}\n  good: {good}\n"));
+    let missing = format!("rtsp://127.0.0.1:{}/no-such-path", server.port);
+    let hub = Hub::start(&format!(
+        "cameras:\n  bad: {url}\n  good: {good}\n  missing: {missing}\n"
+    ));
+    let c = hub.wait_camera("missing", "not_found", Duration::from_secs(15), |c| {
+        c["state"] == "not_found"
+    });
+    assert_eq!(c["last_error"]["kind"], "not_found", "{c:#}");
     let cam = hub.wait_camera("bad", "auth_failed", Duration::from_secs(15), |c| {
         c["state"] == "auth_failed"
     });

@@ -298,15 +298,9 @@ impl Actor {
     }
 
     fn start_variant(&mut self, key: VariantKey) {
-        let tx = {
-            let mut v = self
-                .shared
-                .variants
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            v.entry(key)
-                .or_insert_with(|| tokio::sync::watch::channel(None).0)
-                .clone()
+        // The encoder runs only for a leased variant, so its channel exists (or the cap is hit).
+        let Ok(tx) = self.shared.variant_sender(key) else {
+            return;
         };
         let task = tokio::spawn(variant::run(self.shared.clone(), key, tx).in_current_span());
         if let Some(old) = self.variants.insert(key, task) {

@@ -45,6 +45,23 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// The channel of a variant's newest JPEG, made on first use; at most
+    /// `MAX_VARIANTS` distinct variants per camera.
+    fn variant_sender(
+        &self,
+        key: VariantKey,
+    ) -> Result<watch::Sender<Option<Arc<VariantFrame>>>, String> {
+        let mut v = self.variants.lock().unwrap_or_else(|p| p.into_inner());
+        if !v.contains_key(&key) && v.len() >= MAX_VARIANTS {
+            return Err(format!(
+                "this camera already serves {MAX_VARIANTS} stream variants (quality and size)"
+            ));
+        }
+        Ok(v.entry(key)
+            .or_insert_with(|| watch::channel(None).0)
+            .clone())
+    }
+
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
         {
             let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
@@ -79,7 +96,7 @@ impl Camera {
             status_seq: watch::channel(0).0,
             progress: watch::channel(DecodeProgress::default()).0,
             counters: Arc::default(),
-            jpegs: JpegCache::new(8),
+            jpegs: JpegCache::new(2 * MAX_VARIANTS),
             stop: watch::channel(false).0,
             variants: Mutex::default(),
             config,
@@ -128,21 +145,7 @@ impl Camera {
     /// Asks for a JPEG variant until the lease is dropped; the receiver always
     /// holds its newest JPEG. Fails if the camera already serves `MAX_VARIANTS` others.
     pub fn lease_variant(&self, key: VariantKey) -> Result<(Lease, VariantRx), String> {
-        let rx = {
-            let mut v = self
-                .shared
-                .variants
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            if !v.contains_key(&key) && v.len() >= MAX_VARIANTS {
-                return Err(format!(
-                    "this camera already serves {MAX_VARIANTS} stream variants (quality and size)"
-                ));
-            }
-            v.entry(key)
-                .or_insert_with(|| watch::channel(None).0)
-                .subscribe()
-        };
+        let rx = self.shared.variant_sender(key)?.subscribe();
         {
             let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
             d.acquire(Tier::Connected);
