@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use camhub::config::Config;
+use camhub::config::{CameraConfig, CameraOptions, Config, Keep, Transport};
 use camhub::hub::Hub;
+use camhub::snapshot::SnapshotRequest;
 
 #[derive(Parser)]
 #[command(
@@ -34,18 +35,129 @@ enum Command {
     },
     /// Check a config file and exit: prints each camera, or the error with its line.
     Check { config: PathBuf },
+    /// Connect to a camera and print what it sends: codec, profile, resolution,
+    /// fps, keyframe interval, bitrate (or why it cannot be read).
+    Probe {
+        /// rtsp://[user:pass@]host[:port]/path, or a file.
+        url: String,
+        /// Watch at most this many seconds (stops early after a second keyframe).
+        #[arg(long, default_value_t = 12.0)]
+        seconds: f64,
+        /// RTP over UDP instead of TCP.
+        #[arg(long)]
+        udp: bool,
+    },
+    /// Take one picture of a camera without a server.
+    Snapshot {
+        url: String,
+        /// Where to write the JPEG.
+        #[arg(short, long)]
+        output: PathBuf,
+        #[arg(long)]
+        quality: Option<u8>,
+        #[arg(long)]
+        width: Option<u32>,
+        #[arg(long)]
+        height: Option<u32>,
+        #[arg(long)]
+        udp: bool,
+    },
 }
 
-fn main() -> anyhow::Result<()> {
+/// A one-off camera for the CLI commands.
+fn cli_camera(url: &str, udp: bool) -> anyhow::Result<CameraConfig> {
+    let mut o = CameraOptions::from_url(url);
+    o.keep = Keep::OnDemand;
+    if udp {
+        o.transport = Transport::Udp;
+    }
+    CameraConfig::resolve("cli", o, &std::env::current_dir()?).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn probe(url: &str, seconds: f64, udp: bool) -> anyhow::Result<()> {
+    let cfg = cli_camera(url, udp)?;
+    let window = Duration::from_secs_f64(seconds.clamp(0.5, 600.0));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let report = rt
+        .block_on(camhub::probe::probe(&cfg, window))
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cfg.display_url()))?;
+    println!("{report}");
+    Ok(())
+}
+
+fn snapshot(
+    url: &str,
+    out: &std::path::Path,
+    req: SnapshotRequest,
+    udp: bool,
+) -> anyhow::Result<()> {
+    let cfg = cli_camera(url, udp)?;
+    let shown = cfg.display_url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let shot = rt.block_on(async {
+        let cam = camhub::camera::Camera::spawn(cfg);
+        let shot = camhub::snapshot::take(&cam, &req).await;
+        cam.stop().await;
+        shot
+    });
+    let shot = shot.map_err(|e| anyhow::anyhow!("no picture from {shown}: {e}"))?;
+    std::fs::write(out, &shot.jpeg).with_context(|| format!("cannot write {}", out.display()))?;
+    println!(
+        "wrote {} ({}x{}, frame {})",
+        out.display(),
+        shot.width,
+        shot.height,
+        shot.frame_id
+    );
+    Ok(())
+}
+
+fn main() {
+    let cli = Cli::parse();
+    // The server logs what it does; one-off commands only warnings.
+    let default = if matches!(cli.command, Command::Serve { .. }) {
+        "camhub=info"
+    } else {
+        "camhub=warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CAMHUB_LOG")
-                .unwrap_or_else(|_| "camhub=info".into()),
+                .unwrap_or_else(|_| default.into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    if let Err(e) = run(cli) {
+        // One clear line, whatever RUST_BACKTRACE says.
+        eprintln!("camhub: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
         Command::Serve { config, listen } => serve(config, listen),
+        Command::Probe { url, seconds, udp } => probe(&url, seconds, udp),
+        Command::Snapshot {
+            url,
+            output,
+            quality,
+            width,
+            height,
+            udp,
+        } => {
+            let req = SnapshotRequest {
+                quality,
+                width,
+                height,
+                ..Default::default()
+            };
+            snapshot(&url, &output, req, udp)
+        }
         Command::Check { config } => {
             let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             for c in &cfg.cameras {
