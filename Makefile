@@ -12,9 +12,11 @@ LISTEN ?= 127.0.0.1:8080
 APT_PACKAGES := pkg-config clang libclang-dev \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libturbojpeg0-dev ffmpeg \
-	python3 python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
+	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly
+
+VENV := .venv
 
 .PHONY: run test deps build bench clips check-rust
 
@@ -38,7 +40,14 @@ build: deps
 run: build
 	./target/release/camhub serve --listen $(LISTEN)
 
-test: deps
+# Python test dependencies (the reference Prometheus parser, ...) in a venv of
+# Debian's Python, so nothing touches the system's packages.
+$(VENV)/.ok: tests/requirements.txt | deps
+	/usr/bin/python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+test: deps $(VENV)/.ok
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --lib --bins --tests

@@ -177,7 +177,9 @@ fn run(
                 if pending.0.len() > 32 {
                     pending.0.pop_front();
                 }
-                if let Err(e) = dec.send_packet(&packet) {
+                let t = std::time::Instant::now();
+                let sent = dec.send_packet(&packet);
+                if let Err(e) = sent {
                     Counters::add(&counters.decode_errors, 1);
                     tracing::debug!(
                         "decode error at unit {seq}: {e}; waiting for the next keyframe"
@@ -197,6 +199,7 @@ fn run(
                         video,
                     )));
                 }
+                crate::metrics::DECODE.observe(t.elapsed());
             }
             if publish_every || i == last {
                 out.send_modify(|p| {

@@ -19,6 +19,7 @@ mod ffi;
 pub mod frame;
 pub mod gop;
 pub mod hub;
+pub mod metrics;
 pub mod probe;
 pub mod secret;
 pub mod snapshot;

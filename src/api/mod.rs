@@ -3,6 +3,7 @@
 
 mod cameras;
 mod manage;
+mod metrics;
 mod mjpeg;
 mod query;
 mod snapshot;
@@ -19,6 +20,8 @@ use crate::hub::Hub;
 
 pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
+        .route("/api/health", get(metrics::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/api/cameras", get(cameras::list).post(manage::add))
         .route(
             "/api/cameras/{name}",

@@ -17,6 +17,7 @@ pub async fn get(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
+    let started = Instant::now();
     let cam = hub
         .get(&name)
         .ok_or_else(|| ApiError::unknown_camera(&name))?;
@@ -44,6 +45,7 @@ pub async fn get(
         }
         err
     })?;
+    crate::metrics::SNAPSHOT[shot.source.index()].observe(started.elapsed());
     let age = Instant::now().saturating_duration_since(shot.captured_mono);
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));

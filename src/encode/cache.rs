@@ -68,14 +68,16 @@ impl JpegCache {
         let counters = counters.clone();
         let bytes = cell
             .get_or_init(|| async move {
-                let out =
-                    tokio::task::spawn_blocking(move || super::encode_jpeg(&frame, quality, size))
-                        .await
-                        .map_err(|e| {
-                            Error::new(ErrorKind::Internal, format!("encoder task failed: {e}"))
-                        })
-                        .and_then(|r| r)
-                        .map(Bytes::from);
+                let out = tokio::task::spawn_blocking(move || {
+                    let t = std::time::Instant::now();
+                    let r = super::encode_jpeg(&frame, quality, size);
+                    crate::metrics::ENCODE.observe(t.elapsed());
+                    r
+                })
+                .await
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("encoder task failed: {e}")))
+                .and_then(|r| r)
+                .map(Bytes::from);
                 if out.is_ok() {
                     Counters::add(&counters.jpeg_encodes, 1);
                 }
