@@ -39,41 +39,11 @@ fn make_clip() -> PathBuf {
         eprintln!("making the 720p bench clip with ffmpeg...");
         let barcode = "geq=lum='if(lt(Y,40),255*mod(floor(N/pow(2,floor(X/40))),2),lum(X,Y))':cb='if(lt(Y,40),128,cb(X,Y))':cr='if(lt(Y,40),128,cr(X,Y))'";
         let st = Command::new("ffmpeg")
-            .args([
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-            ])
-            .arg(format!(
-                "testsrc2=s={WIDTH}x{HEIGHT}:r={FPS}:d=60,{barcode}"
-            ))
-            .args([
-                "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "1M",
-            ])
-            .args([
-                "-maxrate",
-                "1.2M",
-                "-bufsize",
-                "2M",
-                "-g",
-                "60",
-                "-keyint_min",
-                "60",
-                "-sc_threshold",
-                "0",
-            ])
-            .args([
-                "-bf",
-                "0",
-                "-x264-params",
-                "aud=1:repeat-headers=1",
-                "-f",
-                "h264",
-            ])
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=s={WIDTH}x{HEIGHT}:r={FPS}:d=60,{barcode}"))
+            .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "1M"])
+            .args(["-maxrate", "1.2M", "-bufsize", "2M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+            .args(["-bf", "0", "-x264-params", "aud=1:repeat-headers=1", "-f", "h264"])
             .arg(&clip)
             .status()
             .unwrap();
@@ -128,10 +98,7 @@ fn reference_decode(units: &[(Vec<u8>, bool)]) -> Duration {
     for (data, _) in units {
         dec.send_packet(&ffmpeg_next::Packet::copy(data)).unwrap();
         while dec.receive_frame(&mut frame).is_ok() {
-            last = Some(std::mem::replace(
-                &mut frame,
-                ffmpeg_next::frame::Video::empty(),
-            ));
+            last = Some(std::mem::replace(&mut frame, ffmpeg_next::frame::Video::empty()));
         }
     }
     let video = last.expect("a decoded picture");
@@ -143,27 +110,12 @@ fn reference_decode(units: &[(Vec<u8>, bool)]) -> Duration {
 
 fn get(agent: &ureq::Agent, url: &str) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut r = agent.get(url).call().unwrap();
-    let h = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    (
-        r.status().as_u16(),
-        h,
-        r.body_mut()
-            .with_config()
-            .limit(64 << 20)
-            .read_to_vec()
-            .unwrap(),
-    )
+    let h = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string())).collect();
+    (r.status().as_u16(), h, r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap())
 }
 
 fn header<'a>(h: &'a [(String, String)], k: &str) -> &'a str {
-    h.iter()
-        .find(|(n, _)| n.eq_ignore_ascii_case(k))
-        .map(|(_, v)| v.as_str())
-        .unwrap_or("")
+    h.iter().find(|(n, _)| n.eq_ignore_ascii_case(k)).map(|(_, v)| v.as_str()).unwrap_or("")
 }
 
 fn barcode(jpeg: &[u8]) -> usize {
@@ -203,17 +155,15 @@ fn main() {
     assert!(units[0].1 && units[GOP].1, "keyframes every {GOP} units");
 
     let mut server = Command::new("/usr/bin/python3");
-    server
-        .arg(repo().join("tests/support/rtsp_server.py"))
-        .arg("--clip")
-        .arg(&clip)
-        .args(["--codec", "h264", "--fps", &FPS.to_string(), "--quiet"]);
+    server.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(&clip).args([
+        "--codec",
+        "h264",
+        "--fps",
+        &FPS.to_string(),
+        "--quiet",
+    ]);
     let mut server = Kill(server.stdout(Stdio::piped()).spawn().unwrap());
-    let line = BufReader::new(server.0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
+    let line = BufReader::new(server.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
     let port: u16 = line.trim_start_matches("PORT ").trim().parse().unwrap();
     let url = format!("rtsp://127.0.0.1:{port}/cam");
 
@@ -230,19 +180,10 @@ fn main() {
     .unwrap();
     let hub_bin = env!("CARGO_BIN_EXE_camhub");
     let mut hub = Command::new(hub_bin);
-    hub.args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&cfg)
-        .stderr(Stdio::null());
+    hub.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&cfg).stderr(Stdio::null());
     let mut hub = Kill(hub.stdout(Stdio::piped()).spawn().unwrap());
-    let line = BufReader::new(hub.0.stdout.take().unwrap())
-        .lines()
-        .next()
-        .unwrap()
-        .unwrap();
-    let base = line
-        .trim_start_matches("camhub listening on ")
-        .trim()
-        .to_string();
+    let line = BufReader::new(hub.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let base = line.trim_start_matches("camhub listening on ").trim().to_string();
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))
@@ -275,12 +216,7 @@ fn main() {
         assert_eq!(header(&h, "x-snapshot-source"), "gop");
         let idx = barcode(&body) % units.len();
         let key = idx - idx % GOP;
-        let reference = (0..3)
-            .map(|_| reference_decode(&units[key..=idx]))
-            .min()
-            .unwrap()
-            .as_secs_f64()
-            * 1e3;
+        let reference = (0..3).map(|_| reference_decode(&units[key..=idx])).min().unwrap().as_secs_f64() * 1e3;
         lat.push(ms);
         refs.push(reference);
         ratios.push(ms / reference);
@@ -374,9 +310,7 @@ fn main() {
          | scenario | samples | camhub | libavcodec + 1 JPEG, same backlog | camhub / reference | target |\n\
          |---|---|---|---|---|---|\n{}\n",
         if quick { " -- --quick" } else { "" },
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         GOP / FPS as usize,
         mean(&backlog),
         GOP,
@@ -398,9 +332,7 @@ fn write_section(path: &Path, heading: &str, section: &str) {
     });
     let out = match old.find(heading) {
         Some(start) => {
-            let end = old[start + heading.len()..]
-                .find("\n## ")
-                .map_or(old.len(), |e| start + heading.len() + e + 1);
+            let end = old[start + heading.len()..].find("\n## ").map_or(old.len(), |e| start + heading.len() + e + 1);
             format!("{}{}{}", &old[..start], section, &old[end..])
         }
         None => format!("{}{}", old, section),

@@ -78,16 +78,8 @@ impl Decoder {
                 let _g = span.enter();
                 run(ctx, rx, &out, &counters);
             })
-            .map_err(|e| {
-                Error::new(
-                    ErrorKind::Internal,
-                    format!("cannot start decoder thread: {e}"),
-                )
-            })?;
-        Ok(Decoder {
-            tx,
-            thread: Some(thread),
-        })
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")))?;
+        Ok(Decoder { tx, thread: Some(thread) })
     }
 
     /// Hands a live unit over without ever blocking the caller.
@@ -110,27 +102,16 @@ fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
         Codec::H264 => codec::Id::H264,
         Codec::H265 => codec::Id::HEVC,
     };
-    let found = ffmpeg_next::decoder::find(id).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unsupported,
-            format!("libavcodec has no {} decoder", codec.name()),
-        )
-    })?;
+    let found = ffmpeg_next::decoder::find(id)
+        .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("libavcodec has no {} decoder", codec.name())))?;
     let mut ctx = codec::context::Context::new_with_codec(found);
     // Output each picture as soon as it is decoded: cameras do not use B-frames,
     // and a reorder delay would make every snapshot a frame late.
     ctx.set_flags(codec::Flags::LOW_DELAY);
-    ctx.set_threading(codec::threading::Config {
-        kind: codec::threading::Type::Slice,
-        count: 1,
-        ..Default::default()
-    });
-    ctx.decoder().video().map_err(|e| {
-        Error::new(
-            ErrorKind::Internal,
-            format!("cannot open {} decoder: {e}", codec.name()),
-        )
-    })
+    ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Slice, count: 1, ..Default::default() });
+    ctx.decoder()
+        .video()
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot open {} decoder: {e}", codec.name())))
 }
 
 /// Units sent but not yet out as pictures, to label each picture with its unit.
@@ -181,9 +162,7 @@ fn run(
                 let sent = dec.send_packet(&packet);
                 if let Err(e) = sent {
                     Counters::add(&counters.decode_errors, 1);
-                    tracing::debug!(
-                        "decode error at unit {seq}: {e}; waiting for the next keyframe"
-                    );
+                    tracing::debug!("decode error at unit {seq}: {e}; waiting for the next keyframe");
                     need_keyframe = true;
                 }
                 while dec.receive_frame(&mut decoded).is_ok() {
@@ -192,12 +171,7 @@ fn run(
                         continue;
                     };
                     let video = std::mem::replace(&mut decoded, ffmpeg_next::frame::Video::empty());
-                    newest = Some(Arc::new(Frame::new(
-                        src.seq,
-                        src.received,
-                        src.received_mono,
-                        video,
-                    )));
+                    newest = Some(Arc::new(Frame::new(src.seq, src.received, src.received_mono, video)));
                 }
                 crate::metrics::DECODE.observe(t.elapsed());
             }

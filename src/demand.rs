@@ -34,11 +34,7 @@ struct TierDemand {
 
 impl TierDemand {
     fn new(linger: Linger) -> Self {
-        TierDemand {
-            leases: 0,
-            linger,
-            stop_at: None,
-        }
+        TierDemand { leases: 0, linger, stop_at: None }
     }
     fn held(&self, now: Instant) -> bool {
         self.leases > 0 || self.linger == Linger::Forever || self.stop_at.is_some_and(|t| now < t)
@@ -72,10 +68,7 @@ impl Demand {
 
     pub fn acquire_variant(&mut self, key: VariantKey) {
         let linger = self.variant_linger;
-        let t = self
-            .variants
-            .entry(key)
-            .or_insert_with(|| TierDemand::new(linger));
+        let t = self.variants.entry(key).or_insert_with(|| TierDemand::new(linger));
         t.leases += 1;
         t.stop_at = None;
     }
@@ -139,9 +132,8 @@ impl Demand {
 
     /// Whether `tier` should be running at `now`.
     pub fn wanted(&self, tier: Tier, now: Instant) -> bool {
-        let decoding = self.keep == Keep::Decoded
-            || self.decoding.held(now)
-            || self.variants.values().any(|t| t.held(now));
+        let decoding =
+            self.keep == Keep::Decoded || self.decoding.held(now) || self.variants.values().any(|t| t.held(now));
         match tier {
             Tier::Decoding => decoding,
             Tier::Connected => decoding || self.keep == Keep::Connected || self.connected.held(now),
@@ -174,27 +166,17 @@ mod tests {
     fn decoder_stops_linger_after_last_lease() {
         let t0 = Instant::now();
         let mut d = demand(Keep::Connected, Linger::After(10 * S));
-        assert!(
-            d.wanted(Tier::Connected, t0),
-            "keep: connected is the floor"
-        );
+        assert!(d.wanted(Tier::Connected, t0), "keep: connected is the floor");
         assert!(!d.wanted(Tier::Decoding, t0));
         d.acquire(Tier::Decoding);
         d.acquire(Tier::Decoding);
         d.release(Tier::Decoding, t0 + S);
-        assert!(
-            d.wanted(Tier::Decoding, t0 + 100 * S),
-            "one lease still held"
-        );
+        assert!(d.wanted(Tier::Decoding, t0 + 100 * S), "one lease still held");
         d.release(Tier::Decoding, t0 + 2 * S);
         assert_eq!(d.next_deadline(t0 + 2 * S), Some(t0 + 12 * S));
         assert!(d.wanted(Tier::Decoding, t0 + 11 * S));
         assert!(!d.wanted(Tier::Decoding, t0 + 12 * S));
-        assert_eq!(
-            d.next_deadline(t0 + 12 * S),
-            None,
-            "a past deadline is not pending"
-        );
+        assert_eq!(d.next_deadline(t0 + 12 * S), None, "a past deadline is not pending");
     }
 
     #[test]
@@ -224,19 +206,12 @@ mod tests {
     #[test]
     fn on_demand_idles_until_leased_and_decoding_implies_connected() {
         let t0 = Instant::now();
-        let mut d = Demand::new(
-            Keep::OnDemand,
-            Linger::After(5 * S),
-            Linger::After(Duration::ZERO),
-        );
+        let mut d = Demand::new(Keep::OnDemand, Linger::After(5 * S), Linger::After(Duration::ZERO));
         assert!(!d.wanted(Tier::Connected, t0));
         d.acquire(Tier::Decoding);
         assert!(d.wanted(Tier::Connected, t0));
         d.release(Tier::Decoding, t0);
-        assert!(
-            !d.wanted(Tier::Connected, t0),
-            "the connection was only implied by decoding"
-        );
+        assert!(!d.wanted(Tier::Connected, t0), "the connection was only implied by decoding");
         d.acquire(Tier::Connected);
         d.release(Tier::Connected, t0);
         assert!(d.wanted(Tier::Connected, t0 + 4 * S));
@@ -248,22 +223,10 @@ mod tests {
     #[test]
     fn a_variant_lingers_on_its_own_and_implies_decoding() {
         let t0 = Instant::now();
-        let mut d = Demand::new(
-            Keep::OnDemand,
-            Linger::After(Duration::ZERO),
-            Linger::After(Duration::ZERO),
-        )
-        .with_variant_linger(Linger::After(3 * S));
-        let small = VariantKey {
-            quality: 50,
-            width: Some(320),
-            height: None,
-        };
-        let big = VariantKey {
-            quality: 90,
-            width: None,
-            height: None,
-        };
+        let mut d = Demand::new(Keep::OnDemand, Linger::After(Duration::ZERO), Linger::After(Duration::ZERO))
+            .with_variant_linger(Linger::After(3 * S));
+        let small = VariantKey { quality: 50, width: Some(320), height: None };
+        let big = VariantKey { quality: 90, width: None, height: None };
         d.acquire_variant(small);
         d.acquire_variant(big);
         assert!(d.wanted(Tier::Decoding, t0) && d.wanted(Tier::Connected, t0));
@@ -271,18 +234,10 @@ mod tests {
         d.release_variant(small, t0);
         assert_eq!(d.next_deadline(t0), Some(t0 + 3 * S));
         assert_eq!(d.wanted_variants(t0 + 2 * S), vec![small, big]);
-        assert_eq!(
-            d.wanted_variants(t0 + 3 * S),
-            vec![big],
-            "small's linger ran out"
-        );
+        assert_eq!(d.wanted_variants(t0 + 3 * S), vec![big], "small's linger ran out");
         d.release_variant(big, t0 + 3 * S);
         d.acquire_variant(big);
-        assert_eq!(
-            d.wanted_variants(t0 + 60 * S),
-            vec![big],
-            "re-leased inside the window"
-        );
+        assert_eq!(d.wanted_variants(t0 + 60 * S), vec![big], "re-leased inside the window");
         d.release_variant(big, t0 + 60 * S);
         assert!(d.wanted_variants(t0 + 63 * S).is_empty());
         assert!(!d.wanted(Tier::Decoding, t0 + 63 * S));

@@ -29,10 +29,7 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// Failures that will not fix themselves quickly: retried slowly, never hot-looped.
     pub fn is_persistent(self) -> bool {
-        matches!(
-            self,
-            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Unsupported
-        )
+        matches!(self, ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Unsupported)
     }
 }
 
@@ -45,10 +42,7 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Error {
-            kind,
-            message: message.into(),
-        }
+        Error { kind, message: message.into() }
     }
 }
 

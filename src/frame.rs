@@ -18,12 +18,7 @@ pub struct Frame {
 
 impl Frame {
     pub fn new(frame_id: u64, captured: SystemTime, captured_mono: Instant, video: Video) -> Self {
-        Frame {
-            frame_id,
-            captured,
-            captured_mono,
-            video,
-        }
+        Frame { frame_id, captured, captured_mono, video }
     }
     pub fn width(&self) -> u32 {
         self.video.width()

@@ -91,10 +91,7 @@ mod tests {
     #[test]
     fn keeps_units_since_newest_keyframe() {
         let mut g = GopCache::new(1000);
-        assert!(
-            !g.push(&unit(1, false, 10)),
-            "no keyframe yet: cannot be decoded"
-        );
+        assert!(!g.push(&unit(1, false, 10)), "no keyframe yet: cannot be decoded");
         assert!(g.push(&unit(2, true, 100)));
         assert!(g.push(&unit(3, false, 10)));
         assert_eq!(g.units().len(), 2);
@@ -109,10 +106,7 @@ mod tests {
         g.push(&unit(1, true, 200));
         assert!(g.push(&unit(2, false, 40)));
         assert!(!g.push(&unit(3, false, 40)), "over the bound");
-        assert!(
-            !g.push(&unit(4, false, 5)),
-            "a later small unit would break the chain"
-        );
+        assert!(!g.push(&unit(4, false, 5)), "a later small unit would break the chain");
         assert!(g.truncated());
         assert_eq!(g.dropped(), (2, 45));
         assert_eq!(g.units().last().unwrap().seq, 2);

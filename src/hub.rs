@@ -31,10 +31,7 @@ pub struct Applied {
 impl Hub {
     /// Starts every camera of `cameras` (from the config file); call inside a tokio runtime.
     pub fn start(cameras: Vec<CameraConfig>, base_dir: PathBuf) -> Arc<Hub> {
-        let hub = Arc::new(Hub {
-            base_dir,
-            ..Hub::default()
-        });
+        let hub = Arc::new(Hub { base_dir, ..Hub::default() });
         let mut names = hub.from_file.lock().unwrap_or_else(|p| p.into_inner());
         for c in cameras {
             names.insert(c.name.clone());
@@ -45,10 +42,7 @@ impl Hub {
     }
 
     fn insert(&self, cam: Arc<Camera>) -> Option<Arc<Camera>> {
-        self.cameras
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(cam.name().to_owned(), cam)
+        self.cameras.write().unwrap_or_else(|p| p.into_inner()).insert(cam.name().to_owned(), cam)
     }
 
     /// Adds a camera; fails if the name is taken.
@@ -83,15 +77,8 @@ impl Hub {
 
     /// Stops and removes a camera, freeing everything it held.
     pub async fn remove(&self, name: &str) -> bool {
-        let cam = self
-            .cameras
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        self.from_file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
+        let cam = self.cameras.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        self.from_file.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
         match cam {
             Some(c) => {
                 c.stop().await;
@@ -107,11 +94,7 @@ impl Hub {
     pub async fn apply_file(&self, cameras: Vec<CameraConfig>) -> Applied {
         let mut out = Applied::default();
         let new_names: BTreeSet<String> = cameras.iter().map(|c| c.name.clone()).collect();
-        let old_names = self
-            .from_file
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let old_names = self.from_file.lock().unwrap_or_else(|p| p.into_inner()).clone();
         for gone in old_names.difference(&new_names) {
             if self.remove(gone).await {
                 out.removed.push(gone.clone());
@@ -132,20 +115,11 @@ impl Hub {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Camera>> {
-        self.cameras
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-            .cloned()
+        self.cameras.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     pub fn list(&self) -> Vec<Arc<Camera>> {
-        self.cameras
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.cameras.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
     }
 
     /// Stops every camera and waits for their actors to finish.

@@ -12,11 +12,7 @@ use camhub::hub::Hub;
 use camhub::snapshot::SnapshotRequest;
 
 #[derive(Parser)]
-#[command(
-    name = "camhub",
-    version,
-    about = "A camera hub: instant fresh snapshots from a fleet of IP cameras"
-)]
+#[command(name = "camhub", version, about = "A camera hub: instant fresh snapshots from a fleet of IP cameras")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,9 +73,7 @@ fn cli_camera(url: &str, udp: bool) -> anyhow::Result<CameraConfig> {
 fn probe(url: &str, seconds: f64, udp: bool) -> anyhow::Result<()> {
     let cfg = cli_camera(url, udp)?;
     let window = Duration::from_secs_f64(seconds.clamp(0.5, 600.0));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt
         .block_on(camhub::probe::probe(&cfg, window))
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cfg.display_url()))?;
@@ -87,17 +81,10 @@ fn probe(url: &str, seconds: f64, udp: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn snapshot(
-    url: &str,
-    out: &std::path::Path,
-    req: SnapshotRequest,
-    udp: bool,
-) -> anyhow::Result<()> {
+fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -> anyhow::Result<()> {
     let cfg = cli_camera(url, udp)?;
     let shown = cfg.display_url();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let shot = rt.block_on(async {
         let cam = camhub::camera::Camera::spawn(cfg);
         let shot = camhub::snapshot::take(&cam, &req).await;
@@ -106,29 +93,16 @@ fn snapshot(
     });
     let shot = shot.map_err(|e| anyhow::anyhow!("no picture from {shown}: {e}"))?;
     std::fs::write(out, &shot.jpeg).with_context(|| format!("cannot write {}", out.display()))?;
-    println!(
-        "wrote {} ({}x{}, frame {})",
-        out.display(),
-        shot.width,
-        shot.height,
-        shot.frame_id
-    );
+    println!("wrote {} ({}x{}, frame {})", out.display(), shot.width, shot.height, shot.frame_id);
     Ok(())
 }
 
 fn main() {
     let cli = Cli::parse();
     // The server logs what it does; one-off commands only warnings.
-    let default = if matches!(cli.command, Command::Serve { .. }) {
-        "camhub=info"
-    } else {
-        "camhub=warn"
-    };
+    let default = if matches!(cli.command, Command::Serve { .. }) { "camhub=info" } else { "camhub=warn" };
     tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CAMHUB_LOG")
-                .unwrap_or_else(|_| default.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAMHUB_LOG").unwrap_or_else(|_| default.into()))
         .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(cli) {
@@ -142,20 +116,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config, listen } => serve(config, listen),
         Command::Probe { url, seconds, udp } => probe(&url, seconds, udp),
-        Command::Snapshot {
-            url,
-            output,
-            quality,
-            width,
-            height,
-            udp,
-        } => {
-            let req = SnapshotRequest {
-                quality,
-                width,
-                height,
-                ..Default::default()
-            };
+        Command::Snapshot { url, output, quality, width, height, udp } => {
+            let req = SnapshotRequest { quality, width, height, ..Default::default() };
             snapshot(&url, &output, req, udp)
         }
         Command::Check { config } => {
@@ -173,20 +135,11 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
     let (cfg, _demo) = match &config {
-        Some(path) => (
-            Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?,
-            None,
-        ),
+        Some(path) => (Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?, None),
         None => {
             let (cameras, file) = camhub::demo::cameras().context("cannot write the demo clip")?;
             tracing::info!("no --config: serving the built-in demo cameras");
-            (
-                Config {
-                    server: Default::default(),
-                    cameras,
-                },
-                Some(file),
-            )
+            (Config { server: Default::default(), cameras }, Some(file))
         }
     };
     let base_dir = match &config {
@@ -194,22 +147,16 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         None => std::env::current_dir().unwrap_or_default(),
     };
     let addr = listen.unwrap_or_else(|| cfg.server.listen.clone());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(&addr)
-            .await
-            .with_context(|| format!("cannot listen on {addr}"))?;
+        let listener =
+            tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let hub = Hub::start(cfg.cameras, base_dir);
         let (first_signal, drained) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");
-        tracing::info!(
-            "listening on http://{local} with {} camera(s)",
-            hub.list().len()
-        );
+        tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
         let app = camhub::api::router(hub.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -222,16 +169,10 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         let _ = drained.await;
         let _ = stop_tx.send(());
         if tokio::time::timeout(DRAIN, server).await.is_err() {
-            tracing::warn!(
-                "requests still open after {} s; closing them",
-                DRAIN.as_secs()
-            );
+            tracing::warn!("requests still open after {} s; closing them", DRAIN.as_secs());
         }
         if tokio::time::timeout(DRAIN, hub.shutdown()).await.is_err() {
-            tracing::warn!(
-                "cameras still stopping after {} s; exiting anyway",
-                DRAIN.as_secs()
-            );
+            tracing::warn!("cameras still stopping after {} s; exiting anyway", DRAIN.as_secs());
         }
         tracing::info!("stopped");
         anyhow::Ok(())
@@ -242,11 +183,9 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
 /// the config file and applies only what changed.
 async fn signals(hub: Arc<Hub>, config: Option<PathBuf>, first: tokio::sync::oneshot::Sender<()>) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-    ) else {
+    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
+    else {
         tracing::error!("cannot install signal handlers");
         return;
     };

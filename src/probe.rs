@@ -30,18 +30,9 @@ impl fmt::Display for ProbeReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "url:                {}", self.url)?;
         if let Some(t) = self.transport {
-            writeln!(
-                f,
-                "transport:          {}",
-                if t == Transport::Tcp { "tcp" } else { "udp" }
-            )?;
+            writeln!(f, "transport:          {}", if t == Transport::Tcp { "tcp" } else { "udp" })?;
         }
-        writeln!(
-            f,
-            "codec:              {} ({})",
-            self.codec.name(),
-            self.profile
-        )?;
+        writeln!(f, "codec:              {} ({})", self.codec.name(), self.profile)?;
         writeln!(f, "resolution:         {}x{}", self.width, self.height)?;
         match self.fps {
             Some(fps) => writeln!(f, "fps:                {fps:.1}")?,
@@ -49,10 +40,7 @@ impl fmt::Display for ProbeReport {
         }
         match self.keyframe_interval {
             Ok(s) => writeln!(f, "keyframe interval:  {s:.1} s")?,
-            Err(s) => writeln!(
-                f,
-                "keyframe interval:  more than {s:.1} s (one keyframe seen)"
-            )?,
+            Err(s) => writeln!(f, "keyframe interval:  more than {s:.1} s (one keyframe seen)")?,
         }
         writeln!(f, "bitrate:            {:.0} kbit/s", self.bitrate_kbps)?;
         write!(f, "measured over:      {:.1} s", self.seconds)
@@ -65,12 +53,7 @@ pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> 
     let timeout = cfg.options.connect_timeout.0;
     let mut stream = tokio::time::timeout(timeout, source.open())
         .await
-        .map_err(|_| {
-            Error::new(
-                ErrorKind::Timeout,
-                format!("no answer within {:.1} s", timeout.as_secs_f64()),
-            )
-        })??;
+        .map_err(|_| Error::new(ErrorKind::Timeout, format!("no answer within {:.1} s", timeout.as_secs_f64())))??;
     let start = Instant::now();
     let (mut units, mut bytes, mut keys) = (0u64, 0u64, Vec::<Instant>::new());
     let (mut first_unit, mut last_unit) = (None::<Instant>, start);
@@ -81,10 +64,7 @@ pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> 
         let item = match tokio::time::timeout(left, stream.next()).await {
             Err(_) => break,
             Ok(None) => {
-                return Err(Error::new(
-                    ErrorKind::EndOfStream,
-                    "the camera closed the stream",
-                ));
+                return Err(Error::new(ErrorKind::EndOfStream, "the camera closed the stream"));
             }
             Ok(Some(item)) => item?,
         };
@@ -102,10 +82,7 @@ pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> 
         codec = Some(item.codec);
     }
     let (Some(codec), Some(key)) = (codec, first_key) else {
-        return Err(Error::new(
-            ErrorKind::Timeout,
-            format!("no keyframe within {:.1} s", window.as_secs_f64()),
-        ));
+        return Err(Error::new(ErrorKind::Timeout, format!("no keyframe within {:.1} s", window.as_secs_f64())));
     };
     let (width, height, profile) = describe_keyframe(codec, &key)?;
     let span = first_unit.map_or(0.0, |f| last_unit.duration_since(f).as_secs_f64());
@@ -122,11 +99,7 @@ pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> 
             [a] => Err(Instant::now().duration_since(*a).as_secs_f64()),
             [] => Err(0.0),
         },
-        bitrate_kbps: if span > 0.0 {
-            bytes as f64 * 8.0 / span / 1000.0
-        } else {
-            0.0
-        },
+        bitrate_kbps: if span > 0.0 { bytes as f64 * 8.0 / span / 1000.0 } else { 0.0 },
         seconds: start.elapsed().as_secs_f64(),
     })
 }
@@ -138,31 +111,19 @@ fn describe_keyframe(codec: Codec, data: &[u8]) -> Result<(u32, u32, String)> {
         Codec::H264 => ffmpeg_next::codec::Id::H264,
         Codec::H265 => ffmpeg_next::codec::Id::HEVC,
     };
-    let found = ffmpeg_next::decoder::find(id).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Unsupported,
-            format!("no {} decoder", codec.name()),
-        )
-    })?;
+    let found = ffmpeg_next::decoder::find(id)
+        .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("no {} decoder", codec.name())))?;
     let mut dec = ffmpeg_next::codec::context::Context::new_with_codec(found)
         .decoder()
         .video()
         .map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-    let bad = |e: ffmpeg_next::Error| {
-        Error::new(
-            ErrorKind::Protocol,
-            format!("the first keyframe does not decode: {e}"),
-        )
-    };
-    dec.send_packet(&ffmpeg_next::Packet::copy(data))
-        .map_err(bad)?;
+    let bad =
+        |e: ffmpeg_next::Error| Error::new(ErrorKind::Protocol, format!("the first keyframe does not decode: {e}"));
+    dec.send_packet(&ffmpeg_next::Packet::copy(data)).map_err(bad)?;
     dec.send_eof().map_err(bad)?;
     let mut frame = ffmpeg_next::frame::Video::empty();
     dec.receive_frame(&mut frame).map_err(bad)?;
-    let profile = format!("{:?}", dec.profile())
-        .replace("H264(", "")
-        .replace("HEVC(", "")
-        .trim_end_matches(')')
-        .to_string();
+    let profile =
+        format!("{:?}", dec.profile()).replace("H264(", "").replace("HEVC(", "").trim_end_matches(')').to_string();
     Ok((frame.width(), frame.height(), profile))
 }

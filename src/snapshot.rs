@@ -50,12 +50,8 @@ impl SnapshotSource {
         self as usize
     }
 
-    pub const ALL: [SnapshotSource; 4] = [
-        SnapshotSource::Cache,
-        SnapshotSource::Warm,
-        SnapshotSource::Gop,
-        SnapshotSource::Cold,
-    ];
+    pub const ALL: [SnapshotSource; 4] =
+        [SnapshotSource::Cache, SnapshotSource::Warm, SnapshotSource::Gop, SnapshotSource::Cold];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -82,10 +78,7 @@ pub struct Snapshot {
 pub enum SnapshotError {
     /// The camera cannot give a fresh picture now (failed, retrying later).
     #[error("camera is offline: {reason}")]
-    Offline {
-        reason: String,
-        retry_after: Option<Duration>,
-    },
+    Offline { reason: String, retry_after: Option<Duration> },
     /// `cached`/`max_age` asked for an existing picture and there is none young enough.
     #[error("{0}")]
     NoPicture(String),
@@ -101,18 +94,12 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
     let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
     if req.cached || req.max_age.is_some() {
         let now = Instant::now();
-        if let Some(f) = cam
-            .latest_frame()
-            .filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m))
-        {
+        if let Some(f) = cam.latest_frame().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
             return encode(cam, f, quality, req, SnapshotSource::Cache).await;
         }
         if req.cached {
             let why = match cam.latest_frame() {
-                Some(f) => format!(
-                    "the newest picture is {} ms old, older than max_age_ms",
-                    f.age(now).as_millis()
-                ),
+                Some(f) => format!("the newest picture is {} ms old, older than max_age_ms", f.age(now).as_millis()),
                 None => "no picture has been decoded yet (cached=true never waits)".into(),
             };
             return Err(SnapshotError::NoPicture(why));
@@ -154,9 +141,8 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
             let first_ok = status.session_first_seq + u64::from(o.warmup_frames);
             let ok_after = status.connected_at.map(|c| c + o.warmup.0);
             if p.processed_seq >= t
-                && let Some(f) = p.frame.filter(|f| {
-                    f.frame_id >= first_ok && ok_after.is_none_or(|a| f.captured_mono >= a)
-                })
+                && let Some(f) =
+                    p.frame.filter(|f| f.frame_id >= first_ok && ok_after.is_none_or(|a| f.captured_mono >= a))
             {
                 return encode(cam, f, quality, req, source).await;
             }
@@ -172,17 +158,10 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
 }
 
 fn offline(status: &crate::camera::Status) -> SnapshotError {
-    let reason = status.last_error.as_ref().map_or_else(
-        || format!("{:?}", status.state).to_lowercase(),
-        |e| e.to_string(),
-    );
-    let retry_after = status
-        .retry_at
-        .map(|t| t.saturating_duration_since(Instant::now()));
-    SnapshotError::Offline {
-        reason,
-        retry_after,
-    }
+    let reason =
+        status.last_error.as_ref().map_or_else(|| format!("{:?}", status.state).to_lowercase(), |e| e.to_string());
+    let retry_after = status.retry_at.map(|t| t.saturating_duration_since(Instant::now()));
+    SnapshotError::Offline { reason, retry_after }
 }
 
 async fn encode(
@@ -193,11 +172,8 @@ async fn encode(
     source: SnapshotSource,
 ) -> Result<Snapshot, SnapshotError> {
     let size = fit_size((frame.width(), frame.height()), req.width, req.height);
-    let (jpeg, _hit) = cam
-        .jpegs()
-        .get(frame.clone(), quality, size, cam.counters())
-        .await
-        .map_err(SnapshotError::Encode)?;
+    let (jpeg, _hit) =
+        cam.jpegs().get(frame.clone(), quality, size, cam.counters()).await.map_err(SnapshotError::Encode)?;
     Ok(Snapshot {
         jpeg,
         frame_id: frame.frame_id,

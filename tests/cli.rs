@@ -9,17 +9,11 @@ use std::process::{Command, Output};
 use common::*;
 
 fn camhub(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_camhub"))
-        .args(args)
-        .output()
-        .unwrap()
+    Command::new(env!("CARGO_BIN_EXE_camhub")).args(args).output().unwrap()
 }
 
 fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-        String::from_utf8_lossy(&o.stderr).into_owned(),
-    )
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
 }
 
 #[test]
@@ -32,17 +26,8 @@ fn probe_reports_what_the_camera_sends() {
     assert!(out.contains("codec:              h265"), "{out}");
     assert!(out.contains("resolution:         640x360"), "{out}");
     assert!(out.contains("transport:          tcp"), "{out}");
-    assert!(
-        out.contains("keyframe interval:  more than"),
-        "the clip's GOP is 10 s: {out}"
-    );
-    let fps: f64 = out
-        .lines()
-        .find_map(|l| l.strip_prefix("fps:"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    assert!(out.contains("keyframe interval:  more than"), "the clip's GOP is 10 s: {out}");
+    let fps: f64 = out.lines().find_map(|l| l.strip_prefix("fps:")).unwrap().trim().parse().unwrap();
     assert!((8.0..12.0).contains(&fps), "{out}");
     assert!(!out.contains("pw-probe-1") && !err.contains("pw-probe-1"));
 }
@@ -51,20 +36,10 @@ fn probe_reports_what_the_camera_sends() {
 fn probe_says_why_a_camera_cannot_be_read() {
     let server = RtspServer::start("h264", Some(("u", "right")));
     let p = server.port;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     for (url, why) in [
-        (
-            format!("rtsp://u:Wr0ngPass@127.0.0.1:{p}/cam"),
-            "authentication failed",
-        ),
-        (
-            format!("rtsp://u:right@127.0.0.1:{p}/elsewhere"),
-            "not found",
-        ),
+        (format!("rtsp://u:Wr0ngPass@127.0.0.1:{p}/cam"), "authentication failed"),
+        (format!("rtsp://u:right@127.0.0.1:{p}/elsewhere"), "not found"),
         (format!("rtsp://127.0.0.1:{dead}/cam"), "unreachable"),
         ("/no/such/file.mp4".to_string(), "no such file"),
         ("http://example/x".to_string(), "unsupported url scheme"),
@@ -72,14 +47,8 @@ fn probe_says_why_a_camera_cannot_be_read() {
         let o = camhub(&["probe", &url, "--seconds", "2"]);
         let (_, err) = text(&o);
         assert_eq!(o.status.code(), Some(1), "{url}: {err}");
-        assert!(
-            err.starts_with("camhub: ") && err.contains(why),
-            "{url}: {err}"
-        );
-        assert!(
-            !err.contains("Wr0ngPass") && !err.contains("backtrace"),
-            "{err}"
-        );
+        assert!(err.starts_with("camhub: ") && err.contains(why), "{url}: {err}");
+        assert!(!err.contains("Wr0ngPass") && !err.contains("backtrace"), "{err}");
     }
 }
 
@@ -88,14 +57,7 @@ fn snapshot_command_writes_a_picture() {
     let server = RtspServer::start("h264", None);
     let dir = temp_dir("cli");
     let out = dir.join("one.jpg");
-    let o = camhub(&[
-        "snapshot",
-        &server.url(),
-        "-o",
-        out.to_str().unwrap(),
-        "--width",
-        "320",
-    ]);
+    let o = camhub(&["snapshot", &server.url(), "-o", out.to_str().unwrap(), "--width", "320"]);
     let (stdout, err) = text(&o);
     assert!(o.status.success(), "{err}");
     assert!(stdout.contains("320x180"), "{stdout}");

@@ -21,42 +21,20 @@ fn api_adds_changes_and_removes_cameras() {
     assert_eq!(r.status, 201, "{}", r.text());
     assert!(!r.text().contains("S3cret-in-body"));
     assert_eq!(hub.send("POST", "/api/cameras", Some(&body)).status, 409);
-    let r = hub.send(
-        "POST",
-        "/api/cameras",
-        Some(r#"{"name": "b", "url": "rtsp://x/y", "trasnport": "udp"}"#),
-    );
+    let r = hub.send("POST", "/api/cameras", Some(r#"{"name": "b", "url": "rtsp://x/y", "trasnport": "udp"}"#));
     assert_eq!(r.status, 400);
     assert!(r.text().contains("trasnport"), "{}", r.text());
-    let r = hub.send(
-        "POST",
-        "/api/cameras",
-        Some(r#"{"name": "bad name", "url": "rtsp://x/y"}"#),
-    );
+    let r = hub.send("POST", "/api/cameras", Some(r#"{"name": "bad name", "url": "rtsp://x/y"}"#));
     assert_eq!(r.status, 400);
-    assert_eq!(
-        hub.send("POST", "/api/cameras", Some("not json")).status,
-        400
-    );
+    assert_eq!(hub.send("POST", "/api/cameras", Some("not json")).status, 400);
 
     hub.wait_streaming("a");
     assert_eq!(hub.get("/api/cameras/a/snapshot.jpg").status, 200);
 
-    let r = hub.send(
-        "PUT",
-        "/api/cameras/a",
-        Some(&format!(
-            r#"{{"url": "{}", "decode_linger": 7}}"#,
-            server.url()
-        )),
-    );
+    let r = hub.send("PUT", "/api/cameras/a", Some(&format!(r#"{{"url": "{}", "decode_linger": 7}}"#, server.url())));
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(hub.camera("a")["decoder"]["linger_s"], 7.0);
-    let r = hub.send(
-        "PUT",
-        "/api/cameras/c",
-        Some(&format!(r#"{{"url": "{}"}}"#, server.url())),
-    );
+    let r = hub.send("PUT", "/api/cameras/c", Some(&format!(r#"{{"url": "{}"}}"#, server.url())));
     assert_eq!(r.status, 201);
     hub.wait_streaming("a");
 
@@ -85,32 +63,15 @@ fn sighup_applies_only_the_difference_and_rejects_a_bad_file_whole() {
     std::thread::sleep(Duration::from_millis(500));
     let units = |c: &str| hub.camera(c)["counters"]["units_in"].as_u64().unwrap();
     // Each camera instance starts its history anew: its first entry tells instances apart.
-    let born = |c: &str| {
-        hub.camera(c)["history"][0]["at"]
-            .as_str()
-            .unwrap()
-            .to_owned()
-    };
+    let born = |c: &str| hub.camera(c)["history"][0]["at"].as_str().unwrap().to_owned();
     let (a0, a_born, b_born) = (units("a"), born("a"), born("b"));
 
-    hub.reload(&format!(
-        "cameras:\n  a: {u}\n  b:\n    url: {u}\n    decode_lingr: 3\n"
-    ));
+    hub.reload(&format!("cameras:\n  a: {u}\n  b:\n    url: {u}\n    decode_lingr: 3\n"));
     hub.wait_log("config reload rejected", Duration::from_secs(10));
-    assert!(
-        hub.log().contains("cameras.yaml:5:"),
-        "the error names its line:\n{}",
-        hub.log()
-    );
-    assert_eq!(
-        hub.get("/api/cameras/c").status,
-        200,
-        "a bad file changes nothing"
-    );
+    assert!(hub.log().contains("cameras.yaml:5:"), "the error names its line:\n{}", hub.log());
+    assert_eq!(hub.get("/api/cameras/c").status, 200, "a bad file changes nothing");
 
-    hub.reload(&format!(
-        "cameras:\n  a: {u}\n  b:\n    url: {u}\n    decode_linger: 3\n  d: {u}\n"
-    ));
+    hub.reload(&format!("cameras:\n  a: {u}\n  b:\n    url: {u}\n    decode_linger: 3\n  d: {u}\n"));
     hub.wait_log("config reloaded", Duration::from_secs(10));
     assert_eq!(hub.get("/api/cameras/c").status, 404, "removed");
     hub.wait_streaming("d");
@@ -131,9 +92,7 @@ fn a_frozen_server_is_stalled_then_recovers() {
     hub.wait_streaming("cam");
     signal(server.pid(), "STOP");
     let frozen = Instant::now();
-    hub.wait_camera("cam", "stalled", Duration::from_secs(6), |c| {
-        c["state"] == "stalled"
-    });
+    hub.wait_camera("cam", "stalled", Duration::from_secs(6), |c| c["state"] == "stalled");
     assert!(frozen.elapsed() >= Duration::from_millis(1500));
     assert_eq!(hub.get("/api/cameras/cam/snapshot.jpg").status, 503);
     signal(server.pid(), "CONT");
@@ -143,38 +102,21 @@ fn a_frozen_server_is_stalled_then_recovers() {
     let r = hub.get("/api/cameras/cam/snapshot.jpg");
     assert_eq!(r.status, 200, "{}", r.text());
     let shown = Picture::decode(&r.body).barcode();
-    assert!(
-        clip_diff(shown, server.sent().index) >= -1,
-        "fresh after recovery"
-    );
+    assert!(clip_diff(shown, server.sent().index) >= -1, "fresh after recovery");
     let c = hub.camera("cam");
-    let states: Vec<&str> = c["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["state"].as_str().unwrap())
-        .collect();
+    let states: Vec<&str> = c["history"].as_array().unwrap().iter().map(|h| h["state"].as_str().unwrap()).collect();
     assert!(states.contains(&"stalled"), "{states:?}");
 }
 
 #[test]
 fn a_wrong_password_is_retried_slowly() {
     let server = RtspServer::start("h264", Some(("u", "right")));
-    let hub = Hub::start(&format!(
-        "cameras:\n  cam: rtsp://u:wrong@127.0.0.1:{}/cam\n",
-        server.port
-    ));
-    hub.wait_camera("cam", "auth_failed", Duration::from_secs(10), |c| {
-        c["state"] == "auth_failed"
-    });
+    let hub = Hub::start(&format!("cameras:\n  cam: rtsp://u:wrong@127.0.0.1:{}/cam\n", server.port));
+    hub.wait_camera("cam", "auth_failed", Duration::from_secs(10), |c| c["state"] == "auth_failed");
     std::thread::sleep(Duration::from_secs(30));
     let c = hub.camera("cam");
     assert_eq!(c["state"], "auth_failed");
-    assert!(
-        c["attempts"].as_u64().unwrap() <= 2,
-        "{} attempts in 30 s",
-        c["attempts"]
-    );
+    assert!(c["attempts"].as_u64().unwrap() <= 2, "{} attempts in 30 s", c["attempts"]);
 }
 
 #[test]
@@ -190,19 +132,13 @@ fn cold_start_guard_skips_the_first_frames() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("x-snapshot-source"), Some("cold"));
     let shown = Picture::decode(&r.body).barcode();
-    assert!(
-        (12..40).contains(&shown),
-        "frame {shown}: the first 12 are skipped"
-    );
+    assert!((12..40).contains(&shown), "frame {shown}: the first 12 are skipped");
 }
 
 #[test]
 fn sigterm_drains_and_exits() {
     let server = RtspServer::start("h264", None);
-    let mut hub = Hub::start(&format!(
-        "cameras:\n  cam:\n    url: {}\n    keep: decoded\n",
-        server.url()
-    ));
+    let mut hub = Hub::start(&format!("cameras:\n  cam:\n    url: {}\n    keep: decoded\n", server.url()));
     hub.wait_streaming("cam");
     let t = Instant::now();
     signal(hub.pid(), "TERM");
@@ -210,10 +146,7 @@ fn sigterm_drains_and_exits() {
     assert!(st.success(), "{st:?}");
     assert!(t.elapsed() < Duration::from_secs(11));
     let log = hub.log();
-    assert!(
-        log.contains("shutting down") && log.contains("stopped"),
-        "{log}"
-    );
+    assert!(log.contains("shutting down") && log.contains("stopped"), "{log}");
 }
 
 #[test]
@@ -226,17 +159,10 @@ fn fifty_connect_disconnect_cycles_leak_nothing() {
         let body = format!(r#"{{"name": "c{i}", "url": "{url}", "keep": "decoded"}}"#);
         assert_eq!(hub.send("POST", "/api/cameras", Some(&body)).status, 201);
         // Connected and receiving (a keyframe may be up to 10 s away; not needed here).
-        hub.wait_camera(
-            &format!("c{i}"),
-            "receiving",
-            Duration::from_secs(10),
-            |c| c["counters"]["units_in"].as_u64() > Some(0),
-        );
-        assert_eq!(
-            hub.send("DELETE", &format!("/api/cameras/c{i}"), None)
-                .status,
-            204
-        );
+        hub.wait_camera(&format!("c{i}"), "receiving", Duration::from_secs(10), |c| {
+            c["counters"]["units_in"].as_u64() > Some(0)
+        });
+        assert_eq!(hub.send("DELETE", &format!("/api/cameras/c{i}"), None).status, 204);
     };
     // Warm up what stays (runtime threads, allocator arenas), then measure.
     for i in 0..3 {
@@ -259,33 +185,14 @@ fn fifty_connect_disconnect_cycles_leak_nothing() {
         cycle(i);
         if i % 10 == 0 {
             // Server restarts too: the camera sees end of stream, backs off, reconnects.
-            hub.send(
-                "POST",
-                "/api/cameras",
-                Some(&format!(r#"{{"name": "keep", "url": "{url}"}}"#)),
-            );
+            hub.send("POST", "/api/cameras", Some(&format!(r#"{{"name": "keep", "url": "{url}"}}"#)));
             server.kill();
             server = RtspServer::start_on("h264", None, port);
         }
     }
     assert_eq!(hub.send("DELETE", "/api/cameras/keep", None).status, 204);
     let after = settle(Some(base));
-    assert!(
-        after.0 <= base.0,
-        "open fds: {} before, {} after",
-        base.0,
-        after.0
-    );
-    assert!(
-        after.1 <= base.1,
-        "threads: {} before, {} after",
-        base.1,
-        after.1
-    );
-    assert!(
-        after.2 < base.2 + 16 * 1024,
-        "RSS grew from {} KiB to {} KiB",
-        base.2,
-        after.2
-    );
+    assert!(after.0 <= base.0, "open fds: {} before, {} after", base.0, after.0);
+    assert!(after.1 <= base.1, "threads: {} before, {} after", base.1, after.1);
+    assert!(after.2 < base.2 + 16 * 1024, "RSS grew from {} KiB to {} KiB", base.2, after.2);
 }

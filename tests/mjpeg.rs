@@ -38,31 +38,17 @@ fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
         server.url()
     ));
     hub.wait_streaming("cam");
-    let url = format!(
-        "{}/api/cameras/cam/stream.mjpeg?width=320&quality=60",
-        hub.base
-    );
+    let url = format!("{}/api/cameras/cam/stream.mjpeg?width=320&quality=60", hub.base);
     let open = || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(20))).build().into();
         let r = agent.get(&url).call().unwrap();
-        assert!(
-            r.headers()["content-type"]
-                .to_str()
-                .unwrap()
-                .starts_with("multipart/x-mixed-replace")
-        );
+        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("multipart/x-mixed-replace"));
         BufReader::new(r.into_body().into_reader())
     };
     let mut a = open();
     let mut b = open();
-    let encodes = |h: &Hub| {
-        h.camera("cam")["counters"]["jpeg_encodes"]
-            .as_u64()
-            .unwrap()
-    };
+    let encodes = |h: &Hub| h.camera("cam")["counters"]["jpeg_encodes"].as_u64().unwrap();
     let first_a = read_part(&mut a).0;
     read_part(&mut b);
     let e0 = encodes(&hub);
@@ -74,11 +60,7 @@ fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
         last = id;
         let pic = Picture::decode(&jpeg);
         assert_eq!((pic.width, pic.height), (320, 180));
-        assert!(
-            clip_diff(pic.barcode(), before) >= -1,
-            "fresh: {} vs {before}",
-            pic.barcode()
-        );
+        assert!(clip_diff(pic.barcode(), before) >= -1, "fresh: {} vs {before}", pic.barcode());
         read_part(&mut b);
     }
     let c = hub.camera("cam");
@@ -86,10 +68,7 @@ fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
     assert_eq!(c["tier"], "decoding");
     let frames = last - first_a;
     let e = encodes(&hub) - e0;
-    assert!(
-        e <= frames + 2,
-        "{e} encodes for {frames} frames and two viewers"
-    );
+    assert!(e <= frames + 2, "{e} encodes for {frames} frames and two viewers");
 
     // A viewer that stops reading does not hold the other back.
     let mut ids = Vec::new();
@@ -100,9 +79,7 @@ fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
 
     drop(a);
     drop(b);
-    let c = hub.wait_camera("cam", "decoder off", Duration::from_secs(10), |c| {
-        c["decoder"]["running"] == false
-    });
+    let c = hub.wait_camera("cam", "decoder off", Duration::from_secs(10), |c| c["decoder"]["running"] == false);
     assert_eq!(c["leases"]["variants"], serde_json::json!([]), "{c:#}");
     assert_eq!(c["state"], "streaming", "keep: connected stays connected");
 }

@@ -18,12 +18,7 @@ fn config(server: &RtspServer) -> String {
 
 /// Takes a snapshot and checks it shows the newest frame: at most one frame
 /// behind what the server had sent when the request went out.
-fn fresh_snapshot(
-    hub: &Hub,
-    server: &RtspServer,
-    camera: &str,
-    expect_source: &str,
-) -> (Response, i64) {
+fn fresh_snapshot(hub: &Hub, server: &RtspServer, camera: &str, expect_source: &str) -> (Response, i64) {
     let before = server.sent();
     let r = hub.get(&format!("/api/cameras/{camera}/snapshot.jpg"));
     let after = server.sent();
@@ -46,17 +41,10 @@ fn fresh_snapshot(
 
 fn check_pixels(codec: &str, r: &Response, shown: i64) {
     let pic = Picture::decode(&r.body);
-    assert!(
-        pic.colour_spread() > 40.0,
-        "picture is flat: spread {}",
-        pic.colour_spread()
-    );
+    assert!(pic.colour_spread() > 40.0, "picture is flat: spread {}", pic.colour_spread());
     let same = reference_frame(codec, shown, pic.width, pic.height);
     let diff = pic.mean_abs_diff(&same);
-    assert!(
-        diff < 8.0,
-        "pixels differ from clip frame {shown}: mean abs diff {diff:.1}"
-    );
+    assert!(diff < 8.0, "pixels differ from clip frame {shown}: mean abs diff {diff:.1}");
 }
 
 fn snapshots_are_fresh(codec: &'static str) {
@@ -70,10 +58,7 @@ fn snapshots_are_fresh(codec: &'static str) {
     let (first, shown) = fresh_snapshot(&hub, &server, "cold", "gop");
     check_pixels(codec, &first, shown);
     let sent = server.sent();
-    assert!(
-        shown % GOP >= 20,
-        "frame {shown} should be well inside a GOP"
-    );
+    assert!(shown % GOP >= 20, "frame {shown} should be well inside a GOP");
     assert!(
         sent.index / GOP == shown / GOP,
         "the answer came before the server's next keyframe (sent {}, shown {shown})",
@@ -82,9 +67,7 @@ fn snapshots_are_fresh(codec: &'static str) {
     let cam = hub.camera("cold");
     assert!(cam["gop_cache"]["units"].as_u64().unwrap() >= 20, "{cam:#}");
     // decode_linger 0: the decoder stopped with the last lease.
-    hub.wait_camera("cold", "decoder off", Duration::from_secs(5), |c| {
-        c["decoder"]["running"] == false
-    });
+    hub.wait_camera("cold", "decoder off", Duration::from_secs(5), |c| c["decoder"]["running"] == false);
 
     // A decoder that is running answers from its newest frame.
     let (r, shown) = fresh_snapshot(&hub, &server, "warm", "warm");
@@ -93,14 +76,8 @@ fn snapshots_are_fresh(codec: &'static str) {
     // A second fresh snapshot of the cold camera is newer than the first.
     std::thread::sleep(Duration::from_millis(300));
     let (second, shown2) = fresh_snapshot(&hub, &server, "cold", "gop");
-    assert!(
-        second.frame_id() > first.frame_id(),
-        "a later snapshot shows a later frame"
-    );
-    assert!(
-        clip_diff(shown2, shown) >= 3,
-        "frames {shown} then {shown2}"
-    );
+    assert!(second.frame_id() > first.frame_id(), "a later snapshot shows a later frame");
+    assert!(clip_diff(shown2, shown) >= 3, "frames {shown} then {shown2}");
 }
 
 #[test]
@@ -116,14 +93,10 @@ fn h265_snapshot_is_the_newest_frame_without_waiting_for_a_keyframe() {
 #[test]
 fn scaled_and_requality_snapshots_share_one_encode_per_key() {
     let server = RtspServer::start("h264", None);
-    let hub = Hub::start(&format!(
-        "cameras:\n  cam:\n    url: {}\n    keep: decoded\n    decode_linger: -1\n",
-        server.url()
-    ));
+    let hub =
+        Hub::start(&format!("cameras:\n  cam:\n    url: {}\n    keep: decoded\n    decode_linger: -1\n", server.url()));
     hub.wait_streaming("cam");
-    hub.wait_camera("cam", "decoding", Duration::from_secs(10), |c| {
-        c["latest_frame"].is_object()
-    });
+    hub.wait_camera("cam", "decoding", Duration::from_secs(10), |c| c["latest_frame"].is_object());
 
     let r = hub.get("/api/cameras/cam/snapshot.jpg?width=320&max_age_ms=60000");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -137,24 +110,14 @@ fn scaled_and_requality_snapshots_share_one_encode_per_key() {
     assert_eq!((pic.width, pic.height), (160, 90));
 
     // Many concurrent requests for the same frame and variant: one encode.
-    let before = hub.camera("cam")["counters"]["jpeg_encodes"]
-        .as_u64()
-        .unwrap();
+    let before = hub.camera("cam")["counters"]["jpeg_encodes"].as_u64().unwrap();
     let shots: Vec<Response> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..12)
-            .map(|_| s.spawn(|| hub.get("/api/cameras/cam/snapshot.jpg?cached=true&quality=55")))
-            .collect();
+        let hs: Vec<_> =
+            (0..12).map(|_| s.spawn(|| hub.get("/api/cameras/cam/snapshot.jpg?cached=true&quality=55"))).collect();
         hs.into_iter().map(|h| h.join().unwrap()).collect()
     });
     let ids: std::collections::BTreeSet<u64> = shots.iter().map(|r| r.frame_id()).collect();
-    let after = hub.camera("cam")["counters"]["jpeg_encodes"]
-        .as_u64()
-        .unwrap();
+    let after = hub.camera("cam")["counters"]["jpeg_encodes"].as_u64().unwrap();
     assert!(shots.iter().all(|r| r.status == 200));
-    assert!(
-        after - before <= ids.len() as u64,
-        "{} encodes for {} distinct frames",
-        after - before,
-        ids.len()
-    );
+    assert!(after - before <= ids.len() as u64, "{} encodes for {} distinct frames", after - before, ids.len());
 }

@@ -18,10 +18,7 @@ fn check_snapshot(hub: &Hub, cam: &str, codec: &str) {
     assert!((0..CLIP_FRAMES).contains(&shown), "{cam}: barcode {shown}");
     let same = reference_frame(codec, shown, pic.width, pic.height);
     let diff = pic.mean_abs_diff(&same);
-    assert!(
-        diff < 8.0,
-        "{cam}: pixels differ from clip frame {shown}: {diff:.1}"
-    );
+    assert!(diff < 8.0, "{cam}: pixels differ from clip frame {shown}: {diff:.1}");
 }
 
 #[test]
@@ -29,15 +26,7 @@ fn files_in_annexb_and_mkv_play_as_live_cameras() {
     let dir = temp_dir("files");
     let mkv = dir.join("idx-h265.mkv");
     let st = std::process::Command::new("ffmpeg")
-        .args([
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-y",
-            "-framerate",
-            "10",
-            "-i",
-        ])
+        .args(["-hide_banner", "-loglevel", "error", "-y", "-framerate", "10", "-i"])
         .arg(repo().join("tests/clips/idx-h265.h265"))
         .args(["-c", "copy"])
         .arg(&mkv)
@@ -54,26 +43,15 @@ fn files_in_annexb_and_mkv_play_as_live_cameras() {
     check_snapshot(&hub, "raw", "h264");
     check_snapshot(&hub, "mkv", "h265");
     assert_eq!(hub.camera("mkv")["codec"], "h265");
-    let c = hub.wait_camera("missing", "not_found", Duration::from_secs(10), |c| {
-        c["state"] == "not_found"
-    });
-    assert!(
-        c["last_error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("no such file"),
-        "{c:#}"
-    );
+    let c = hub.wait_camera("missing", "not_found", Duration::from_secs(10), |c| c["state"] == "not_found");
+    assert!(c["last_error"]["message"].as_str().unwrap().contains("no such file"), "{c:#}");
     let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn rtsp_over_udp() {
     let server = RtspServer::start("h264", None);
-    let hub = Hub::start(&format!(
-        "cameras:\n  cam:\n    url: {}\n    transport: udp\n",
-        server.url()
-    ));
+    let hub = Hub::start(&format!("cameras:\n  cam:\n    url: {}\n    transport: udp\n", server.url()));
     check_snapshot(&hub, "cam", "h264");
     assert_eq!(hub.camera("cam")["transport"], "udp");
 }
@@ -104,9 +82,7 @@ fn a_camera_speaking_garbage_fails_cleanly_and_alone() {
         "cameras:\n  junk: rtsp://127.0.0.1:{port}/cam\n  good:\n    url: {}\n    keep: decoded\n",
         server.url()
     ));
-    let c = hub.wait_camera("junk", "failed", Duration::from_secs(15), |c| {
-        c["state"] == "backoff"
-    });
+    let c = hub.wait_camera("junk", "failed", Duration::from_secs(15), |c| c["state"] == "backoff");
     assert_eq!(c["last_error"]["kind"], "protocol", "{c:#}");
     let r = hub.get("/api/cameras/junk/snapshot.jpg");
     assert_eq!(r.status, 503);
@@ -117,10 +93,7 @@ fn a_camera_speaking_garbage_fails_cleanly_and_alone() {
         let r = hub.get("/api/cameras/good/snapshot.jpg");
         assert_eq!(r.status, 200);
         let shown = Picture::decode(&r.body).barcode();
-        assert!(
-            clip_diff(shown, before) >= -1,
-            "good camera fell behind: {shown} vs {before}"
-        );
+        assert!(clip_diff(shown, before) >= -1, "good camera fell behind: {shown} vs {before}");
         std::thread::sleep(Duration::from_millis(400));
     }
     assert_eq!(hub.camera("good")["counters"]["reconnects"], 0);

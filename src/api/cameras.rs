@@ -15,18 +15,11 @@ use crate::hub::Hub;
 use crate::stats::Counters;
 
 pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
-    Json(Value::Array(
-        hub.list().iter().map(|c| describe(c)).collect(),
-    ))
+    Json(Value::Array(hub.list().iter().map(|c| describe(c)).collect()))
 }
 
-pub async fn one(
-    State(hub): State<Arc<Hub>>,
-    Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let cam = hub
-        .get(&name)
-        .ok_or_else(|| ApiError::unknown_camera(&name))?;
+pub async fn one(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
     Ok(Json(describe(&cam)))
 }
 

@@ -19,11 +19,8 @@ use crate::hub::Hub;
 /// Reads a camera from a JSON body; `name` comes from the body or the path.
 fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig, ApiError> {
     let bad = |m: String, name: Option<&str>| ApiError::new(StatusCode::BAD_REQUEST, m, name);
-    let mut v: Value = serde_json::from_slice(body)
-        .map_err(|e| bad(format!("body is not JSON: {e}"), path_name))?;
-    let obj = v
-        .as_object_mut()
-        .ok_or_else(|| bad("body must be a JSON object".into(), path_name))?;
+    let mut v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}"), path_name))?;
+    let obj = v.as_object_mut().ok_or_else(|| bad("body must be a JSON object".into(), path_name))?;
     let body_name = match obj.remove("name") {
         Some(Value::String(s)) => Some(s),
         Some(_) => return Err(bad("name must be a string".into(), path_name)),
@@ -31,52 +28,32 @@ fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig
     };
     let name = match (path_name, body_name.as_deref()) {
         (Some(p), Some(b)) if p != b => {
-            return Err(bad(
-                format!("name {b:?} in the body differs from {p:?} in the path"),
-                Some(p),
-            ));
+            return Err(bad(format!("name {b:?} in the body differs from {p:?} in the path"), Some(p)));
         }
         (Some(p), _) => p.to_owned(),
         (None, Some(b)) => b.to_owned(),
         (None, None) => return Err(bad("a camera needs a name".into(), None)),
     };
-    let options: CameraOptions = serde_json::from_value(v)
-        .map_err(|e| bad(format!("bad camera options: {e}"), Some(&name)))?;
+    let options: CameraOptions =
+        serde_json::from_value(v).map_err(|e| bad(format!("bad camera options: {e}"), Some(&name)))?;
     CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e, Some(&name)))
 }
 
 pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse(&body, None, &hub)?;
     let name = cfg.name.clone();
-    let cam = hub
-        .add(cfg)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e, Some(&name)))?;
+    let cam = hub.add(cfg).map_err(|e| ApiError::new(StatusCode::CONFLICT, e, Some(&name)))?;
     tracing::info!(camera = %name, "camera added through the API");
     Ok((StatusCode::CREATED, Json(describe(&cam))).into_response())
 }
 
-pub async fn put(
-    State(hub): State<Arc<Hub>>,
-    Path(name): Path<String>,
-    body: Bytes,
-) -> Result<Response, ApiError> {
+pub async fn put(State(hub): State<Arc<Hub>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse(&body, Some(&name), &hub)?;
     let (cam, created) = hub.put(cfg).await;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(describe(&cam))).into_response())
 }
 
-pub async fn remove(
-    State(hub): State<Arc<Hub>>,
-    Path(name): Path<String>,
-) -> Result<StatusCode, ApiError> {
-    if hub.remove(&name).await {
-        Ok(StatusCode::NO_CONTENT)
-    } else {
-        Err(ApiError::unknown_camera(&name))
-    }
+pub async fn remove(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if hub.remove(&name).await { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::unknown_camera(&name)) }
 }

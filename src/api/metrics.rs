@@ -28,10 +28,7 @@ const STATES: [CamState; 8] = [
 ];
 
 fn state_name(s: CamState) -> String {
-    serde_json::to_value(s)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 /// Label values are camera names (letters, digits, `_`, `-`): nothing to escape.
@@ -41,12 +38,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     let mut family = |o: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
-    family(
-        &mut o,
-        "camhub_camera_state",
-        "gauge",
-        "1 for the state each camera is in.",
-    );
+    family(&mut o, "camhub_camera_state", "gauge", "1 for the state each camera is in.");
     for c in &cams {
         let st = c.status().state;
         for s in STATES {
@@ -61,44 +53,20 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     }
     type Get = fn(&Camera) -> u64;
     let counters: [(&str, &str, Get); 8] = [
-        (
-            "camhub_units_received_total",
-            "Compressed frames received.",
-            |c| Counters::get(&c.counters().units_in),
-        ),
-        (
-            "camhub_received_bytes_total",
-            "Compressed bytes received.",
-            |c| Counters::get(&c.counters().bytes_in),
-        ),
-        ("camhub_frames_decoded_total", "Frames decoded.", |c| {
-            Counters::get(&c.counters().frames_decoded)
+        ("camhub_units_received_total", "Compressed frames received.", |c| Counters::get(&c.counters().units_in)),
+        ("camhub_received_bytes_total", "Compressed bytes received.", |c| Counters::get(&c.counters().bytes_in)),
+        ("camhub_frames_decoded_total", "Frames decoded.", |c| Counters::get(&c.counters().frames_decoded)),
+        ("camhub_frames_dropped_total", "Compressed frames the GOP cache could not keep.", |c| {
+            c.status().gop_dropped_units
         }),
-        (
-            "camhub_frames_dropped_total",
-            "Compressed frames the GOP cache could not keep.",
-            |c| c.status().gop_dropped_units,
-        ),
-        (
-            "camhub_decode_errors_total",
-            "Units the decoder rejected.",
-            |c| Counters::get(&c.counters().decode_errors),
-        ),
-        (
-            "camhub_decoder_overruns_total",
-            "Times the decoder fell behind and restarted.",
-            |c| Counters::get(&c.counters().decoder_overruns),
-        ),
-        (
-            "camhub_jpeg_encodes_total",
-            "JPEG encodes (one per frame and variant).",
-            |c| Counters::get(&c.counters().jpeg_encodes),
-        ),
-        (
-            "camhub_reconnects_total",
-            "Connections lost or failed.",
-            |c| Counters::get(&c.counters().reconnects),
-        ),
+        ("camhub_decode_errors_total", "Units the decoder rejected.", |c| Counters::get(&c.counters().decode_errors)),
+        ("camhub_decoder_overruns_total", "Times the decoder fell behind and restarted.", |c| {
+            Counters::get(&c.counters().decoder_overruns)
+        }),
+        ("camhub_jpeg_encodes_total", "JPEG encodes (one per frame and variant).", |c| {
+            Counters::get(&c.counters().jpeg_encodes)
+        }),
+        ("camhub_reconnects_total", "Connections lost or failed.", |c| Counters::get(&c.counters().reconnects)),
     ];
     for (name, help, get) in counters {
         family(&mut o, name, "counter", help);
@@ -109,79 +77,31 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     family(&mut o, "camhub_leases", "gauge", "Leases held, by tier.");
     for c in &cams {
         let variants: u32 = c.variant_leases().iter().map(|(_, n)| n).sum();
-        for (tier, n) in [
-            ("connected", c.leases(Tier::Connected)),
-            ("decoding", c.leases(Tier::Decoding)),
-            ("variant", variants),
-        ] {
-            let _ = writeln!(
-                o,
-                "camhub_leases{{camera=\"{}\",tier=\"{tier}\"}} {n}",
-                c.name()
-            );
+        for (tier, n) in
+            [("connected", c.leases(Tier::Connected)), ("decoding", c.leases(Tier::Decoding)), ("variant", variants)]
+        {
+            let _ = writeln!(o, "camhub_leases{{camera=\"{}\",tier=\"{tier}\"}} {n}", c.name());
         }
     }
-    family(
-        &mut o,
-        "camhub_gop_cache_bytes",
-        "gauge",
-        "Compressed bytes kept since the newest keyframe.",
-    );
+    family(&mut o, "camhub_gop_cache_bytes", "gauge", "Compressed bytes kept since the newest keyframe.");
     for c in &cams {
-        let _ = writeln!(
-            o,
-            "camhub_gop_cache_bytes{{camera=\"{}\"}} {}",
-            c.name(),
-            c.status().gop_bytes
-        );
+        let _ = writeln!(o, "camhub_gop_cache_bytes{{camera=\"{}\"}} {}", c.name(), c.status().gop_bytes);
     }
-    family(
-        &mut o,
-        "camhub_jpeg_cache_bytes",
-        "gauge",
-        "Bytes of JPEGs kept for sharing.",
-    );
+    family(&mut o, "camhub_jpeg_cache_bytes", "gauge", "Bytes of JPEGs kept for sharing.");
     for c in &cams {
-        let _ = writeln!(
-            o,
-            "camhub_jpeg_cache_bytes{{camera=\"{}\"}} {}",
-            c.name(),
-            c.jpegs().bytes()
-        );
+        let _ = writeln!(o, "camhub_jpeg_cache_bytes{{camera=\"{}\"}} {}", c.name(), c.jpegs().bytes());
     }
-    family(
-        &mut o,
-        "camhub_snapshot_duration_seconds",
-        "histogram",
-        "Snapshot answer time, by X-Snapshot-Source.",
-    );
+    family(&mut o, "camhub_snapshot_duration_seconds", "histogram", "Snapshot answer time, by X-Snapshot-Source.");
     for s in SnapshotSource::ALL {
-        SNAPSHOT[s.index()].render(
-            &mut o,
-            "camhub_snapshot_duration_seconds",
-            &format!("source=\"{}\",", s.as_str()),
-        );
+        SNAPSHOT[s.index()].render(&mut o, "camhub_snapshot_duration_seconds", &format!("source=\"{}\",", s.as_str()));
     }
-    family(
-        &mut o,
-        "camhub_decode_duration_seconds",
-        "histogram",
-        "Time to decode one compressed frame.",
-    );
+    family(&mut o, "camhub_decode_duration_seconds", "histogram", "Time to decode one compressed frame.");
     DECODE.render(&mut o, "camhub_decode_duration_seconds", "");
-    family(
-        &mut o,
-        "camhub_jpeg_encode_duration_seconds",
-        "histogram",
-        "Time to make one JPEG.",
-    );
+    family(&mut o, "camhub_jpeg_encode_duration_seconds", "histogram", "Time to make one JPEG.");
     ENCODE.render(&mut o, "camhub_jpeg_encode_duration_seconds", "");
     process(&mut o, &mut family);
     let mut r = o.into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
 }
 
@@ -193,28 +113,13 @@ fn process(o: &mut String, family: &mut impl FnMut(&mut String, &str, &str, &str
         let f: Vec<&str> = rest.split_whitespace().collect();
         let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
             + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        family(
-            o,
-            "process_cpu_seconds_total",
-            "counter",
-            "User and system CPU time.",
-        );
+        family(o, "process_cpu_seconds_total", "counter", "User and system CPU time.");
         let _ = writeln!(o, "process_cpu_seconds_total {}", ticks / 100.0);
     }
-    if let Some(kb) = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-    {
-        family(
-            o,
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory.",
-        );
+    if let Some(kb) = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+    }) {
+        family(o, "process_resident_memory_bytes", "gauge", "Resident memory.");
         let _ = writeln!(o, "process_resident_memory_bytes {}", kb * 1024);
     }
     if let Ok(d) = std::fs::read_dir("/proc/self/fd") {

@@ -28,9 +28,7 @@ pub async fn get(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let cam = hub
-        .get(&name)
-        .ok_or_else(|| ApiError::unknown_camera(&name))?;
+    let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
     let q = query::parse(&q, &["quality", "width", "height", "fps"])
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
     let key = VariantKey {
@@ -38,18 +36,10 @@ pub async fn get(
         width: q.width,
         height: q.height,
     };
-    let (lease, rx) = cam
-        .lease_variant(key)
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?;
+    let (lease, rx) =
+        cam.lease_variant(key).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?;
     let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
-    let viewer = Viewer {
-        cam,
-        _lease: lease,
-        rx,
-        interval,
-        next: Instant::now(),
-        last: 0,
-    };
+    let viewer = Viewer { cam, _lease: lease, rx, interval, next: Instant::now(), last: 0 };
     let parts = futures::stream::unfold(viewer, |mut v| async move {
         let part = v.next_part().await?;
         Some((part, v))
@@ -57,10 +47,7 @@ pub async fn get(
     .flat_map(|chunks| futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
     let mut r = Response::new(Body::from_stream(parts));
     let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("multipart/x-mixed-replace; boundary=camhubframe"),
-    );
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("multipart/x-mixed-replace; boundary=camhubframe"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
     Ok(r.into_response())
@@ -101,11 +88,7 @@ impl Viewer {
                     f.frame_id,
                     rfc3339_ms(f.captured)
                 );
-                return Some([
-                    Bytes::from(head),
-                    f.jpeg.clone(),
-                    Bytes::from_static(b"\r\n"),
-                ]);
+                return Some([Bytes::from(head), f.jpeg.clone(), Bytes::from_static(b"\r\n")]);
             }
             tokio::select! {
                 r = self.rx.changed() => if r.is_err() { return None },

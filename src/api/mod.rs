@@ -23,10 +23,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/health", get(metrics::health))
         .route("/metrics", get(metrics::metrics))
         .route("/api/cameras", get(cameras::list).post(manage::add))
-        .route(
-            "/api/cameras/{name}",
-            get(cameras::one).put(manage::put).delete(manage::remove),
-        )
+        .route("/api/cameras/{name}", get(cameras::one).put(manage::put).delete(manage::remove))
         .route("/api/cameras/{name}/snapshot.jpg", get(snapshot::get))
         .route("/api/cameras/{name}/stream.mjpeg", get(mjpeg::get))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
@@ -44,19 +41,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>, camera: Option<&str>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            camera: camera.map(str::to_owned),
-            retry_after: None,
-        }
+        ApiError { status, message: message.into(), camera: camera.map(str::to_owned), retry_after: None }
     }
     fn unknown_camera(name: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            format!("no camera named {name:?}"),
-            Some(name),
-        )
+        Self::new(StatusCode::NOT_FOUND, format!("no camera named {name:?}"), Some(name))
     }
 }
 
@@ -64,11 +52,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "camera": self.camera });
         let mut r = (self.status, Json(body)).into_response();
-        r.headers_mut()
-            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(s) = self.retry_after {
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
+            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         r
     }

@@ -22,10 +22,7 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
     let mut out = PictureQuery::default();
     for (k, v) in q {
         if !allowed.contains(&k.as_str()) {
-            return Err(format!(
-                "unknown query parameter {k:?} (known: {})",
-                allowed.join(", ")
-            ));
+            return Err(format!("unknown query parameter {k:?} (known: {})", allowed.join(", ")));
         }
         let num = |lo: u64, hi: u64| -> Result<u64, String> {
             v.parse::<u64>()

@@ -18,30 +18,20 @@ pub async fn get(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let cam = hub
-        .get(&name)
-        .ok_or_else(|| ApiError::unknown_camera(&name))?;
+    let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
     let q = query::parse(&q, &["quality", "width", "height", "max_age_ms", "cached"])
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
-    let req = SnapshotRequest {
-        quality: q.quality,
-        width: q.width,
-        height: q.height,
-        max_age: q.max_age,
-        cached: q.cached,
-    };
+    let req =
+        SnapshotRequest { quality: q.quality, width: q.width, height: q.height, max_age: q.max_age, cached: q.cached };
     let shot = snapshot::take(&cam, &req).await.map_err(|e| {
         let status = match &e {
-            SnapshotError::Offline { .. } | SnapshotError::NoPicture(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            SnapshotError::Offline { .. } | SnapshotError::NoPicture(_) => StatusCode::SERVICE_UNAVAILABLE,
             SnapshotError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             SnapshotError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let mut err = ApiError::new(status, e.to_string(), Some(&name));
         if let SnapshotError::Offline { retry_after, .. } = &e {
-            err.retry_after =
-                Some(retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64));
+            err.retry_after = Some(retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64));
         }
         err
     })?;
@@ -55,9 +45,6 @@ pub async fn get(
         h.insert("x-frame-timestamp", v);
     }
     h.insert("x-frame-age-ms", HeaderValue::from(age.as_millis() as u64));
-    h.insert(
-        "x-snapshot-source",
-        HeaderValue::from_static(shot.source.as_str()),
-    );
+    h.insert("x-snapshot-source", HeaderValue::from_static(shot.source.as_str()));
     Ok((h, shot.jpeg).into_response())
 }

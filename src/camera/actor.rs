@@ -75,9 +75,7 @@ impl Actor {
             .config
             .name
             .bytes()
-            .fold(0x9e37_79b9_7f4a_7c15u64, |h, b| {
-                (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
-            })
+            .fold(0x9e37_79b9_7f4a_7c15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)
@@ -246,12 +244,8 @@ impl Actor {
             }
         }
         let (seq, codec) = (unit.seq, unit.codec);
-        let (units, bytes, truncated, dropped) = (
-            self.gop.units().len(),
-            self.gop.bytes(),
-            self.gop.truncated(),
-            self.gop.dropped(),
-        );
+        let (units, bytes, truncated, dropped) =
+            (self.gop.units().len(), self.gop.bytes(), self.gop.truncated(), self.gop.dropped());
         self.shared.update_status(|s| {
             s.newest_seq = seq;
             if stored || sent {
@@ -314,11 +308,7 @@ impl Actor {
             task.abort();
             debug!("variant {key:?} stopped");
         }
-        let mut v = self
-            .shared
-            .variants
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut v = self.shared.variants.lock().unwrap_or_else(|p| p.into_inner());
         if v.get(&key).is_some_and(|tx| tx.receiver_count() == 0) {
             v.remove(&key);
         }
@@ -333,20 +323,14 @@ impl Actor {
         }
         self.shown = (state, running);
         if let (true, Some(e)) = (state.is_failed(), self.rec.last_error()) {
-            let wait = self.rec.retry_at().map_or(0.0, |t| {
-                t.saturating_duration_since(Instant::now()).as_secs_f64()
-            });
+            let wait = self.rec.retry_at().map_or(0.0, |t| t.saturating_duration_since(Instant::now()).as_secs_f64());
             warn!("{e}; retrying in {wait:.1} s");
             if state != State::Stopped {
                 Counters::add(&self.shared.counters.reconnects, 1);
             }
         }
         let history: Vec<_> = self.rec.history().cloned().collect();
-        let (error, retry_at, attempts) = (
-            self.rec.last_error().cloned(),
-            self.rec.retry_at(),
-            self.rec.attempts(),
-        );
+        let (error, retry_at, attempts) = (self.rec.last_error().cloned(), self.rec.retry_at(), self.rec.attempts());
         self.shared.update_status(|s| {
             s.set_state(state);
             s.decoder_running = running;

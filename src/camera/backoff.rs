@@ -25,10 +25,7 @@ impl Backoff {
 
     /// The delay before the next attempt; each call doubles the next one up to the cap.
     pub fn next_delay(&mut self, persistent: bool) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(16))
-            .min(self.cap);
+        let exp = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         // Jitter: uniform in [exp/2, exp], so a fleet does not reconnect in lockstep.
         self.rng ^= self.rng << 13;
@@ -36,11 +33,7 @@ impl Backoff {
         self.rng ^= self.rng << 17;
         let frac = (self.rng % 1000) as f64 / 1000.0;
         let d = exp.mul_f64(0.5 + 0.5 * frac);
-        if persistent {
-            d.max(self.persistent_floor)
-        } else {
-            d
-        }
+        if persistent { d.max(self.persistent_floor) } else { d }
     }
 
     /// After a connection that stayed up, start again from the base delay.
@@ -63,9 +56,6 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay(false) <= Duration::from_secs(1));
-        assert!(
-            b.next_delay(true) >= Duration::from_secs(30),
-            "auth failures retry slowly"
-        );
+        assert!(b.next_delay(true) >= Duration::from_secs(30), "auth failures retry slowly");
     }
 }

@@ -47,19 +47,12 @@ pub(crate) struct Shared {
 impl Shared {
     /// The channel of a variant's newest JPEG, made on first use; at most
     /// `MAX_VARIANTS` distinct variants per camera.
-    fn variant_sender(
-        &self,
-        key: VariantKey,
-    ) -> Result<watch::Sender<Option<Arc<VariantFrame>>>, String> {
+    fn variant_sender(&self, key: VariantKey) -> Result<watch::Sender<Option<Arc<VariantFrame>>>, String> {
         let mut v = self.variants.lock().unwrap_or_else(|p| p.into_inner());
         if !v.contains_key(&key) && v.len() >= MAX_VARIANTS {
-            return Err(format!(
-                "this camera already serves {MAX_VARIANTS} stream variants (quality and size)"
-            ));
+            return Err(format!("this camera already serves {MAX_VARIANTS} stream variants (quality and size)"));
         }
-        Ok(v.entry(key)
-            .or_insert_with(|| watch::channel(None).0)
-            .clone())
+        Ok(v.entry(key).or_insert_with(|| watch::channel(None).0).clone())
     }
 
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
@@ -87,8 +80,7 @@ impl Camera {
     /// Starts a camera reading from the given source (tests script their own).
     pub fn spawn_with_source(config: CameraConfig, source: Arc<dyn Source>) -> Arc<Camera> {
         let o = &config.options;
-        let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger)
-            .with_variant_linger(o.variant_linger);
+        let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger).with_variant_linger(o.variant_linger);
         let shared = Arc::new(Shared {
             demand: Mutex::new(demand),
             wake: Notify::new(),
@@ -102,10 +94,7 @@ impl Camera {
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source));
-        Arc::new(Camera {
-            shared,
-            task: Mutex::new(Some(task)),
-        })
+        Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
     }
 
     pub fn name(&self) -> &str {
@@ -135,11 +124,7 @@ impl Camera {
             }
         }
         self.shared.wake.notify_one();
-        Lease {
-            shared: self.shared.clone(),
-            tiers,
-            variant: None,
-        }
+        Lease { shared: self.shared.clone(), tiers, variant: None }
     }
 
     /// Asks for a JPEG variant until the lease is dropped; the receiver always
@@ -152,37 +137,21 @@ impl Camera {
             d.acquire_variant(key);
         }
         self.shared.wake.notify_one();
-        let lease = Lease {
-            shared: self.shared.clone(),
-            tiers: &[Tier::Connected],
-            variant: Some(key),
-        };
+        let lease = Lease { shared: self.shared.clone(), tiers: &[Tier::Connected], variant: Some(key) };
         Ok((lease, rx))
     }
 
     /// Leases held per variant.
     pub fn variant_leases(&self) -> Vec<(VariantKey, u32)> {
-        self.shared
-            .demand
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .variant_leases()
+        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).variant_leases()
     }
 
     pub fn leases(&self, tier: Tier) -> u32 {
-        self.shared
-            .demand
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .leases(tier)
+        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
     }
 
     pub fn status(&self) -> Status {
-        self.shared
-            .status
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
     pub fn subscribe_status(&self) -> watch::Receiver<u64> {
         self.shared.status_seq.subscribe()

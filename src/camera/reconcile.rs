@@ -148,10 +148,7 @@ impl Reconciler {
             Conn::Streaming { last_data, .. } => Some(last_data + self.stall_timeout),
             Conn::Failed { retry_at, .. } => Some(retry_at),
         };
-        [conn, self.decoder_retry_at, wants.deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [conn, self.decoder_retry_at, wants.deadline].into_iter().flatten().min()
     }
 
     /// Applies an event, then reconciles with demand; returns what to do, in order.
@@ -161,10 +158,7 @@ impl Reconciler {
             Event::Tick => {}
             Event::Connected => {
                 if matches!(self.conn, Conn::Connecting { .. }) {
-                    self.set(Conn::Streaming {
-                        since: now,
-                        last_data: now,
-                    });
+                    self.set(Conn::Streaming { since: now, last_data: now });
                 }
             }
             Event::ConnectFailed(e) => {
@@ -216,10 +210,7 @@ impl Reconciler {
                 } else if now >= since + self.connect_timeout {
                     out.push(Action::Disconnect);
                     let secs = self.connect_timeout.as_secs_f64();
-                    let e = Error::new(
-                        ErrorKind::Timeout,
-                        format!("no answer within {secs:.1} s of connecting"),
-                    );
+                    let e = Error::new(ErrorKind::Timeout, format!("no answer within {secs:.1} s of connecting"));
                     self.fail(e, now, out);
                 }
             }
@@ -232,10 +223,7 @@ impl Reconciler {
                     self.stop_decoder(out);
                     out.push(Action::Disconnect);
                     let secs = self.stall_timeout.as_secs_f64();
-                    let e = Error::new(
-                        ErrorKind::Timeout,
-                        format!("stalled: no data for {secs:.1} s"),
-                    );
+                    let e = Error::new(ErrorKind::Timeout, format!("stalled: no data for {secs:.1} s"));
                     self.fail(e, now, out);
                 }
             }
@@ -243,17 +231,9 @@ impl Reconciler {
         let streaming = matches!(self.conn, Conn::Streaming { .. });
         let decode = streaming && wants.decoding;
         // Variants consume the decoder's frames: stop the unwanted ones first.
-        let want_variants: BTreeSet<VariantKey> = if decode {
-            wants.variants.iter().copied().collect()
-        } else {
-            BTreeSet::new()
-        };
-        for k in self
-            .variants
-            .difference(&want_variants)
-            .copied()
-            .collect::<Vec<_>>()
-        {
+        let want_variants: BTreeSet<VariantKey> =
+            if decode { wants.variants.iter().copied().collect() } else { BTreeSet::new() };
+        for k in self.variants.difference(&want_variants).copied().collect::<Vec<_>>() {
             self.variants.remove(&k);
             out.push(Action::StopVariant(k));
         }
@@ -265,11 +245,7 @@ impl Reconciler {
             self.stop_decoder(out);
         }
         if self.decoder {
-            for k in want_variants
-                .difference(&self.variants)
-                .copied()
-                .collect::<Vec<_>>()
-            {
+            for k in want_variants.difference(&self.variants).copied().collect::<Vec<_>>() {
                 self.variants.insert(k);
                 out.push(Action::StartVariant(k));
             }
@@ -309,10 +285,7 @@ impl Reconciler {
         };
         let delay = self.backoff.next_delay(e.kind.is_persistent());
         self.last_error = Some(e);
-        self.set(Conn::Failed {
-            state,
-            retry_at: now + delay,
-        });
+        self.set(Conn::Failed { state, retry_at: now + delay });
     }
 
     fn set(&mut self, conn: Conn) {

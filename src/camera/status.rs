@@ -28,10 +28,7 @@ pub enum State {
 impl State {
     /// States in which a fresh picture cannot come soon.
     pub fn is_failed(self) -> bool {
-        matches!(
-            self,
-            State::Backoff | State::AuthFailed | State::NotFound | State::Stopped
-        )
+        matches!(self, State::Backoff | State::AuthFailed | State::NotFound | State::Stopped)
     }
 }
 

@@ -26,11 +26,7 @@ pub type VariantRx = watch::Receiver<Option<Arc<VariantFrame>>>;
 
 /// Encodes every new decoded frame for `key` until aborted. The JPEG cache is
 /// shared with snapshots, so a snapshot of the same key costs nothing more.
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    key: VariantKey,
-    tx: watch::Sender<Option<Arc<VariantFrame>>>,
-) {
+pub(super) async fn run(shared: Arc<Shared>, key: VariantKey, tx: watch::Sender<Option<Arc<VariantFrame>>>) {
     let mut progress = shared.progress.subscribe();
     let mut last = 0u64;
     loop {
@@ -38,11 +34,7 @@ pub(super) async fn run(
         if let Some(f) = frame.filter(|f| f.frame_id > last) {
             last = f.frame_id;
             let size = fit_size((f.width(), f.height()), key.width, key.height);
-            match shared
-                .jpegs
-                .get(f.clone(), key.quality, size, &shared.counters)
-                .await
-            {
+            match shared.jpegs.get(f.clone(), key.quality, size, &shared.counters).await {
                 Ok((jpeg, _)) => {
                     tx.send_replace(Some(Arc::new(VariantFrame {
                         frame_id: f.frame_id,

@@ -41,9 +41,7 @@ pub struct ServerConfig {
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig {
-            listen: "127.0.0.1:8080".into(),
-        }
+        ServerConfig { listen: "127.0.0.1:8080".into() }
     }
 }
 
@@ -65,12 +63,8 @@ impl<'de> Deserialize<'de> for CameraEntry {
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CameraEntry, E> {
                 Ok(CameraEntry::Url(v.to_owned()))
             }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<CameraEntry, A::Error> {
-                CameraOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(CameraEntry::Full)
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CameraEntry, A::Error> {
+                CameraOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(CameraEntry::Full)
             }
         }
         d.deserialize_any(V)
@@ -218,14 +212,11 @@ impl CameraConfig {
             }
         }
         if !(1..=100).contains(&options.jpeg_quality) {
-            return Err(format!(
-                "jpeg_quality must be 1-100, not {}",
-                options.jpeg_quality
-            ));
+            return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality));
         }
         let source = if options.url.contains("://") {
-            let mut url = Url::parse(&options.url)
-                .map_err(|e| format!("bad url {:?}: {e}", redact_str(&options.url)))?;
+            let mut url =
+                Url::parse(&options.url).map_err(|e| format!("bad url {:?}: {e}", redact_str(&options.url)))?;
             match url.scheme() {
                 "rtsp" => {
                     if url.host_str().is_none_or(str::is_empty) {
@@ -243,10 +234,7 @@ impl CameraConfig {
                     let _ = url.set_password(None);
                     SourceSpec::Rtsp(url)
                 }
-                "file" => SourceSpec::File(
-                    url.to_file_path()
-                        .map_err(|()| format!("bad file url {url}"))?,
-                ),
+                "file" => SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?),
                 other => {
                     return Err(format!(
                         "unsupported url scheme {other:?} (supported: rtsp://, file://, or a file path)"
@@ -261,13 +249,7 @@ impl CameraConfig {
         }
         options.username = None;
         options.password = None;
-        Ok(CameraConfig {
-            name: name.to_owned(),
-            source,
-            username,
-            password: password.map(Secret::new),
-            options,
-        })
+        Ok(CameraConfig { name: name.to_owned(), source, username, password: password.map(Secret::new), options })
     }
 
     /// The URL as it may be shown to anyone: no credentials.
@@ -294,8 +276,8 @@ pub struct Config {
 impl Config {
     /// Reads and validates a config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: cannot read: {e}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         Self::parse(&text, &path.display().to_string(), base)
     }
@@ -327,10 +309,7 @@ impl Config {
                             .skip((line as usize).saturating_sub(1))
                             .find_map(|(i, l)| l.find(var).map(|c| (i + 1, c + 1)))
                     })
-                    .map_or_else(
-                        || format!("{origin}:{line}:{col}"),
-                        |(l, c)| format!("{origin}:{l}:{c}"),
-                    );
+                    .map_or_else(|| format!("{origin}:{line}:{col}"), |(l, c)| format!("{origin}:{l}:{c}"));
                 ConfigError(format!("{at}: camera {name:?}: {e}"))
             })?;
             cameras.push(cam);
@@ -338,16 +317,8 @@ impl Config {
         file.server
             .listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|e| {
-                ConfigError(format!(
-                    "{origin}: server.listen {:?}: {e}",
-                    file.server.listen
-                ))
-            })?;
-        Ok(Config {
-            server: file.server,
-            cameras,
-        })
+            .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", file.server.listen)))?;
+        Ok(Config { server: file.server, cameras })
     }
 }
 
@@ -355,16 +326,8 @@ impl Config {
 pub fn validate_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'"
-        ))
-    }
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(format!("bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'")) }
 }
 
 /// Replaces `${VAR}` with the environment variable, `${VAR:-default}` with a
@@ -379,9 +342,7 @@ pub fn interpolate(s: &str) -> Result<String, String> {
             out.push('$');
             rest = stripped;
         } else if let Some(body) = after.strip_prefix('{') {
-            let end = body
-                .find('}')
-                .ok_or_else(|| "unclosed ${ in value".to_string())?;
+            let end = body.find('}').ok_or_else(|| "unclosed ${ in value".to_string())?;
             let expr = &body[..end];
             let (var, default) = match expr.split_once(":-") {
                 Some((v, d)) => (v, Some(d)),
@@ -391,9 +352,7 @@ pub fn interpolate(s: &str) -> Result<String, String> {
                 (Ok(v), _) => out.push_str(&v),
                 (Err(_), Some(d)) => out.push_str(d),
                 (Err(_), None) => {
-                    return Err(format!(
-                        "environment variable {var} is not set (used as ${{{var}}})"
-                    ));
+                    return Err(format!("environment variable {var} is not set (used as ${{{var}}})"));
                 }
             }
             rest = &body[end + 1..];

@@ -6,22 +6,15 @@ fn parse(text: &str) -> Result<Config, ConfigError> {
 
 #[test]
 fn minimal_form_is_name_to_url() {
-    let c = parse("cameras:\n  front: rtsp://admin:s3cret@10.1.2.3/stream1\n  clip: demo.mp4\n")
-        .unwrap();
+    let c = parse("cameras:\n  front: rtsp://admin:s3cret@10.1.2.3/stream1\n  clip: demo.mp4\n").unwrap();
     assert_eq!(c.cameras.len(), 2);
     let front = c.cameras.iter().find(|c| c.name == "front").unwrap();
-    assert_eq!(
-        front.source,
-        SourceSpec::Rtsp(Url::parse("rtsp://10.1.2.3/stream1").unwrap())
-    );
+    assert_eq!(front.source, SourceSpec::Rtsp(Url::parse("rtsp://10.1.2.3/stream1").unwrap()));
     assert_eq!(front.username.as_deref(), Some("admin"));
     assert_eq!(front.password.as_ref().unwrap().expose(), "s3cret");
     assert_eq!(front.display_url(), "rtsp://10.1.2.3/stream1");
     let clip = c.cameras.iter().find(|c| c.name == "clip").unwrap();
-    assert_eq!(
-        clip.source,
-        SourceSpec::File(PathBuf::from("/etc/camhub/demo.mp4"))
-    );
+    assert_eq!(clip.source, SourceSpec::File(PathBuf::from("/etc/camhub/demo.mp4")));
     assert_eq!(c.server.listen, "127.0.0.1:8080");
 }
 
@@ -50,9 +43,7 @@ fn unknown_key_names_file_line_and_column() {
 
 #[test]
 fn bad_value_names_its_line() {
-    let e =
-        parse("cameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://cam/s\n    decode_linger: soon\n")
-            .unwrap_err();
+    let e = parse("cameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://cam/s\n    decode_linger: soon\n").unwrap_err();
     assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
     assert!(e.0.contains("linger"), "{e}");
 }
@@ -75,20 +66,12 @@ fn bad_url_errors_do_not_show_the_password() {
 #[test]
 fn interpolates_secrets_from_the_environment() {
     // cargo sets CARGO_PKG_NAME for the test process.
-    let c = parse(
-        "cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: x${CARGO_PKG_NAME}:@y\n",
-    )
-    .unwrap();
-    assert_eq!(
-        c.cameras[0].password.as_ref().unwrap().expose(),
-        "xcamhub:@y"
-    );
+    let c = parse("cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: x${CARGO_PKG_NAME}:@y\n")
+        .unwrap();
+    assert_eq!(c.cameras[0].password.as_ref().unwrap().expose(), "xcamhub:@y");
     let e = parse("cameras:\n  a:\n    url: rtsp://cam/s\n    username: admin\n    password: ${CAMHUB_NOT_SET_X}\n")
         .unwrap_err();
     assert!(e.0.contains("CAMHUB_NOT_SET_X is not set"), "{e}");
     assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
-    assert_eq!(
-        interpolate("a$$b${CAMHUB_NOT_SET_Y:-dflt}").unwrap(),
-        "a$bdflt"
-    );
+    assert_eq!(interpolate("a$$b${CAMHUB_NOT_SET_Y:-dflt}").unwrap(), "a$bdflt");
 }

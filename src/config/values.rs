@@ -96,9 +96,7 @@ impl<'de> Deserialize<'de> for Linger {
             if v == -1.0 {
                 Some(Linger::Forever)
             } else {
-                (0.0..1e9)
-                    .contains(&v)
-                    .then(|| Linger::After(Duration::from_secs_f64(v)))
+                (0.0..1e9).contains(&v).then(|| Linger::After(Duration::from_secs_f64(v)))
             }
         }
         fn text(s: &str) -> Option<Linger> {
@@ -118,18 +116,12 @@ impl<'de> Deserialize<'de> for Linger {
 impl<'de> Deserialize<'de> for Seconds {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         fn num(v: f64) -> Option<Seconds> {
-            (0.0..1e9)
-                .contains(&v)
-                .then(|| Seconds(Duration::from_secs_f64(v)))
+            (0.0..1e9).contains(&v).then(|| Seconds(Duration::from_secs_f64(v)))
         }
         fn text(s: &str) -> Option<Seconds> {
             parse_duration(s).map(Seconds)
         }
-        d.deserialize_any(NumOrStr(
-            num,
-            text,
-            "a duration like 10, 2.5, \"500ms\" or \"1m\"",
-        ))
+        d.deserialize_any(NumOrStr(num, text, "a duration like 10, 2.5, \"500ms\" or \"1m\""))
     }
 }
 
@@ -140,9 +132,7 @@ impl<'de> Deserialize<'de> for ByteSize {
         }
         fn text(s: &str) -> Option<ByteSize> {
             let s = s.trim();
-            let split = s
-                .find(|c: char| !c.is_ascii_digit() && c != '.')
-                .unwrap_or(s.len());
+            let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
             let (n, unit) = s.split_at(split);
             let mult: f64 = match unit.trim() {
                 "" | "B" => 1.0,
@@ -157,11 +147,7 @@ impl<'de> Deserialize<'de> for ByteSize {
             let v: f64 = n.parse().ok()?;
             (v >= 0.0 && v * mult < 1e15).then_some(ByteSize((v * mult) as u64))
         }
-        d.deserialize_any(NumOrStr(
-            num,
-            text,
-            "a size like 1048576, \"512KiB\" or \"8MiB\"",
-        ))
+        d.deserialize_any(NumOrStr(num, text, "a size like 1048576, \"512KiB\" or \"8MiB\""))
     }
 }
 

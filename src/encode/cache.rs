@@ -29,10 +29,7 @@ pub struct JpegCache {
 
 impl JpegCache {
     pub fn new(capacity: usize) -> Self {
-        JpegCache {
-            entries: Mutex::new(VecDeque::new()),
-            capacity: capacity.max(1),
-        }
+        JpegCache { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
     }
 
     /// The JPEG for `frame` at `quality` and `size`; encodes at most once per key.
@@ -44,12 +41,7 @@ impl JpegCache {
         size: (u32, u32),
         counters: &Arc<Counters>,
     ) -> Result<(Bytes, bool)> {
-        let key = JpegKey {
-            frame_id: frame.frame_id,
-            quality,
-            width: size.0,
-            height: size.1,
-        };
+        let key = JpegKey { frame_id: frame.frame_id, quality, width: size.0, height: size.1 };
         let cell = {
             let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
             match e.iter().find(|(k, _)| *k == key) {
@@ -92,19 +84,12 @@ impl JpegCache {
     pub fn newest(&self) -> Option<(JpegKey, Bytes)> {
         let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         e.iter()
-            .filter_map(|(k, c)| {
-                c.get()
-                    .and_then(|r| r.as_ref().ok())
-                    .map(|b| (*k, b.clone()))
-            })
+            .filter_map(|(k, c)| c.get().and_then(|r| r.as_ref().ok()).map(|b| (*k, b.clone())))
             .max_by_key(|(k, _)| k.frame_id)
     }
 
     pub fn bytes(&self) -> usize {
         let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        e.iter()
-            .filter_map(|(_, c)| c.get().and_then(|r| r.as_ref().ok()))
-            .map(Bytes::len)
-            .sum()
+        e.iter().filter_map(|(_, c)| c.get().and_then(|r| r.as_ref().ok())).map(Bytes::len).sum()
     }
 }

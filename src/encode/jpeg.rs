@@ -49,20 +49,9 @@ pub fn encode_jpeg(frame: &Frame, quality: u8, size: (u32, u32)) -> Result<Vec<u
             let (planes, strides) = if sub == Subsampling::Gray {
                 ([v.data(0); 3], [v.stride(0); 3])
             } else {
-                (
-                    [v.data(0), v.data(1), v.data(2)],
-                    [v.stride(0), v.stride(1), v.stride(2)],
-                )
+                ([v.data(0), v.data(1), v.data(2)], [v.stride(0), v.stride(1), v.stride(2)])
             };
-            compress_yuv_planes(
-                planes,
-                strides,
-                v.width() as usize,
-                v.height() as usize,
-                sub,
-                quality,
-            )
-            .map_err(err)
+            compress_yuv_planes(planes, strides, v.width() as usize, v.height() as usize, sub, quality).map_err(err)
         }
         Some((sub, _)) => {
             // Video range (16-235) to JPEG's full range, through a lookup table.
@@ -72,11 +61,7 @@ pub fn encode_jpeg(frame: &Frame, quality: u8, size: (u32, u32)) -> Result<Vec<u
             let mut dims = Vec::with_capacity(n);
             for i in 0..n {
                 let pw = if i == 0 { w } else { v.plane_width(i) as usize };
-                let ph = if i == 0 {
-                    h
-                } else {
-                    v.plane_height(i) as usize
-                };
+                let ph = if i == 0 { h } else { v.plane_height(i) as usize };
                 let lut = if i == 0 { &*LUMA } else { &*CHROMA };
                 let (src, stride) = (v.data(i), v.stride(i));
                 let mut dst = vec![0u8; pw * ph];
@@ -92,10 +77,7 @@ pub fn encode_jpeg(frame: &Frame, quality: u8, size: (u32, u32)) -> Result<Vec<u
             let (planes, strides) = if n == 1 {
                 ([&owned[0][..]; 3], [dims[0]; 3])
             } else {
-                (
-                    [&owned[0][..], &owned[1][..], &owned[2][..]],
-                    [dims[0], dims[1], dims[2]],
-                )
+                ([&owned[0][..], &owned[1][..], &owned[2][..]], [dims[0], dims[1], dims[2]])
             };
             compress_yuv_planes(planes, strides, w, h, sub, quality).map_err(err)
         }
@@ -109,18 +91,9 @@ pub fn encode_jpeg(frame: &Frame, quality: u8, size: (u32, u32)) -> Result<Vec<u
                 size.1,
                 scaling::Flags::BILINEAR,
             )
-            .map_err(|e| {
-                err(format!(
-                    "cannot scale {:?} to {}x{}: {e}",
-                    v.format(),
-                    size.0,
-                    size.1
-                ))
-            })?;
+            .map_err(|e| err(format!("cannot scale {:?} to {}x{}: {e}", v.format(), size.0, size.1)))?;
             let mut out = ffmpeg_next::frame::Video::empty();
-            scaler
-                .run(v, &mut out)
-                .map_err(|e| err(format!("scaling failed: {e}")))?;
+            scaler.run(v, &mut out).map_err(|e| err(format!("scaling failed: {e}")))?;
             compress_yuv_planes(
                 [out.data(0), out.data(1), out.data(2)],
                 [out.stride(0), out.stride(1), out.stride(2)],
@@ -134,8 +107,7 @@ pub fn encode_jpeg(frame: &Frame, quality: u8, size: (u32, u32)) -> Result<Vec<u
     }
 }
 
-static LUMA: std::sync::LazyLock<[u8; 256]> =
-    std::sync::LazyLock::new(|| lut(|y| (y - 16.0) * 255.0 / 219.0));
+static LUMA: std::sync::LazyLock<[u8; 256]> = std::sync::LazyLock::new(|| lut(|y| (y - 16.0) * 255.0 / 219.0));
 static CHROMA: std::sync::LazyLock<[u8; 256]> =
     std::sync::LazyLock::new(|| lut(|c| (c - 128.0) * 255.0 / 224.0 + 128.0));
 

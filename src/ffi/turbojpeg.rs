@@ -78,11 +78,7 @@ pub fn compress_yuv_planes(
     // Check that every row the library will read lies inside its plane.
     let (cw, ch) = subsampling.chroma(width, height);
     let need = |stride: usize, w: usize, h: usize| if h == 0 { 0 } else { stride * (h - 1) + w };
-    let nplanes = if subsampling == Subsampling::Gray {
-        1
-    } else {
-        3
-    };
+    let nplanes = if subsampling == Subsampling::Gray { 1 } else { 3 };
     for i in 0..nplanes {
         let (w, h) = if i == 0 { (width, height) } else { (cw, ch) };
         if strides[i] < w || planes[i].len() < need(strides[i], w, h) {
@@ -100,13 +96,8 @@ pub fn compress_yuv_planes(
             *c = Some(Compressor(h));
         }
         let handle = c.as_ref().map(|c| c.0).unwrap_or(std::ptr::null_mut());
-        let ptrs: [*const c_uchar; 3] =
-            [planes[0].as_ptr(), planes[1].as_ptr(), planes[2].as_ptr()];
-        let strides_c: [c_int; 3] = [
-            strides[0] as c_int,
-            strides[1] as c_int,
-            strides[2] as c_int,
-        ];
+        let ptrs: [*const c_uchar; 3] = [planes[0].as_ptr(), planes[1].as_ptr(), planes[2].as_ptr()];
+        let strides_c: [c_int; 3] = [strides[0] as c_int, strides[1] as c_int, strides[2] as c_int];
         let mut buf: *mut c_uchar = std::ptr::null_mut();
         let mut size: c_ulong = 0;
         // SAFETY: the planes were checked above to cover every row read for this

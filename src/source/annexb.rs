@@ -12,10 +12,7 @@ pub enum Framing {
     /// Packets are already Annex B (raw .h264/.h265 files, some MKVs).
     AnnexB,
     /// Length-prefixed NALs; parameter sets given in Annex B form for keyframes.
-    LengthPrefixed {
-        len_size: usize,
-        parameter_sets: Vec<u8>,
-    },
+    LengthPrefixed { len_size: usize, parameter_sets: Vec<u8> },
 }
 
 /// Reads the framing from `extradata` (`avcC` or `hvcC`, or Annex B / empty).
@@ -53,20 +50,14 @@ pub fn framing(codec: Codec, extra: &[u8]) -> Result<Framing, String> {
             len_size
         }
     };
-    Ok(Framing::LengthPrefixed {
-        len_size,
-        parameter_sets: ps,
-    })
+    Ok(Framing::LengthPrefixed { len_size, parameter_sets: ps })
 }
 
 /// Converts one packet to an Annex B access unit, with parameter sets first on keyframes.
 pub fn to_annexb(framing: &Framing, packet: &[u8], keyframe: bool) -> Result<Vec<u8>, String> {
     match framing {
         Framing::AnnexB => Ok(packet.to_vec()),
-        Framing::LengthPrefixed {
-            len_size,
-            parameter_sets,
-        } => {
+        Framing::LengthPrefixed { len_size, parameter_sets } => {
             let mut out = Vec::with_capacity(packet.len() + parameter_sets.len() + 16);
             if keyframe {
                 out.extend_from_slice(parameter_sets);
@@ -76,15 +67,10 @@ pub fn to_annexb(framing: &Framing, packet: &[u8], keyframe: bool) -> Result<Vec
                 if rest.len() < *len_size {
                     return Err("truncated NAL length".into());
                 }
-                let len = rest[..*len_size]
-                    .iter()
-                    .fold(0usize, |a, b| (a << 8) | *b as usize);
+                let len = rest[..*len_size].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
                 rest = &rest[*len_size..];
                 if len > rest.len() {
-                    return Err(format!(
-                        "NAL of {len} bytes overruns a {}-byte packet",
-                        packet.len()
-                    ));
+                    return Err(format!("NAL of {len} bytes overruns a {}-byte packet", packet.len()));
                 }
                 push_nal(&mut out, &rest[..len]);
                 rest = &rest[len..];
@@ -133,25 +119,15 @@ mod tests {
     #[test]
     fn avcc_packets_become_annexb_with_parameter_sets_on_keyframes() {
         // avcC: version 1, profile/compat/level, 4-byte lengths, 1 SPS, 1 PPS.
-        let extra = [
-            1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 2, 0x67, 0xAA, 1, 0, 1, 0x68,
-        ];
+        let extra = [1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 2, 0x67, 0xAA, 1, 0, 1, 0x68];
         let f = framing(Codec::H264, &extra).unwrap();
         let pkt = [0, 0, 0, 2, 0x65, 0x11, 0, 0, 0, 1, 0x06];
         let key = to_annexb(&f, &pkt, true).unwrap();
-        assert_eq!(
-            key,
-            [
-                0, 0, 0, 1, 0x67, 0xAA, 0, 0, 0, 1, 0x68, 0, 0, 0, 1, 0x65, 0x11, 0, 0, 0, 1, 0x06
-            ]
-        );
+        assert_eq!(key, [0, 0, 0, 1, 0x67, 0xAA, 0, 0, 0, 1, 0x68, 0, 0, 0, 1, 0x65, 0x11, 0, 0, 0, 1, 0x06]);
         let p = to_annexb(&f, &pkt, false).unwrap();
         assert_eq!(p, [0, 0, 0, 1, 0x65, 0x11, 0, 0, 0, 1, 0x06]);
         assert!(to_annexb(&f, &[0, 0, 0, 9, 1], false).is_err());
         assert!(framing(Codec::H264, &extra[..7]).is_err());
-        assert_eq!(
-            framing(Codec::H264, &[0, 0, 0, 1, 0x67]).unwrap(),
-            Framing::AnnexB
-        );
+        assert_eq!(framing(Codec::H264, &[0, 0, 0, 1, 0x67]).unwrap(), Framing::AnnexB);
     }
 }

@@ -43,20 +43,9 @@ impl Source for FileSource {
                         }
                     };
                 })
-                .map_err(|e| {
-                    Error::new(
-                        ErrorKind::Internal,
-                        format!("cannot start file reader: {e}"),
-                    )
-                })?;
-            ready_rx
-                .await
-                .map_err(|_| Error::new(ErrorKind::Internal, "file reader died"))??;
-            let stream =
-                futures::stream::unfold(
-                    rx,
-                    |mut rx| async move { rx.recv().await.map(|x| (x, rx)) },
-                );
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")))?;
+            ready_rx.await.map_err(|_| Error::new(ErrorKind::Internal, "file reader died"))??;
+            let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
             Ok(stream.boxed())
         })
     }
@@ -74,26 +63,14 @@ impl Reader {
     fn open(path: &std::path::Path) -> Result<Reader> {
         crate::decode::init_ffmpeg();
         if !path.exists() {
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("no such file: {}", path.display()),
-            ));
+            return Err(Error::new(ErrorKind::NotFound, format!("no such file: {}", path.display())));
         }
-        let input = ffmpeg_next::format::input(path).map_err(|e| {
-            Error::new(
-                ErrorKind::Protocol,
-                format!("cannot read {}: {e}", path.display()),
-            )
-        })?;
+        let input = ffmpeg_next::format::input(path)
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("cannot read {}: {e}", path.display())))?;
         let stream = input
             .streams()
             .best(ffmpeg_next::media::Type::Video)
-            .ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Unsupported,
-                    format!("{} has no video stream", path.display()),
-                )
-            })?;
+            .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("{} has no video stream", path.display())))?;
         let id = stream.parameters().id();
         let codec = match id {
             ffmpeg_next::codec::Id::H264 => Codec::H264,
@@ -101,29 +78,16 @@ impl Reader {
             other => {
                 return Err(Error::new(
                     ErrorKind::Unsupported,
-                    format!(
-                        "{}: video codec {other:?} (camhub takes H.264 and H.265)",
-                        path.display()
-                    ),
+                    format!("{}: video codec {other:?} (camhub takes H.264 and H.265)", path.display()),
                 ));
             }
         };
         let framing = annexb::framing(codec, &crate::ffi::stream_extradata(&stream))
             .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())))?;
         let tb = stream.time_base();
-        let time_base = if tb.denominator() != 0 {
-            f64::from(tb)
-        } else {
-            1.0 / 90000.0
-        };
+        let time_base = if tb.denominator() != 0 { f64::from(tb) } else { 1.0 / 90000.0 };
         let stream_index = stream.index();
-        Ok(Reader {
-            input,
-            stream_index,
-            codec,
-            framing,
-            time_base,
-        })
+        Ok(Reader { input, stream_index, codec, framing, time_base })
     }
 
     /// Sends units paced by their timestamps until the receiver goes away.
@@ -158,9 +122,7 @@ impl Reader {
                 }
                 let unit = annexb::to_annexb(&self.framing, data, packet.is_key())
                     .map(|d| EncodedUnit::new(self.codec, d.into(), packet.is_key()))
-                    .map_err(|e| {
-                        Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display()))
-                    });
+                    .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())));
                 if tx.blocking_send(unit).is_err() {
                     return;
                 }

@@ -52,14 +52,7 @@ pub struct EncodedUnit {
 
 impl EncodedUnit {
     pub fn new(codec: Codec, data: Bytes, keyframe: bool) -> Self {
-        EncodedUnit {
-            seq: 0,
-            codec,
-            data,
-            keyframe,
-            received: SystemTime::now(),
-            received_mono: Instant::now(),
-        }
+        EncodedUnit { seq: 0, codec, data, keyframe, received: SystemTime::now(), received_mono: Instant::now() }
     }
 }
 
@@ -75,12 +68,9 @@ pub trait Source: Send + Sync + 'static {
 /// The source for a camera's configuration.
 pub fn for_camera(cfg: &CameraConfig) -> Arc<dyn Source> {
     match &cfg.source {
-        SourceSpec::Rtsp(url) => Arc::new(RtspSource::new(
-            url.clone(),
-            cfg.username.clone(),
-            cfg.password.clone(),
-            cfg.options.transport,
-        )),
+        SourceSpec::Rtsp(url) => {
+            Arc::new(RtspSource::new(url.clone(), cfg.username.clone(), cfg.password.clone(), cfg.options.transport))
+        }
         SourceSpec::File(path) => Arc::new(FileSource::new(path.clone())),
     }
 }

@@ -21,21 +21,12 @@ pub struct RtspSource {
 
 impl RtspSource {
     /// `url` must carry no user info; credentials come separately.
-    pub fn new(
-        url: Url,
-        username: Option<String>,
-        password: Option<Secret>,
-        transport: Transport,
-    ) -> Self {
+    pub fn new(url: Url, username: Option<String>, password: Option<Secret>, transport: Transport) -> Self {
         let creds = username.map(|u| Credentials {
             username: u,
             password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
         });
-        RtspSource {
-            url,
-            creds,
-            transport,
-        }
+        RtspSource { url, creds, transport }
     }
 
     fn map_err(&self, e: retina::Error) -> Error {
@@ -68,18 +59,11 @@ impl Source for RtspSource {
         let url = self.url.clone();
         let creds = self.creds.clone();
         let transport = self.transport;
-        let mapper = RtspSource {
-            url: url.clone(),
-            creds: creds.clone(),
-            transport,
-        };
+        let mapper = RtspSource { url: url.clone(), creds: creds.clone(), transport };
         Box::pin(async move {
-            let opts = SessionOptions::default()
-                .creds(creds)
-                .user_agent(format!("camhub/{}", env!("CARGO_PKG_VERSION")));
-            let mut session = Session::describe(url, opts)
-                .await
-                .map_err(|e| mapper.map_err(e))?;
+            let opts =
+                SessionOptions::default().creds(creds).user_agent(format!("camhub/{}", env!("CARGO_PKG_VERSION")));
+            let mut session = Session::describe(url, opts).await.map_err(|e| mapper.map_err(e))?;
             let (index, codec) = session
                 .streams()
                 .iter()
@@ -93,17 +77,11 @@ impl Source for RtspSource {
                     Some((i, codec))
                 })
                 .ok_or_else(|| {
-                    let found: Vec<String> = session
-                        .streams()
-                        .iter()
-                        .map(|s| format!("{}/{}", s.media(), s.encoding_name()))
-                        .collect();
+                    let found: Vec<String> =
+                        session.streams().iter().map(|s| format!("{}/{}", s.media(), s.encoding_name())).collect();
                     Error::new(
                         ErrorKind::Unsupported,
-                        format!(
-                            "no H.264 or H.265 video stream (camera offers: {})",
-                            found.join(", ")
-                        ),
+                        format!("no H.264 or H.265 video stream (camera offers: {})", found.join(", ")),
                     )
                 })?;
             let t = match transport {
@@ -111,12 +89,7 @@ impl Source for RtspSource {
                 Transport::Udp => retina::client::Transport::Udp(Default::default()),
             };
             session
-                .setup(
-                    index,
-                    SetupOptions::default()
-                        .transport(t)
-                        .frame_format(FrameFormat::SIMPLE),
-                )
+                .setup(index, SetupOptions::default().transport(t).frame_format(FrameFormat::SIMPLE))
                 .await
                 .map_err(|e| mapper.map_err(e))?;
             let playing = session

@@ -53,26 +53,21 @@ impl RtspServer {
     pub fn start_on(codec: &'static str, auth: Option<(&str, &str)>, port: u16) -> Self {
         let clip = repo().join(format!("tests/clips/idx-{codec}.{codec}"));
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(repo().join("tests/support/rtsp_server.py"))
-            .arg("--clip")
-            .arg(&clip)
-            .args(["--codec", codec, "--fps", "10", "--port", &port.to_string()]);
+        cmd.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(&clip).args([
+            "--codec",
+            codec,
+            "--fps",
+            "10",
+            "--port",
+            &port.to_string(),
+        ]);
         if let Some((u, p)) = auth {
             cmd.args(["--user", u, "--password", p]);
         }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start rtsp_server.py");
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start rtsp_server.py");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("rtsp server said nothing").unwrap();
-        let port: u16 = first
-            .strip_prefix("PORT ")
-            .expect("PORT line")
-            .trim()
-            .parse()
-            .unwrap();
+        let port: u16 = first.strip_prefix("PORT ").expect("PORT line").trim().parse().unwrap();
         let sent = Arc::new(Mutex::new(Sent::default()));
         let s = sent.clone();
         std::thread::spawn(move || {
@@ -85,12 +80,7 @@ impl RtspServer {
                 }
             }
         });
-        RtspServer {
-            child,
-            port,
-            sent,
-            codec,
-        }
+        RtspServer { child, port, sent, codec }
     }
 
     pub fn url(&self) -> String {
@@ -162,22 +152,10 @@ impl Hub {
             }
         });
         let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
-        let line = out
-            .next()
-            .unwrap_or_else(|| panic!("camhub exited early: {}", log.lock().unwrap()))
-            .unwrap();
-        let base = line
-            .strip_prefix("camhub listening on ")
-            .expect("listening line")
-            .trim()
-            .to_owned();
+        let line = out.next().unwrap_or_else(|| panic!("camhub exited early: {}", log.lock().unwrap())).unwrap();
+        let base = line.strip_prefix("camhub listening on ").expect("listening line").trim().to_owned();
         std::thread::spawn(move || for _ in out.map_while(Result::ok) {});
-        Hub {
-            child,
-            base,
-            dir,
-            log,
-        }
+        Hub { child, base, dir, log }
     }
 
     pub fn get(&self, path: &str) -> Response {
@@ -198,11 +176,7 @@ impl Hub {
     pub fn wait_log(&self, text: &str, timeout: Duration) {
         let end = Instant::now() + timeout;
         while !self.log().contains(text) {
-            assert!(
-                Instant::now() < end,
-                "log never said {text:?}:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < end, "log never said {text:?}:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -239,22 +213,15 @@ impl Hub {
             if pred(&c) {
                 return c;
             }
-            assert!(
-                Instant::now() < end,
-                "camera {name} never became {what}: {c:#}\nlog:\n{}",
-                self.log()
-            );
+            assert!(Instant::now() < end, "camera {name} never became {what}: {c:#}\nlog:\n{}", self.log());
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
     pub fn wait_streaming(&self, name: &str) -> serde_json::Value {
-        self.wait_camera(
-            name,
-            "streaming with a keyframe",
-            Duration::from_secs(20),
-            |c| c["state"] == "streaming" && c["gop_cache"]["units"].as_u64() > Some(0),
-        )
+        self.wait_camera(name, "streaming with a keyframe", Duration::from_secs(20), |c| {
+            c["state"] == "streaming" && c["gop_cache"]["units"].as_u64() > Some(0)
+        })
     }
 
     pub fn log(&self) -> String {
@@ -276,28 +243,16 @@ impl Drop for Hub {
 
 /// Sends a signal (`HUP`, `TERM`, `STOP`, `CONT`, ...) to a process.
 pub fn signal(pid: u32, sig: &str) {
-    let st = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
+    let st = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().unwrap();
     assert!(st.success(), "kill -{sig} {pid}");
 }
 
 /// Open file descriptors, threads and resident memory (KiB) of a process.
 pub fn proc_stats(pid: u32) -> (usize, usize, usize) {
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     let field = |name: &str| -> usize {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .unwrap()
-            .parse()
-            .unwrap()
+        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).unwrap().parse().unwrap()
     };
     (fds, field("Threads:"), field("VmRSS:"))
 }
@@ -310,29 +265,19 @@ pub struct Response {
 
 impl Response {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn frame_id(&self) -> u64 {
-        self.header("x-frame-id")
-            .expect("X-Frame-Id")
-            .parse()
-            .unwrap()
+        self.header("x-frame-id").expect("X-Frame-Id").parse().unwrap()
     }
     pub fn age_ms(&self) -> u64 {
-        self.header("x-frame-age-ms")
-            .expect("X-Frame-Age-Ms")
-            .parse()
-            .unwrap()
+        self.header("x-frame-age-ms").expect("X-Frame-Age-Ms").parse().unwrap()
     }
 }
 
@@ -345,10 +290,7 @@ fn agent() -> ureq::Agent {
 }
 
 pub fn http_get(url: &str) -> Response {
-    let r = agent()
-        .get(url)
-        .call()
-        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = agent().get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     into_response(r)
 }
 
@@ -356,14 +298,8 @@ pub fn http_get(url: &str) -> Response {
 pub fn http_send(method: &str, url: &str, body: Option<&str>) -> Response {
     let a = agent();
     let r = match (method, body) {
-        ("POST", Some(b)) => a
-            .post(url)
-            .header("content-type", "application/json")
-            .send(b),
-        ("PUT", Some(b)) => a
-            .put(url)
-            .header("content-type", "application/json")
-            .send(b),
+        ("POST", Some(b)) => a.post(url).header("content-type", "application/json").send(b),
+        ("PUT", Some(b)) => a.put(url).header("content-type", "application/json").send(b),
         ("DELETE", None) => a.delete(url).call(),
         _ => panic!("unsupported {method}"),
     };
@@ -372,22 +308,10 @@ pub fn http_send(method: &str, url: &str, body: Option<&str>) -> Response {
 
 fn into_response(mut r: ureq::http::Response<ureq::Body>) -> Response {
     let status = r.status().as_u16();
-    let headers = r
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned()))
-        .collect();
-    let body = r
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap();
-    Response {
-        status,
-        headers,
-        body,
-    }
+    let headers =
+        r.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
+    let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
+    Response { status, headers, body }
 }
 
 /// A decoded JPEG as RGB.
@@ -403,11 +327,7 @@ impl Picture {
         let px = d.decode().expect("a valid JPEG");
         let info = d.info().unwrap();
         assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
-        Picture {
-            width: info.width as usize,
-            height: info.height as usize,
-            rgb: px,
-        }
+        Picture { width: info.width as usize, height: info.height as usize, rgb: px }
     }
 
     pub fn luma(&self, x: usize, y: usize) -> f64 {
@@ -441,12 +361,7 @@ impl Picture {
     /// Mean absolute difference per channel against another picture of the same size.
     pub fn mean_abs_diff(&self, other: &Picture) -> f64 {
         assert_eq!((self.width, self.height), (other.width, other.height));
-        self.rgb
-            .iter()
-            .zip(&other.rgb)
-            .map(|(a, b)| (*a as f64 - *b as f64).abs())
-            .sum::<f64>()
-            / self.rgb.len() as f64
+        self.rgb.iter().zip(&other.rgb).map(|(a, b)| (*a as f64 - *b as f64).abs()).sum::<f64>() / self.rgb.len() as f64
     }
 }
 
@@ -469,25 +384,13 @@ pub fn reference_frame(codec: &str, index: i64, width: usize, height: usize) -> 
         ])
         .output()
         .expect("run ffmpeg");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(out.stdout.len(), width * height * 3);
-    Picture {
-        width,
-        height,
-        rgb: out.stdout,
-    }
+    Picture { width, height, rgb: out.stdout }
 }
 
 /// `a - b` for clip indices, in (-N/2, N/2] (the clip loops).
 pub fn clip_diff(a: i64, b: i64) -> i64 {
     let d = (a - b).rem_euclid(CLIP_FRAMES);
-    if d > CLIP_FRAMES / 2 {
-        d - CLIP_FRAMES
-    } else {
-        d
-    }
+    if d > CLIP_FRAMES / 2 { d - CLIP_FRAMES } else { d }
 }

@@ -64,11 +64,7 @@ fn on_demand_stays_idle_until_a_lease_and_disconnects_after_linger() {
     let t = s.t;
     s.demand.release(Tier::Decoding, t);
     s.demand.release(Tier::Connected, t);
-    assert_eq!(
-        s.tick(Duration::ZERO),
-        vec![StopDecoder],
-        "decode linger 0: at once"
-    );
+    assert_eq!(s.tick(Duration::ZERO), vec![StopDecoder], "decode linger 0: at once");
     assert_eq!(
         {
             let w = s.wants();
@@ -106,11 +102,7 @@ fn decoder_stops_after_linger_and_a_new_lease_cancels_the_stop() {
     s.demand.release(Tier::Decoding, t);
     assert_eq!(s.at(4 * S, Event::Unit), vec![]);
     assert_eq!(s.at(4 * S, Event::Unit), vec![]);
-    assert_eq!(
-        s.at(2 * S, Event::Unit),
-        vec![StopDecoder],
-        "10 s after the last lease"
-    );
+    assert_eq!(s.at(2 * S, Event::Unit), vec![StopDecoder], "10 s after the last lease");
 }
 
 #[test]
@@ -118,19 +110,9 @@ fn decoder_start_failure_rolls_back_and_retries_with_backoff() {
     let mut s = Sim::new(Keep::Decoded, Linger::Forever);
     s.tick(Duration::ZERO);
     assert_eq!(s.at(S, Event::Connected), vec![StartDecoder]);
-    assert_eq!(
-        s.at(
-            Duration::ZERO,
-            Event::DecoderLost(Some(Sim::err(ErrorKind::Internal)))
-        ),
-        vec![]
-    );
+    assert_eq!(s.at(Duration::ZERO, Event::DecoderLost(Some(Sim::err(ErrorKind::Internal)))), vec![]);
     assert!(!s.rec.decoder_running(), "rolled back");
-    assert_eq!(
-        s.at(Duration::from_millis(100), Event::Unit),
-        vec![],
-        "not hot-looped"
-    );
+    assert_eq!(s.at(Duration::from_millis(100), Event::Unit), vec![], "not hot-looped");
     let wake = {
         let w = s.wants();
         s.rec.next_wake(&w)
@@ -149,20 +131,10 @@ fn failed_connects_back_off_exponentially_with_jitter_from_the_first_one() {
     let mut delays = Vec::new();
     assert_eq!(s.tick(Duration::ZERO), vec![Connect]);
     for _ in 0..9 {
-        assert_eq!(
-            s.at(
-                Duration::ZERO,
-                Event::ConnectFailed(Sim::err(ErrorKind::Unreachable))
-            ),
-            vec![]
-        );
+        assert_eq!(s.at(Duration::ZERO, Event::ConnectFailed(Sim::err(ErrorKind::Unreachable))), vec![]);
         assert_eq!(s.rec.state(), State::Backoff);
         let retry = s.rec.retry_at().unwrap() - s.t;
-        assert_eq!(
-            s.tick(retry - Duration::from_millis(1)),
-            vec![],
-            "no attempt before the retry time"
-        );
+        assert_eq!(s.tick(retry - Duration::from_millis(1)), vec![], "no attempt before the retry time");
         assert_eq!(s.tick(Duration::from_millis(1)), vec![Connect]);
         delays.push(retry);
     }
@@ -174,10 +146,7 @@ fn failed_connects_back_off_exponentially_with_jitter_from_the_first_one() {
     // A connection that stays up resets the schedule.
     s.at(Duration::ZERO, Event::Connected);
     s.at(STABLE_AFTER, Event::Unit);
-    s.at(
-        Duration::ZERO,
-        Event::StreamEnded(Sim::err(ErrorKind::EndOfStream)),
-    );
+    s.at(Duration::ZERO, Event::StreamEnded(Sim::err(ErrorKind::EndOfStream)));
     assert!(s.rec.retry_at().unwrap() - s.t <= S);
 }
 
@@ -185,18 +154,12 @@ fn failed_connects_back_off_exponentially_with_jitter_from_the_first_one() {
 fn auth_and_not_found_are_their_own_states_and_retry_slowly() {
     let mut s = Sim::new(Keep::Connected, Linger::After(10 * S));
     s.tick(Duration::ZERO);
-    s.at(
-        Duration::ZERO,
-        Event::ConnectFailed(Sim::err(ErrorKind::Auth)),
-    );
+    s.at(Duration::ZERO, Event::ConnectFailed(Sim::err(ErrorKind::Auth)));
     assert_eq!(s.rec.state(), State::AuthFailed);
     assert!(s.rec.retry_at().unwrap() - s.t >= 30 * S);
     let retry = s.rec.retry_at().unwrap() - s.t;
     s.tick(retry);
-    s.at(
-        Duration::ZERO,
-        Event::ConnectFailed(Sim::err(ErrorKind::NotFound)),
-    );
+    s.at(Duration::ZERO, Event::ConnectFailed(Sim::err(ErrorKind::NotFound)));
     assert_eq!(s.rec.state(), State::NotFound);
     assert!(s.rec.retry_at().unwrap() - s.t >= 30 * S);
 }
@@ -215,25 +178,13 @@ fn silence_past_stall_timeout_is_a_stall_and_a_reconnect() {
         Some(s.t + 5 * S)
     );
     assert_eq!(s.tick(5 * S - Duration::from_millis(1)), vec![]);
-    assert_eq!(
-        s.tick(Duration::from_millis(1)),
-        vec![StopDecoder, Disconnect]
-    );
+    assert_eq!(s.tick(Duration::from_millis(1)), vec![StopDecoder, Disconnect]);
     assert_eq!(s.rec.state(), State::Stalled);
     assert!(s.rec.last_error().unwrap().message.contains("stalled"));
     let retry = s.rec.retry_at().unwrap() - s.t;
     assert_eq!(s.tick(retry), vec![Connect]);
     let states: Vec<State> = s.rec.history().map(|(st, _)| *st).collect();
-    assert_eq!(
-        states,
-        [
-            State::Idle,
-            State::Connecting,
-            State::Streaming,
-            State::Stalled,
-            State::Connecting
-        ]
-    );
+    assert_eq!(states, [State::Idle, State::Connecting, State::Streaming, State::Stalled, State::Connecting]);
 }
 
 #[test]
@@ -253,10 +204,7 @@ fn end_of_stream_is_a_disconnect() {
     let mut s = Sim::new(Keep::Decoded, Linger::Forever);
     s.tick(Duration::ZERO);
     s.at(Duration::ZERO, Event::Connected);
-    assert_eq!(
-        s.at(S, Event::StreamEnded(Sim::err(ErrorKind::EndOfStream))),
-        vec![StopDecoder]
-    );
+    assert_eq!(s.at(S, Event::StreamEnded(Sim::err(ErrorKind::EndOfStream))), vec![StopDecoder]);
     assert_eq!(s.rec.state(), State::Backoff);
 }
 
@@ -264,41 +212,23 @@ fn end_of_stream_is_a_disconnect() {
 fn variants_run_while_leased_and_linger_then_stop_before_the_decoder() {
     use crate::demand::VariantKey;
     let mut s = Sim::new(Keep::Connected, Linger::After(Duration::ZERO));
-    s.demand = Demand::new(
-        Keep::Connected,
-        Linger::After(30 * S),
-        Linger::After(Duration::ZERO),
-    )
-    .with_variant_linger(Linger::After(2 * S));
+    s.demand = Demand::new(Keep::Connected, Linger::After(30 * S), Linger::After(Duration::ZERO))
+        .with_variant_linger(Linger::After(2 * S));
     s.tick(Duration::ZERO);
     s.at(Duration::ZERO, Event::Connected);
-    let k = VariantKey {
-        quality: 60,
-        width: Some(320),
-        height: None,
-    };
+    let k = VariantKey { quality: 60, width: Some(320), height: None };
     s.demand.acquire_variant(k);
     assert_eq!(s.at(S, Event::Unit), vec![StartDecoder, StartVariant(k)]);
     assert_eq!(s.at(S, Event::Unit), vec![]);
     let t = s.t;
     s.demand.release_variant(k, t);
     assert_eq!(s.at(S, Event::Unit), vec![]);
-    assert_eq!(
-        s.at(S, Event::Unit),
-        vec![StopVariant(k), StopDecoder],
-        "variant linger 2 s"
-    );
+    assert_eq!(s.at(S, Event::Unit), vec![StopVariant(k), StopDecoder], "variant linger 2 s");
     // A lost connection takes the variants down with the decoder; they return with it.
     s.demand.acquire_variant(k);
     assert_eq!(s.at(S, Event::Unit), vec![StartDecoder, StartVariant(k)]);
-    assert_eq!(
-        s.at(S, Event::StreamEnded(Sim::err(ErrorKind::EndOfStream))),
-        vec![StopVariant(k), StopDecoder]
-    );
+    assert_eq!(s.at(S, Event::StreamEnded(Sim::err(ErrorKind::EndOfStream))), vec![StopVariant(k), StopDecoder]);
     let retry = s.rec.retry_at().unwrap() - s.t;
     assert_eq!(s.tick(retry), vec![Connect]);
-    assert_eq!(
-        s.at(Duration::ZERO, Event::Connected),
-        vec![StartDecoder, StartVariant(k)]
-    );
+    assert_eq!(s.at(Duration::ZERO, Event::Connected), vec![StartDecoder, StartVariant(k)]);
 }
