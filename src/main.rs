@@ -157,7 +157,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");
         tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
-        let app = camhub::api::router(hub.clone());
+        let app = camhub::api::router(hub.clone(), cfg.server.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)

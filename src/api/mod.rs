@@ -1,6 +1,7 @@
 //! The HTTP API (axum): camera listing and state, and snapshots. Errors are
 //! JSON `{ "error": ..., "camera": ... }` with a status that says what to do.
 
+mod auth;
 mod cameras;
 mod manage;
 mod metrics;
@@ -16,9 +17,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
+use crate::config::ServerConfig;
 use crate::hub::Hub;
 
-pub fn router(hub: Arc<Hub>) -> Router {
+/// The whole HTTP surface, behind the auth/CORS guard of `server`.
+pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
     Router::new()
         .route("/api/health", get(metrics::health))
         .route("/metrics", get(metrics::metrics))
@@ -28,6 +31,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route("/api/cameras/{name}/stream.mjpeg", get(mjpeg::get))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub)
+        .layer(axum::middleware::from_fn_with_state(Arc::new(server), auth::guard))
 }
 
 /// A JSON error answer.

@@ -37,11 +37,41 @@ pub struct ServerConfig {
     /// Address the HTTP API listens on. Default `127.0.0.1:8080`: set
     /// `0.0.0.0:8080` to serve the LAN.
     pub listen: String,
+    /// Who may use the API, streams and dashboard. None configured: open.
+    pub auth: AuthConfig,
+    /// Origins allowed to call the API from a browser page (CORS). Empty: CORS off.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into() }
+        ServerConfig { listen: "127.0.0.1:8080".into(), auth: AuthConfig::default(), cors_origins: Vec::new() }
+    }
+}
+
+/// `server.auth`: bearer tokens and/or Basic users; `${VAR}` is read from the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted as `Authorization: Bearer TOKEN` (or `?token=TOKEN` for players that cannot set headers).
+    pub tokens: Vec<Secret>,
+    /// Accepted as HTTP Basic auth: user name to password.
+    pub users: BTreeMap<String, Secret>,
+    /// Whether `/metrics` needs credentials too (default true).
+    pub protect_metrics: bool,
+    /// Whether `/api/health` needs credentials too (default false: for load balancers).
+    pub protect_health: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { tokens: Vec::new(), users: BTreeMap::new(), protect_metrics: true, protect_health: false }
+    }
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty() || !self.users.is_empty()
     }
 }
 
@@ -314,11 +344,21 @@ impl Config {
             })?;
             cameras.push(cam);
         }
-        file.server
+        let mut server = file.server;
+        let secret = |v: &Secret, what: &str| {
+            interpolate(v.expose())
+                .and_then(|s| if s.is_empty() { Err(format!("{what} is empty")) } else { Ok(Secret::new(s)) })
+                .map_err(|e| ConfigError(format!("{origin}: server.auth: {e}")))
+        };
+        server.auth.tokens = server.auth.tokens.iter().map(|t| secret(t, "a token")).collect::<Result<_, _>>()?;
+        for (user, pw) in server.auth.users.iter_mut() {
+            *pw = secret(pw, &format!("the password of {user:?}"))?;
+        }
+        server
             .listen
             .parse::<std::net::SocketAddr>()
-            .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", file.server.listen)))?;
-        Ok(Config { server: file.server, cameras })
+            .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", server.listen)))?;
+        Ok(Config { server, cameras })
     }
 }
 

@@ -294,6 +294,29 @@ pub fn http_get(url: &str) -> Response {
     into_response(r)
 }
 
+/// Any request, with extra headers.
+pub fn http_request(method: &str, url: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
+    let a = agent();
+    let r = match method {
+        "GET" | "DELETE" | "OPTIONS" => {
+            let mut b = ureq::http::Request::builder().method(method).uri(url);
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            a.run(b.body(()).unwrap())
+        }
+        _ => {
+            let mut b =
+                ureq::http::Request::builder().method(method).uri(url).header("content-type", "application/json");
+            for (k, v) in headers {
+                b = b.header(*k, *v);
+            }
+            a.run(b.body(body.unwrap_or("").to_owned()).unwrap())
+        }
+    };
+    into_response(r.unwrap_or_else(|e| panic!("{method} {url}: {e}")))
+}
+
 /// Sends `method` with a JSON body (or none).
 pub fn http_send(method: &str, url: &str, body: Option<&str>) -> Response {
     let a = agent();

@@ -1,0 +1,113 @@
+//! Who may call: bearer tokens and/or Basic users from `server.auth`, compared
+//! in constant time; `/metrics` and `/api/health` open or protected by choice.
+//! CORS headers only for the origins configured in `server.cors_origins`.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+
+use super::ApiError;
+use crate::config::ServerConfig;
+use crate::secret::constant_time_eq;
+
+pub async fn guard(State(cfg): State<Arc<ServerConfig>>, mut req: Request, next: Next) -> Response {
+    let origin = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| cfg.cors_origins.iter().any(|a| a == o || a == "*"))
+        .map(str::to_owned);
+    if req.method() == Method::OPTIONS
+        && let Some(o) = &origin
+    {
+        let mut r = StatusCode::NO_CONTENT.into_response();
+        cors(&mut r, o);
+        let h = r.headers_mut();
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, POST, PUT, DELETE, OPTIONS"));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("authorization, content-type"));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+        return r;
+    }
+    let token = take_query_token(&mut req);
+    let auth = &cfg.auth;
+    let path = req.uri().path();
+    let open = !auth.enabled()
+        || (path == "/metrics" && !auth.protect_metrics)
+        || (path == "/api/health" && !auth.protect_health);
+    if !open && !allowed(&cfg, &req, token.as_deref()) {
+        let mut r = ApiError::new(StatusCode::UNAUTHORIZED, "credentials required (Bearer token or Basic auth)", None)
+            .into_response();
+        let challenge = if auth.users.is_empty() { "Bearer" } else { "Basic realm=\"camhub\", charset=\"UTF-8\"" };
+        r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        return r;
+    }
+    let mut r = next.run(req).await;
+    if let Some(o) = &origin {
+        cors(&mut r, o);
+    }
+    r
+}
+
+fn cors(r: &mut Response, origin: &str) {
+    if let Ok(v) = HeaderValue::from_str(origin) {
+        r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+        r.headers_mut().insert(header::VARY, HeaderValue::from_static("origin"));
+    }
+}
+
+fn allowed(cfg: &ServerConfig, req: &Request, query_token: Option<&str>) -> bool {
+    let auth = &cfg.auth;
+    let token_ok = |t: &str| auth.tokens.iter().any(|k| constant_time_eq(k.expose().as_bytes(), t.as_bytes()));
+    if query_token.is_some_and(token_ok) {
+        return true;
+    }
+    let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    if let Some(t) = value.strip_prefix("Bearer ") {
+        return token_ok(t.trim());
+    }
+    if let Some(b) = value.strip_prefix("Basic ") {
+        let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else { return false };
+        let Ok(pair) = String::from_utf8(raw) else { return false };
+        let Some((user, pass)) = pair.split_once(':') else { return false };
+        // Every user is compared, so the time does not tell which names exist.
+        return auth.users.iter().fold(false, |ok, (u, p)| {
+            let hit = constant_time_eq(u.as_bytes(), user.as_bytes())
+                & constant_time_eq(p.expose().as_bytes(), pass.as_bytes());
+            ok | hit
+        });
+    }
+    false
+}
+
+/// Removes `token=...` from the query (handlers never see it) and returns it.
+fn take_query_token(req: &mut Request) -> Option<String> {
+    let query = req.uri().query()?;
+    let mut token = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("token=") {
+            Some(t) => {
+                token = Some(t.to_owned());
+                false
+            }
+            None => true,
+        })
+        .collect();
+    token.as_ref()?;
+    let path = req.uri().path().to_owned();
+    let pq = if rest.is_empty() { path } else { format!("{path}?{}", rest.join("&")) };
+    let mut parts = req.uri().clone().into_parts();
+    parts.path_and_query = pq.parse().ok();
+    if let Ok(uri) = Uri::from_parts(parts) {
+        *req.uri_mut() = uri;
+    }
+    token.map(|t| {
+        url::form_urlencoded::parse(format!("t={t}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or(t)
+    })
+}
