@@ -29,8 +29,8 @@ pub async fn get(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
-    let q = query::parse(&q, &["quality", "width", "height", "fps"])
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let q =
+        query::parse(&q, super::STREAM_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
     let key = VariantKey {
         quality: q.quality.unwrap_or(cam.config().options.jpeg_quality),
         width: q.width,

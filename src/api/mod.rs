@@ -20,15 +20,42 @@ use axum::routing::get;
 use crate::config::ServerConfig;
 use crate::hub::Hub;
 
+/// Every route and its methods. The router below is built from these paths,
+/// and a test checks that `openapi.json` documents exactly these.
+pub const ROUTES: &[(&str, &[&str])] = &[
+    (HEALTH, &["get"]),
+    (METRICS, &["get"]),
+    (OPENAPI, &["get"]),
+    (CAMERAS, &["get", "post"]),
+    (CAMERA, &["get", "put", "delete"]),
+    (SNAPSHOT, &["get"]),
+    (STREAM, &["get"]),
+];
+const HEALTH: &str = "/api/health";
+const METRICS: &str = "/metrics";
+const OPENAPI: &str = "/api/openapi.json";
+const CAMERAS: &str = "/api/cameras";
+const CAMERA: &str = "/api/cameras/{name}";
+const SNAPSHOT: &str = "/api/cameras/{name}/snapshot.jpg";
+const STREAM: &str = "/api/cameras/{name}/stream.mjpeg";
+
+/// Query parameters each picture route takes (documented in `openapi.json`).
+pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached"];
+pub const STREAM_PARAMS: &[&str] = &["quality", "width", "height", "fps"];
+
+/// The OpenAPI 3.1 description of this API.
+pub const OPENAPI_JSON: &str = include_str!("openapi.json");
+
 /// The whole HTTP surface, behind the auth/CORS guard of `server`.
 pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
     Router::new()
-        .route("/api/health", get(metrics::health))
-        .route("/metrics", get(metrics::metrics))
-        .route("/api/cameras", get(cameras::list).post(manage::add))
-        .route("/api/cameras/{name}", get(cameras::one).put(manage::put).delete(manage::remove))
-        .route("/api/cameras/{name}/snapshot.jpg", get(snapshot::get))
-        .route("/api/cameras/{name}/stream.mjpeg", get(mjpeg::get))
+        .route(HEALTH, get(metrics::health))
+        .route(METRICS, get(metrics::metrics))
+        .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))
+        .route(CAMERAS, get(cameras::list).post(manage::add))
+        .route(CAMERA, get(cameras::one).put(manage::put).delete(manage::remove))
+        .route(SNAPSHOT, get(snapshot::get))
+        .route(STREAM, get(mjpeg::get))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub)
         .layer(axum::middleware::from_fn_with_state(Arc::new(server), auth::guard))
@@ -91,6 +118,50 @@ pub fn rfc3339_ms(t: std::time::SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn openapi_documents_exactly_the_routes_and_parameters() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI_JSON).expect("openapi.json is JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        let documented: Vec<(String, Vec<String>)> = paths
+            .iter()
+            .map(|(p, ops)| {
+                let mut m: Vec<String> =
+                    ops.as_object().unwrap().keys().filter(|k| *k != "parameters").cloned().collect();
+                m.sort();
+                (p.clone(), m)
+            })
+            .collect();
+        let mut code: Vec<(String, Vec<String>)> = ROUTES
+            .iter()
+            .map(|(p, m)| {
+                let mut m: Vec<String> = m.iter().map(|s| s.to_string()).collect();
+                m.sort();
+                (p.to_string(), m)
+            })
+            .collect();
+        code.sort();
+        assert_eq!(documented, code);
+        let params = |path: &str| -> Vec<String> {
+            let mut v: Vec<String> = paths[path]["get"]["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["in"] == "query")
+                .map(|p| p["name"].as_str().unwrap().to_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        let sorted = |s: &[&str]| {
+            let mut v: Vec<String> = s.iter().map(|x| x.to_string()).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(params(SNAPSHOT), sorted(SNAPSHOT_PARAMS));
+        assert_eq!(params(STREAM), sorted(STREAM_PARAMS));
+    }
     use std::time::{Duration, UNIX_EPOCH};
 
     #[test]

@@ -19,8 +19,8 @@ pub async fn get(
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
-    let q = query::parse(&q, &["quality", "width", "height", "max_age_ms", "cached"])
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let q =
+        query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
     let req =
         SnapshotRequest { quality: q.quality, width: q.width, height: q.height, max_age: q.max_age, cached: q.cached };
     let shot = snapshot::take(&cam, &req).await.map_err(|e| {
