@@ -93,3 +93,42 @@ fn bad_stream_queries_are_400() {
     }
     assert_eq!(hub.get("/api/cameras/nope/stream.mjpeg").status, 404);
 }
+
+#[test]
+fn opencv_and_ffprobe_play_the_stream() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!("cameras:\n  cam: {}\n", server.url()));
+    hub.wait_streaming("cam");
+    let url = format!("{}/api/cameras/cam/stream.mjpeg?width=320", hub.base);
+
+    let python = repo().join(".venv/bin/python");
+    assert!(python.exists(), "no .venv: run `make test`, which sets it up");
+    let before = server.sent().index;
+    let out = std::process::Command::new(python)
+        .arg(repo().join("tests/support/opencv_mjpeg.py"))
+        .args([&url, "8"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(frames.len(), 8);
+    let codes: Vec<i64> = frames.iter().map(|f| f["barcode"].as_i64().unwrap()).collect();
+    for f in &frames {
+        assert_eq!(f["shape"], serde_json::json!([180, 320, 3]));
+    }
+    assert!(clip_diff(codes[0], before) >= -1, "OpenCV's first frame is fresh: {codes:?} vs {before}");
+    assert!(codes.windows(2).all(|w| clip_diff(w[1], w[0]) > 0), "frames advance: {codes:?}");
+
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "json", &url])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let probe: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &probe["streams"][0];
+    assert_eq!(
+        (s["codec_name"].as_str(), s["width"].as_u64(), s["height"].as_u64()),
+        (Some("mjpeg"), Some(320), Some(180))
+    );
+}
