@@ -8,13 +8,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LISTEN ?= 127.0.0.1:8080
 
 # Build: FFmpeg and TurboJPEG headers, clang for bindgen. Tests: ffmpeg (reference
-# decodes) and GStreamer's RTSP server with its Python bindings (a real camera on loopback).
+# decodes), GStreamer's RTSP server with its Python bindings (a real camera on
+# loopback), Chromium (the dashboard test drives it with playwright-core).
 APT_PACKAGES := pkg-config clang libclang-dev \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libturbojpeg0-dev ffmpeg \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly
+	gstreamer1.0-plugins-ugly chromium
 
 VENV := .venv
 
@@ -47,7 +48,14 @@ $(VENV)/.ok: tests/requirements.txt | deps
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
-test: deps $(VENV)/.ok
+# playwright-core only (it drives Debian's Chromium; no browser download).
+NODE_OK := tests/support/node_modules/.ok
+$(NODE_OK): tests/support/package-lock.json | deps
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm; }
+	npm ci --prefix tests/support --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: deps $(VENV)/.ok $(NODE_OK)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --lib --bins --tests

@@ -23,6 +23,7 @@ use crate::hub::Hub;
 /// Every route and its methods. The router below is built from these paths,
 /// and a test checks that `openapi.json` documents exactly these.
 pub const ROUTES: &[(&str, &[&str])] = &[
+    (DASHBOARD, &["get"]),
     (HEALTH, &["get"]),
     (METRICS, &["get"]),
     (OPENAPI, &["get"]),
@@ -31,6 +32,7 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     (SNAPSHOT, &["get"]),
     (STREAM, &["get"]),
 ];
+const DASHBOARD: &str = "/";
 const HEALTH: &str = "/api/health";
 const METRICS: &str = "/metrics";
 const OPENAPI: &str = "/api/openapi.json";
@@ -43,12 +45,16 @@ const STREAM: &str = "/api/cameras/{name}/stream.mjpeg";
 pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached"];
 pub const STREAM_PARAMS: &[&str] = &["quality", "width", "height", "fps"];
 
+/// The dashboard: one page, no build step, served from the binary.
+pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
+
 /// The OpenAPI 3.1 description of this API.
 pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// The whole HTTP surface, behind the auth/CORS guard of `server`.
 pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
     Router::new()
+        .route(DASHBOARD, get(|| async { axum::response::Html(DASHBOARD_HTML) }))
         .route(HEALTH, get(metrics::health))
         .route(METRICS, get(metrics::metrics))
         .route(OPENAPI, get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON) }))

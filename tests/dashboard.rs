@@ -1,0 +1,61 @@
+//! The dashboard as a person sees it, in headless Chromium (Debian's, driven by
+//! playwright-core): healthy cameras show real pictures with their facts, an
+//! offline camera says so, and a click opens a live large view. With
+//! `CAMHUB_SCREENSHOT=path` the screenshot is kept there (README uses docs/dashboard.png).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn dashboard_shows_live_tiles_and_offline_cameras() {
+    let server = RtspServer::start("h264", None);
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let hub = Hub::start(&format!(
+        "cameras:\n  front-door: {}\n  backyard:\n    url: {}\n    transport: udp\n  garage: rtsp://admin:G4rage-Pw@127.0.0.1:{dead}/stream1\n",
+        server.url(),
+        server.url()
+    ));
+    hub.wait_streaming("front-door");
+    hub.wait_streaming("backyard");
+    hub.wait_camera("garage", "offline", Duration::from_secs(10), |c| c["state"] == "backoff");
+
+    let shot = std::env::var("CAMHUB_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| temp_dir("dash").join("dashboard.png"));
+    let node_modules = repo().join("tests/support/node_modules/playwright-core");
+    assert!(node_modules.exists(), "run `make test`: it installs playwright-core");
+    let out = Command::new("node")
+        .arg(repo().join("tests/support/dashboard.mjs"))
+        .arg(format!("{}/", hub.base))
+        .arg(&shot)
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["errors"], serde_json::json!([]), "no script errors");
+    let tile = |name: &str| r["tiles"].as_array().unwrap().iter().find(|t| t["camera"] == name).unwrap().clone();
+    for name in ["front-door", "backyard"] {
+        let t = tile(name);
+        assert_eq!(t["state"], "streaming", "{t}");
+        assert_eq!(t["failed"], false);
+        assert_eq!(t["width"], 480, "a real picture at the tile's size: {t}");
+        assert!(t["spread"].as_f64().unwrap() > 30.0, "not a grey picture: {t}");
+        let facts = t["facts"].as_str().unwrap();
+        assert!(facts.contains("H264") && facts.contains("640×360") && facts.contains("fps"), "{facts}");
+    }
+    let g = tile("garage");
+    assert_eq!(g["offlineShown"], true, "{g}");
+    assert!(g["offlineText"].as_str().unwrap().contains("offline"), "{g}");
+    assert!(g["offlineText"].as_str().unwrap().contains("backoff"), "{g}");
+    assert!(!out.stdout.windows(10).any(|w| w == b"G4rage-Pw\""), "no password on the page");
+    assert!(r["summary"].as_str().unwrap().contains("3 cameras"), "{}", r["summary"]);
+    let big = &r["big"];
+    assert_eq!(big["width"], 640, "the large view plays the full-size stream: {big}");
+    assert!(big["src"].as_str().unwrap().ends_with("stream.mjpeg"));
+    assert!(big["closedSrc"].is_null(), "closing drops the stream");
+    assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+}
