@@ -61,7 +61,8 @@ test: deps $(VENV)/.ok $(NODE_OK)
 	cargo test --lib --bins --tests
 
 bench: deps
-	cargo bench --bench snapshot
+	cargo bench --bench snapshot $(BENCH_ARGS)
+	cargo bench --bench fanout $(BENCH_ARGS)
 
 clips: deps
 	scripts/make-clips.sh

@@ -10,18 +10,12 @@
 //! `cargo bench --bench snapshot [-- --quick]`; writes BENCHMARKS.md.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const FPS: u32 = 6;
-const GOP: usize = 60;
-const WIDTH: u32 = 1280;
-const HEIGHT: u32 = 720;
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+#[path = "support.rs"]
+mod support;
+use support::*;
 
 struct Kill(Child);
 impl Drop for Kill {
@@ -29,27 +23,6 @@ impl Drop for Kill {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-fn make_clip() -> PathBuf {
-    let dir = repo().join("target/bench-clips");
-    std::fs::create_dir_all(&dir).unwrap();
-    let clip = dir.join("720p6-gop10s.h264");
-    if !clip.exists() {
-        eprintln!("making the 720p bench clip with ffmpeg...");
-        let barcode = "geq=lum='if(lt(Y,40),255*mod(floor(N/pow(2,floor(X/40))),2),lum(X,Y))':cb='if(lt(Y,40),128,cb(X,Y))':cr='if(lt(Y,40),128,cr(X,Y))'";
-        let st = Command::new("ffmpeg")
-            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
-            .arg(format!("testsrc2=s={WIDTH}x{HEIGHT}:r={FPS}:d=60,{barcode}"))
-            .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "1M"])
-            .args(["-maxrate", "1.2M", "-bufsize", "2M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
-            .args(["-bf", "0", "-x264-params", "aud=1:repeat-headers=1", "-f", "h264"])
-            .arg(&clip)
-            .status()
-            .unwrap();
-        assert!(st.success());
-    }
-    clip
 }
 
 /// Access units of an Annex B H.264 stream, split at access unit delimiters.
@@ -131,12 +104,6 @@ fn barcode(jpeg: &[u8]) -> usize {
         .sum()
 }
 
-fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
-    v[i.min(v.len() - 1)]
-}
-
 fn camera_json(agent: &ureq::Agent, base: &str, cam: &str) -> serde_json::Value {
     serde_json::from_slice(&get(agent, &format!("{base}/api/cameras/{cam}")).2).unwrap()
 }
@@ -150,22 +117,11 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let (n_cold, n_warm, n_keyframe) = if quick { (12, 20, 2) } else { (40, 60, 5) };
     camhub::decode::init_ffmpeg();
-    let clip = make_clip();
+    let clip = make_720p_clip();
     let units = access_units(&std::fs::read(&clip).unwrap());
     assert!(units[0].1 && units[GOP].1, "keyframes every {GOP} units");
 
-    let mut server = Command::new("/usr/bin/python3");
-    server.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(&clip).args([
-        "--codec",
-        "h264",
-        "--fps",
-        &FPS.to_string(),
-        "--quiet",
-    ]);
-    let mut server = Kill(server.stdout(Stdio::piped()).spawn().unwrap());
-    let line = BufReader::new(server.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let port: u16 = line.trim_start_matches("PORT ").trim().parse().unwrap();
-    let url = format!("rtsp://127.0.0.1:{port}/cam");
+    let (server, url) = start_rtsp_server(&clip);
 
     let dir = std::env::temp_dir().join(format!("camhub-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -280,29 +236,9 @@ fn main() {
             mean(&kf) / pct(&mut lat.clone(), 0.5),
         ),
     ];
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
-        })
-        .unwrap_or_default();
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
-    let date = Command::new("date")
-        .arg("-u")
-        .arg("+%Y-%m-%d %H:%M UTC")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default();
     let section = format!(
         "## Snapshot latency (P3, P4)\n\n\
-         Command: `make bench` (`cargo bench --bench snapshot{}`), {date}, commit {commit}, \
-         {} cores ({cpu}).\n\
+         Command: `make bench` (`cargo bench --bench snapshot{}`), {}, {}.\n\
          Stream: GStreamer RTSP server on loopback, H.264 {WIDTH}x{HEIGHT}, {FPS} fps, ~1 Mbit/s, a keyframe every {} s; \
          camhub release build over HTTP. Snapshots at random moments; the backlog replayed was {:.0} frames on average \
          (1 to {}). Reference: libavcodec alone, one thread, decoding the same backlog plus one JPEG (best of 3), \
@@ -310,7 +246,8 @@ fn main() {
          | scenario | samples | camhub | libavcodec + 1 JPEG, same backlog | camhub / reference | target |\n\
          |---|---|---|---|---|---|\n{}\n",
         if quick { " -- --quick" } else { "" },
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        stamp(),
+        machine(),
         GOP / FPS as usize,
         mean(&backlog),
         GOP,
@@ -320,22 +257,4 @@ fn main() {
     let path = repo().join("BENCHMARKS.md");
     write_section(&path, "## Snapshot latency (P3, P4)", &section);
     eprintln!("wrote {}", path.display());
-}
-
-/// Replaces (or appends) one `## ` section of BENCHMARKS.md, keeping the others.
-fn write_section(path: &Path, heading: &str, section: &str) {
-    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
-        "# camhub benchmarks\n\nEvery figure is measured side by side with its reference in one run on the \
-         same machine (see `../shared/design/PERFORMANCE.md` for the targets). Regenerate with the command \
-         given in each section.\n\n"
-            .to_string()
-    });
-    let out = match old.find(heading) {
-        Some(start) => {
-            let end = old[start + heading.len()..].find("\n## ").map_or(old.len(), |e| start + heading.len() + e + 1);
-            format!("{}{}{}", &old[..start], section, &old[end..])
-        }
-        None => format!("{}{}", old, section),
-    };
-    std::fs::write(path, out).unwrap();
 }

@@ -1,0 +1,108 @@
+//! What the benchmarks share: the 720p test stream, a GStreamer RTSP server
+//! serving it, percentiles, and writing one section of BENCHMARKS.md.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub const FPS: u32 = 6;
+pub const GOP: usize = 60;
+pub const WIDTH: u32 = 1280;
+pub const HEIGHT: u32 = 720;
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// 720p, 6 fps, ~1 Mbit/s, a keyframe every 10 s, frames numbered by a barcode (made once).
+pub fn make_720p_clip() -> PathBuf {
+    let dir = repo().join("target/bench-clips");
+    std::fs::create_dir_all(&dir).unwrap();
+    let clip = dir.join("720p6-gop10s.h264");
+    if !clip.exists() {
+        eprintln!("making the 720p bench clip with ffmpeg...");
+        let barcode = "geq=lum='if(lt(Y,40),255*mod(floor(N/pow(2,floor(X/40))),2),lum(X,Y))':cb='if(lt(Y,40),128,cb(X,Y))':cr='if(lt(Y,40),128,cr(X,Y))'";
+        let st = Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .arg(format!("testsrc2=s={WIDTH}x{HEIGHT}:r={FPS}:d=60,{barcode}"))
+            .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "veryfast", "-b:v", "1M"])
+            .args(["-maxrate", "1.2M", "-bufsize", "2M", "-g", "60", "-keyint_min", "60", "-sc_threshold", "0"])
+            .args(["-bf", "0", "-x264-params", "aud=1:repeat-headers=1", "-f", "h264"])
+            .arg(&clip)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    clip
+}
+
+/// The server process (killed on drop) and its URL.
+pub struct Server(Child);
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn start_rtsp_server(clip: &Path) -> (Server, String) {
+    let mut cmd = Command::new("/usr/bin/python3");
+    cmd.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(clip).args([
+        "--codec",
+        "h264",
+        "--fps",
+        &FPS.to_string(),
+        "--quiet",
+    ]);
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let port: u16 = line.trim_start_matches("PORT ").trim().parse().unwrap();
+    (Server(child), format!("rtsp://127.0.0.1:{port}/cam"))
+}
+
+pub fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let i = ((v.len() as f64 - 1.0) * p).round() as usize;
+    v[i.min(v.len() - 1)]
+}
+
+/// Date and commit of this run.
+pub fn stamp() -> String {
+    let out =
+        |c: &mut Command| c.output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+    let date = out(Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]));
+    let commit = out(Command::new("git").args(["rev-parse", "--short", "HEAD"]));
+    format!("{date}, commit {commit}")
+}
+
+/// Cores and CPU model.
+pub fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    format!("{} cores ({cpu})", std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0))
+}
+
+/// Replaces (or appends) one `## ` section of BENCHMARKS.md, keeping the others.
+pub fn write_section(path: &Path, heading: &str, section: &str) {
+    let old = std::fs::read_to_string(path).unwrap_or_else(|_| {
+        "# camhub benchmarks\n\nEvery figure is measured side by side with its reference in one run on the \
+         same machine (see `../shared/design/PERFORMANCE.md` for the targets). Regenerate with the command \
+         given in each section.\n\n"
+            .to_string()
+    });
+    let out = match old.find(heading) {
+        Some(start) => {
+            let end = old[start + heading.len()..].find("\n## ").map_or(old.len(), |e| start + heading.len() + e + 1);
+            format!("{}{}{}", &old[..start], section, &old[end..])
+        }
+        None => format!("{}{}", old, section),
+    };
+    std::fs::write(path, out).unwrap();
+}
