@@ -101,6 +101,7 @@ fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
     let id = match codec {
         Codec::H264 => codec::Id::H264,
         Codec::H265 => codec::Id::HEVC,
+        Codec::Mjpeg => codec::Id::MJPEG,
     };
     let found = ffmpeg_next::decoder::find(id)
         .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("libavcodec has no {} decoder", codec.name())))?;

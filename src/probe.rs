@@ -110,6 +110,7 @@ fn describe_keyframe(codec: Codec, data: &[u8]) -> Result<(u32, u32, String)> {
     let id = match codec {
         Codec::H264 => ffmpeg_next::codec::Id::H264,
         Codec::H265 => ffmpeg_next::codec::Id::HEVC,
+        Codec::Mjpeg => ffmpeg_next::codec::Id::MJPEG,
     };
     let found = ffmpeg_next::decoder::find(id)
         .ok_or_else(|| Error::new(ErrorKind::Unsupported, format!("no {} decoder", codec.name())))?;

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
-use crate::camera::{Camera, State};
+use crate::camera::{Camera, State, VariantFrame};
 use crate::demand::Tier;
-use crate::encode::fit_size;
+use crate::encode::{fit_size, jpeg_size};
 use crate::error::Error;
 use crate::frame::Frame;
 
@@ -91,6 +91,9 @@ pub enum SnapshotError {
 
 /// Takes a snapshot of `cam` as `req` asks.
 pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
+    if cam.passes_jpeg_through() && req.quality.is_none() && req.width.is_none() && req.height.is_none() {
+        return take_passthrough(cam, req).await;
+    }
     let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
     if req.cached || req.max_age.is_some() {
         let now = Instant::now();
@@ -153,6 +156,64 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
             _ = tokio::time::sleep_until(deadline.into()) => {
                 return Err(SnapshotError::Timeout(timeout.as_secs_f64()));
             }
+        }
+    }
+}
+
+/// A JPEG camera's own newest frame, untouched: no decode, no encode.
+async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, SnapshotError> {
+    let as_snapshot = |f: &VariantFrame, source| {
+        let (width, height) = jpeg_size(&f.jpeg).unwrap_or((0, 0));
+        Snapshot {
+            jpeg: f.jpeg.clone(),
+            frame_id: f.frame_id,
+            captured: f.captured,
+            captured_mono: f.captured_mono,
+            width,
+            height,
+            source,
+        }
+    };
+    if req.cached || req.max_age.is_some() {
+        let now = Instant::now();
+        let young =
+            |f: &Arc<VariantFrame>| req.max_age.is_none_or(|m| now.saturating_duration_since(f.captured_mono) <= m);
+        if let Some(f) = cam.latest_passthrough().filter(young) {
+            return Ok(as_snapshot(&f, SnapshotSource::Cache));
+        }
+        if req.cached {
+            return Err(SnapshotError::NoPicture("no picture young enough (cached=true never waits)".into()));
+        }
+    }
+    let status = cam.status();
+    if status.state.is_failed() {
+        return Err(offline(&status));
+    }
+    let (source, want) = match status.state {
+        State::Streaming => (SnapshotSource::Warm, status.newest_seq),
+        _ => (SnapshotSource::Cold, 0),
+    };
+    let mut status_rx = cam.subscribe_status();
+    let (_lease, mut frames) = cam.lease_passthrough();
+    let timeout = cam.config().options.snapshot_timeout.0;
+    let deadline = Instant::now() + timeout;
+    loop {
+        status_rx.borrow_and_update();
+        let st = cam.status();
+        if st.state.is_failed() {
+            return Err(offline(&st));
+        }
+        let first_ok = st.session_first_seq.max(1) + u64::from(cam.config().options.warmup_frames);
+        let newest = frames.borrow_and_update().clone();
+        if st.state == State::Streaming
+            && let Some(f) = newest.filter(|f| f.frame_id >= want.max(first_ok))
+        {
+            return Ok(as_snapshot(&f, source));
+        }
+        tokio::select! {
+            _ = status_rx.changed() => {}
+            _ = frames.changed() => {}
+            _ = tokio::time::sleep_until(deadline.into()) => return Err(SnapshotError::Timeout(timeout.as_secs_f64())),
         }
     }
 }

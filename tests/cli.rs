@@ -42,7 +42,7 @@ fn probe_says_why_a_camera_cannot_be_read() {
         (format!("rtsp://u:right@127.0.0.1:{p}/elsewhere"), "not found"),
         (format!("rtsp://127.0.0.1:{dead}/cam"), "unreachable"),
         ("/no/such/file.mp4".to_string(), "no such file"),
-        ("http://example/x".to_string(), "unsupported url scheme"),
+        ("ftp://example/x".to_string(), "unsupported url scheme"),
     ] {
         let o = camhub(&["probe", &url, "--seconds", "2"]);
         let (_, err) = text(&o);

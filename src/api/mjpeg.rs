@@ -36,8 +36,12 @@ pub async fn get(
         width: q.width,
         height: q.height,
     };
-    let (lease, rx) =
-        cam.lease_variant(key).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?;
+    let (lease, rx) = if cam.passes_jpeg_through() && q.quality.is_none() && q.width.is_none() && q.height.is_none() {
+        // The camera's own JPEGs, untouched: no decoder, no encoder.
+        cam.lease_passthrough()
+    } else {
+        cam.lease_variant(key).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?
+    };
     let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
     let viewer = Viewer { cam, _lease: lease, rx, interval, next: Instant::now(), last: 0 };
     let parts = futures::stream::unfold(viewer, |mut v| async move {

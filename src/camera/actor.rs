@@ -216,6 +216,14 @@ impl Actor {
             self.codec = Some(unit.codec);
         }
         let unit = Arc::new(unit);
+        if unit.codec == Codec::Mjpeg {
+            self.shared.passthrough.send_replace(Some(Arc::new(variant::VariantFrame {
+                frame_id: unit.seq,
+                captured: unit.received,
+                captured_mono: unit.received_mono,
+                jpeg: unit.data.clone(),
+            })));
+        }
         let stored = self.gop.push(&unit);
         let mut sent = false;
         if self.decoder_pending {

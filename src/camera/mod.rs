@@ -42,6 +42,8 @@ pub(crate) struct Shared {
     pub stop: watch::Sender<bool>,
     /// Each variant's newest JPEG; created by the first lease, dropped when its encoder stops unwatched.
     pub variants: Mutex<HashMap<VariantKey, watch::Sender<Option<Arc<VariantFrame>>>>>,
+    /// JPEG cameras: the newest frame exactly as the camera sent it.
+    pub passthrough: watch::Sender<Option<Arc<VariantFrame>>>,
 }
 
 impl Shared {
@@ -91,6 +93,7 @@ impl Camera {
             jpegs: JpegCache::new(2 * MAX_VARIANTS),
             stop: watch::channel(false).0,
             variants: Mutex::default(),
+            passthrough: watch::channel(None).0,
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source));
@@ -139,6 +142,22 @@ impl Camera {
         self.shared.wake.notify_one();
         let lease = Lease { shared: self.shared.clone(), tiers: &[Tier::Connected], variant: Some(key) };
         Ok((lease, rx))
+    }
+
+    /// Whether the camera sends JPEGs that are served as they come when no other
+    /// quality or size is asked for (HTTP MJPEG and snapshot cameras).
+    pub fn passes_jpeg_through(&self) -> bool {
+        matches!(self.config().source, crate::config::SourceSpec::Http(_))
+    }
+
+    /// Holds the connection and follows the camera's own JPEGs: no decode, no encode.
+    pub fn lease_passthrough(&self) -> (Lease, VariantRx) {
+        (self.lease(Tier::Connected), self.shared.passthrough.subscribe())
+    }
+
+    /// The newest JPEG the camera sent, however old (JPEG cameras only).
+    pub fn latest_passthrough(&self) -> Option<Arc<VariantFrame>> {
+        self.shared.passthrough.borrow().clone()
     }
 
     /// Leases held per variant.

@@ -146,6 +146,9 @@ pub struct CameraOptions {
     /// after its last viewer: -1, 0 or N seconds (default 10).
     #[serde(default = "defaults::decode_linger")]
     pub variant_linger: Linger,
+    /// HTTP snapshot cameras (a URL that answers one JPEG): how often to ask (default 1 s).
+    #[serde(default = "defaults::poll_interval")]
+    pub poll_interval: Seconds,
     /// Cold-start guard: after connecting, skip this many frames before a
     /// snapshot may show one (cameras whose exposure needs a moment). Default 0.
     #[serde(default)]
@@ -178,6 +181,9 @@ mod defaults {
     pub fn jpeg_quality() -> u8 {
         80
     }
+    pub fn poll_interval() -> Seconds {
+        Seconds::from_secs(1)
+    }
     pub fn warmup() -> Seconds {
         Seconds(std::time::Duration::ZERO)
     }
@@ -200,6 +206,7 @@ impl CameraOptions {
             snapshot_timeout: defaults::snapshot_timeout(),
             jpeg_quality: defaults::jpeg_quality(),
             variant_linger: defaults::decode_linger(),
+            poll_interval: defaults::poll_interval(),
             warmup_frames: 0,
             warmup: defaults::warmup(),
         }
@@ -211,6 +218,8 @@ impl CameraOptions {
 pub enum SourceSpec {
     /// RTSP URL with user info removed; credentials live in `CameraConfig`.
     Rtsp(Url),
+    /// HTTP MJPEG stream or JPEG snapshot URL, user info removed.
+    Http(Url),
     File(PathBuf),
 }
 
@@ -236,6 +245,7 @@ impl CameraConfig {
             ("connect_timeout", options.connect_timeout),
             ("stall_timeout", options.stall_timeout),
             ("snapshot_timeout", options.snapshot_timeout),
+            ("poll_interval", options.poll_interval),
         ] {
             if v.0.is_zero() {
                 return Err(format!("{key} must be more than 0"));
@@ -248,7 +258,7 @@ impl CameraConfig {
             let mut url =
                 Url::parse(&options.url).map_err(|e| format!("bad url {:?}: {e}", redact_str(&options.url)))?;
             match url.scheme() {
-                "rtsp" => {
+                "rtsp" | "http" => {
                     if url.host_str().is_none_or(str::is_empty) {
                         return Err(format!("url {} has no host", redact_url(&url)));
                     }
@@ -262,12 +272,15 @@ impl CameraConfig {
                     }
                     let _ = url.set_username("");
                     let _ = url.set_password(None);
-                    SourceSpec::Rtsp(url)
+                    if url.scheme() == "http" { SourceSpec::Http(url) } else { SourceSpec::Rtsp(url) }
+                }
+                "https" | "rtsps" => {
+                    return Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()));
                 }
                 "file" => SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?),
                 other => {
                     return Err(format!(
-                        "unsupported url scheme {other:?} (supported: rtsp://, file://, or a file path)"
+                        "unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)"
                     ));
                 }
             }
@@ -285,7 +298,7 @@ impl CameraConfig {
     /// The URL as it may be shown to anyone: no credentials.
     pub fn display_url(&self) -> String {
         match &self.source {
-            SourceSpec::Rtsp(u) => redact_url(u),
+            SourceSpec::Rtsp(u) | SourceSpec::Http(u) => redact_url(u),
             SourceSpec::File(p) => format!("file://{}", p.display()),
         }
     }

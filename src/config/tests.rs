@@ -50,7 +50,7 @@ fn bad_value_names_its_line() {
 
 #[test]
 fn semantic_errors_name_the_camera_line() {
-    let e = parse("cameras:\n  ok: rtsp://x/y\n  bad: http://x/y\n").unwrap_err();
+    let e = parse("cameras:\n  ok: rtsp://x/y\n  bad: ftp://x/y\n").unwrap_err();
     assert!(e.0.starts_with("cams.yaml:3:"), "{e}");
     assert!(e.0.contains("unsupported url scheme"), "{e}");
     let e = parse("cameras:\n  \"no spaces\": rtsp://x/y\n").unwrap_err();

@@ -25,6 +25,26 @@ pub fn fit_size(src: (u32, u32), width: Option<u32>, height: Option<u32>) -> (u3
     (even(sw * scale), even(sh * scale))
 }
 
+/// Width and height from a JPEG's frame header, without decoding it.
+pub fn jpeg_size(data: &[u8]) -> Option<(u32, u32)> {
+    let mut i = 2;
+    while i + 9 < data.len() {
+        if data[i] != 0xFF {
+            return None;
+        }
+        let marker = data[i + 1];
+        let len = usize::from(data[i + 2]) << 8 | usize::from(data[i + 3]);
+        // SOF0..SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            let h = u32::from(data[i + 5]) << 8 | u32::from(data[i + 6]);
+            let w = u32::from(data[i + 7]) << 8 | u32::from(data[i + 8]);
+            return Some((w, h));
+        }
+        i += 2 + len;
+    }
+    None
+}
+
 fn subsampling(p: Pixel) -> Option<(Subsampling, bool)> {
     Some(match p {
         Pixel::YUV420P => (Subsampling::S420, false),

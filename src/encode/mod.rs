@@ -5,4 +5,4 @@ mod cache;
 mod jpeg;
 
 pub use cache::{JpegCache, JpegKey};
-pub use jpeg::{encode_jpeg, fit_size};
+pub use jpeg::{encode_jpeg, fit_size, jpeg_size};

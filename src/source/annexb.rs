@@ -17,7 +17,7 @@ pub enum Framing {
 
 /// Reads the framing from `extradata` (`avcC` or `hvcC`, or Annex B / empty).
 pub fn framing(codec: Codec, extra: &[u8]) -> Result<Framing, String> {
-    if extra.first() != Some(&1) {
+    if extra.first() != Some(&1) || codec == Codec::Mjpeg {
         return Ok(Framing::AnnexB);
     }
     let mut ps = Vec::new();
@@ -49,6 +49,7 @@ pub fn framing(codec: Codec, extra: &[u8]) -> Result<Framing, String> {
             }
             len_size
         }
+        Codec::Mjpeg => unreachable!("JPEG frames have no length-prefixed framing"),
     };
     Ok(Framing::LengthPrefixed { len_size, parameter_sets: ps })
 }

@@ -4,6 +4,8 @@
 
 pub mod annexb;
 mod file;
+mod http;
+pub mod multipart;
 mod rtsp;
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use futures::stream::BoxStream;
 use crate::config::{CameraConfig, SourceSpec};
 use crate::error::Result;
 pub use file::FileSource;
+pub use http::HttpSource;
 pub use rtsp::RtspSource;
 
 /// Video codecs camhub ingests.
@@ -24,6 +27,8 @@ pub use rtsp::RtspSource;
 pub enum Codec {
     H264,
     H265,
+    /// Whole JPEG frames (HTTP MJPEG and snapshot cameras), passed through as they come.
+    Mjpeg,
 }
 
 impl Codec {
@@ -31,6 +36,7 @@ impl Codec {
         match self {
             Codec::H264 => "h264",
             Codec::H265 => "h265",
+            Codec::Mjpeg => "mjpeg",
         }
     }
 }
@@ -42,7 +48,7 @@ pub struct EncodedUnit {
     /// (0 until then). A frame decoded from this unit carries it as `frame_id`.
     pub seq: u64,
     pub codec: Codec,
-    /// Annex B with start codes; keyframes carry their parameter sets inline.
+    /// Annex B with start codes (keyframes carry their parameter sets inline), or a whole JPEG.
     pub data: Bytes,
     pub keyframe: bool,
     /// When the unit was received: the frame's capture time as far as camhub knows.
@@ -72,5 +78,11 @@ pub fn for_camera(cfg: &CameraConfig) -> Arc<dyn Source> {
             Arc::new(RtspSource::new(url.clone(), cfg.username.clone(), cfg.password.clone(), cfg.options.transport))
         }
         SourceSpec::File(path) => Arc::new(FileSource::new(path.clone())),
+        SourceSpec::Http(url) => Arc::new(HttpSource::new(
+            url.clone(),
+            cfg.username.clone(),
+            cfg.password.clone(),
+            cfg.options.poll_interval.0,
+        )),
     }
 }
