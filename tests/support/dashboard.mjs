@@ -58,7 +58,8 @@ try {
     big.closedSrc = await page.$eval("#big-img", (i) => i.getAttribute("src"));
   }
   const summary = await page.$eval("#summary", (s) => s.textContent);
-  console.log(JSON.stringify({ tiles, big, summary, errors }));
+  const pageText = await page.evaluate(() => document.documentElement.outerHTML + document.body.innerText);
+  console.log(JSON.stringify({ tiles, big, summary, errors, pageText }));
 } finally {
   await browser.close();
 }
