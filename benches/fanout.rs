@@ -213,7 +213,7 @@ fn main() {
          camhub release build; clients in the same process as this bench (tokio, keep-alive HTTP/1.1), on the \
          same 2 cores, over {} s windows. CPU is camhub's own (utime+stime from /proc) and includes decoding \
          the camera.\n\n\
-         | scenario | what clients saw | camhub CPU | encodes | target |\n|---|---|---|---|---|\n{}\n",
+         | scenario | what clients saw | camhub CPU | encodes | target |\n|---|---|---|---|---|\n{}\n\n",
         if quick { " -- --quick" } else { "" },
         stamp(),
         machine(),

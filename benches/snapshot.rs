@@ -244,7 +244,7 @@ fn main() {
          (1 to {}). Reference: libavcodec alone, one thread, decoding the same backlog plus one JPEG (best of 3), \
          measured in the same run right after each sample.\n\n\
          | scenario | samples | camhub | libavcodec + 1 JPEG, same backlog | camhub / reference | target |\n\
-         |---|---|---|---|---|---|\n{}\n",
+         |---|---|---|---|---|---|\n{}\n\n",
         if quick { " -- --quick" } else { "" },
         stamp(),
         machine(),
