@@ -8,8 +8,6 @@
 //!
 //! `cargo bench --bench fanout [-- --quick]`; writes its section of BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -20,14 +18,6 @@ use tokio::net::TcpStream;
 #[path = "support.rs"]
 mod support;
 use support::*;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -80,12 +70,8 @@ fn main() {
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("fanout.yaml");
     std::fs::write(&cfg, format!("cameras:\n  cam:\n    url: {url}\n    keep: decoded\n")).unwrap();
-    let mut hub = Command::new(env!("CARGO_BIN_EXE_camhub"));
-    hub.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&cfg).stderr(Stdio::null());
-    let mut hub = Kill(hub.stdout(Stdio::piped()).spawn().unwrap());
+    let (hub, base) = start_hub(env!("CARGO_BIN_EXE_camhub"), &cfg);
     let pid = hub.0.id();
-    let line = BufReader::new(hub.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let base = line.trim_start_matches("camhub listening on ").trim().to_string();
     let host = base.trim_start_matches("http://").to_string();
     while camera_counter(&base, "frames_decoded") < 12 {
         std::thread::sleep(Duration::from_millis(200));

@@ -9,21 +9,11 @@
 //!
 //! `cargo bench --bench snapshot [-- --quick]`; writes BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 #[path = "support.rs"]
 mod support;
 use support::*;
-
-struct Kill(Child);
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Access units of an Annex B H.264 stream, split at access unit delimiters.
 fn access_units(data: &[u8]) -> Vec<(Vec<u8>, bool)> {
@@ -135,11 +125,7 @@ fn main() {
     )
     .unwrap();
     let hub_bin = env!("CARGO_BIN_EXE_camhub");
-    let mut hub = Command::new(hub_bin);
-    hub.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&cfg).stderr(Stdio::null());
-    let mut hub = Kill(hub.stdout(Stdio::piped()).spawn().unwrap());
-    let line = BufReader::new(hub.0.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let base = line.trim_start_matches("camhub listening on ").trim().to_string();
+    let (hub, base) = start_hub(hub_bin, &cfg);
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(Duration::from_secs(30)))

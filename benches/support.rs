@@ -37,8 +37,8 @@ pub fn make_720p_clip() -> PathBuf {
     clip
 }
 
-/// The server process (killed on drop) and its URL.
-pub struct Server(Child);
+/// A child process, killed on drop.
+pub struct Server(pub Child);
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -59,6 +59,15 @@ pub fn start_rtsp_server(clip: &Path) -> (Server, String) {
     let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
     let port: u16 = line.trim_start_matches("PORT ").trim().parse().unwrap();
     (Server(child), format!("rtsp://127.0.0.1:{port}/cam"))
+}
+
+/// `camhub serve --config cfg` on a free loopback port: the process and its base URL.
+pub fn start_hub(bin: &str, cfg: &Path) -> (Server, String) {
+    let mut cmd = Command::new(bin);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(cfg).stderr(Stdio::null());
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    (Server(child), line.trim_start_matches("camhub listening on ").trim().to_string())
 }
 
 pub fn pct(v: &mut [f64], p: f64) -> f64 {

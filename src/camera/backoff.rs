@@ -33,7 +33,8 @@ impl Backoff {
         self.rng ^= self.rng << 17;
         let frac = (self.rng % 1000) as f64 / 1000.0;
         let d = exp.mul_f64(0.5 + 0.5 * frac);
-        if persistent { d.max(self.persistent_floor) } else { d }
+        // Persistent failures wait 30-45 s (jittered too), or longer once the backoff passes that.
+        if persistent { d.max(self.persistent_floor.mul_f64(1.0 + 0.5 * frac)) } else { d }
     }
 
     /// After a connection that stayed up, start again from the base delay.
