@@ -197,3 +197,42 @@ fn fifty_connect_disconnect_cycles_leak_nothing() {
     assert!(after.1 <= base.1, "threads: {} before, {} after", base.1, after.1);
     assert!(after.2 < base.2 + 16 * 1024, "RSS grew from {} KiB to {} KiB", base.2, after.2);
 }
+
+#[test]
+fn an_open_stream_bounds_the_drain_and_a_second_signal_exits_at_once() {
+    let server = RtspServer::start("h264", None);
+    let open_stream = |hub: &Hub| {
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
+        let r = agent.get(&format!("{}/api/cameras/cam/stream.mjpeg", hub.base)).call().unwrap();
+        let mut body = r.into_body().into_reader();
+        let mut first = [0u8; 64];
+        std::io::Read::read_exact(&mut body, &mut first).unwrap();
+        body
+    };
+    let config = format!("cameras:\n  cam: {}\n", server.url());
+
+    // One signal: the stream that never ends holds the drain only up to its bound.
+    let mut hub = Hub::start(&config);
+    hub.wait_streaming("cam");
+    let _viewer = open_stream(&hub);
+    let t = Instant::now();
+    signal(hub.pid(), "TERM");
+    let st = hub.wait_exit(Duration::from_secs(20));
+    assert!(st.success(), "{st:?}");
+    let took = t.elapsed();
+    assert!(took >= Duration::from_secs(4) && took < Duration::from_secs(15), "drained in {took:?}");
+    assert!(hub.log().contains("requests still open"), "{}", hub.log());
+
+    // Two signals: the second exits at once.
+    let mut hub = Hub::start(&config);
+    hub.wait_streaming("cam");
+    let _viewer = open_stream(&hub);
+    signal(hub.pid(), "TERM");
+    hub.wait_log("shutting down", Duration::from_secs(5));
+    let t = Instant::now();
+    signal(hub.pid(), "TERM");
+    let st = hub.wait_exit(Duration::from_secs(5));
+    assert_eq!(st.code(), Some(130), "{st:?}");
+    assert!(t.elapsed() < Duration::from_secs(2));
+}
