@@ -60,4 +60,8 @@ fn dashboard_shows_live_tiles_and_offline_cameras() {
     assert!(big["src"].as_str().unwrap().ends_with("stream.mjpeg"));
     assert!(big["closedSrc"].is_null(), "closing drops the stream");
     assert!(std::fs::metadata(&shot).unwrap().len() > 10_000);
+    let phone = &r["phone"];
+    assert_eq!(phone["columns"], 1, "one column on a phone: {phone}");
+    assert_eq!(phone["overflow"], false, "no sideways scrolling on a phone: {phone}");
+    assert!(phone["widest"].as_f64().unwrap() <= 390.0, "{phone}");
 }

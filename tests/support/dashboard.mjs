@@ -57,9 +57,17 @@ try {
     await page.keyboard.press("Escape");
     big.closedSrc = await page.$eval("#big-img", (i) => i.getAttribute("src"));
   }
+  // A phone: one column of tiles, nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.waitForTimeout(300);
+  const phone = await page.evaluate(() => {
+    const xs = new Set([...document.querySelectorAll(".tile")].map((t) => Math.round(t.getBoundingClientRect().left)));
+    const widest = Math.max(...[...document.querySelectorAll(".tile")].map((t) => t.getBoundingClientRect().right));
+    return { columns: xs.size, overflow: document.documentElement.scrollWidth > window.innerWidth, widest };
+  });
   const summary = await page.$eval("#summary", (s) => s.textContent);
   const pageText = await page.evaluate(() => document.documentElement.outerHTML + document.body.innerText);
-  console.log(JSON.stringify({ tiles, big, summary, errors, pageText }));
+  console.log(JSON.stringify({ tiles, big, summary, errors, pageText, phone }));
 } finally {
   await browser.close();
 }
