@@ -182,12 +182,14 @@ fn main() {
     // The keyframe-waiting reference: connect and wait for the next keyframe.
     eprintln!("reference: {n_keyframe} connect-and-wait-for-keyframe snapshots...");
     let mut kf = vec![];
-    for _ in 0..n_keyframe {
+    for k in 0..n_keyframe {
         while camera_json(&agent, &base, "ondemand")["state"] != "idle" {
             std::thread::sleep(Duration::from_millis(50));
         }
-        // The previous sample ended on a keyframe: start uniformly over the next GOP.
-        std::thread::sleep(Duration::from_secs_f64(rand() * (GOP as f64 / FPS as f64)));
+        // The previous sample ended on a keyframe: start at evenly spread phases of the
+        // next GOP (stratified, so a handful of samples is representative).
+        let phase = (k as f64 + 0.5) / n_keyframe as f64;
+        std::thread::sleep(Duration::from_secs_f64(phase * (GOP as f64 / FPS as f64)));
         let t = Instant::now();
         let (status, h, _) = get(&agent, &format!("{base}/api/cameras/ondemand/snapshot.jpg"));
         assert_eq!(status, 200);
