@@ -89,24 +89,9 @@ fn jpeg_cameras_pass_through_untouched_unless_another_size_is_asked() {
     assert!(idx >= before - 1 || before - idx > 30, "fresh: frame {idx}, server had sent {before}");
 
     // MJPEG out with no quality or size: the camera's frames as they came.
-    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(20))).build().into();
-    let resp = agent.get(&format!("{}/api/cameras/cam/stream.mjpeg", hub.base)).call().unwrap();
-    let mut body = BufReader::new(resp.into_body().into_reader());
+    let mut body = open_mjpeg(&format!("{}/api/cameras/cam/stream.mjpeg", hub.base));
     for _ in 0..3 {
-        let mut len = 0;
-        let mut line = String::new();
-        loop {
-            line.clear();
-            body.read_line(&mut line).unwrap();
-            if let Some(v) = line.trim_end().strip_prefix("Content-Length: ") {
-                len = v.parse().unwrap();
-            }
-            if line == "\r\n" && len > 0 {
-                break;
-            }
-        }
-        let mut jpeg = vec![0; len];
-        std::io::Read::read_exact(&mut body, &mut jpeg).unwrap();
+        let (_, jpeg) = read_part(&mut body);
         assert!(srv.which(&jpeg).is_some(), "streamed frame is the camera's own");
     }
     drop(body);

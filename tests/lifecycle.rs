@@ -202,12 +202,8 @@ fn fifty_connect_disconnect_cycles_leak_nothing() {
 fn an_open_stream_bounds_the_drain_and_a_second_signal_exits_at_once() {
     let server = RtspServer::start("h264", None);
     let open_stream = |hub: &Hub| {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
-        let r = agent.get(&format!("{}/api/cameras/cam/stream.mjpeg", hub.base)).call().unwrap();
-        let mut body = r.into_body().into_reader();
-        let mut first = [0u8; 64];
-        std::io::Read::read_exact(&mut body, &mut first).unwrap();
+        let mut body = open_mjpeg(&format!("{}/api/cameras/cam/stream.mjpeg", hub.base));
+        read_part(&mut body);
         body
     };
     let config = format!("cameras:\n  cam: {}\n", server.url());

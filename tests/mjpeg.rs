@@ -4,31 +4,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use common::*;
-
-/// Reads one part of a multipart MJPEG stream: (frame id, JPEG).
-fn read_part(r: &mut impl BufRead) -> (u64, Vec<u8>) {
-    let (mut len, mut id) = (None, 0);
-    let mut line = String::new();
-    loop {
-        line.clear();
-        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended");
-        let l = line.trim_end();
-        if let Some(v) = l.strip_prefix("Content-Length: ") {
-            len = Some(v.parse::<usize>().unwrap());
-        } else if let Some(v) = l.strip_prefix("X-Frame-Id: ") {
-            id = v.parse().unwrap();
-        } else if l.is_empty() && len.is_some() {
-            break;
-        }
-    }
-    let mut jpeg = vec![0; len.unwrap()];
-    r.read_exact(&mut jpeg).unwrap();
-    (id, jpeg)
-}
 
 #[test]
 fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
@@ -39,13 +17,7 @@ fn viewers_of_one_variant_share_each_encode_and_leave_nothing_running() {
     ));
     hub.wait_streaming("cam");
     let url = format!("{}/api/cameras/cam/stream.mjpeg?width=320&quality=60", hub.base);
-    let open = || {
-        let agent: ureq::Agent =
-            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(20))).build().into();
-        let r = agent.get(&url).call().unwrap();
-        assert!(r.headers()["content-type"].to_str().unwrap().starts_with("multipart/x-mixed-replace"));
-        BufReader::new(r.into_body().into_reader())
-    };
+    let open = || open_mjpeg(&url);
     let mut a = open();
     let mut b = open();
     let encodes = |h: &Hub| h.camera("cam")["counters"]["jpeg_encodes"].as_u64().unwrap();

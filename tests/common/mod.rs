@@ -417,3 +417,33 @@ pub fn clip_diff(a: i64, b: i64) -> i64 {
     let d = (a - b).rem_euclid(CLIP_FRAMES);
     if d > CLIP_FRAMES / 2 { d - CLIP_FRAMES } else { d }
 }
+
+/// An MJPEG stream, opened and checked to be `multipart/x-mixed-replace`.
+pub fn open_mjpeg(url: &str) -> BufReader<ureq::BodyReader<'static>> {
+    let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
+    let r = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
+    BufReader::new(r.into_body().into_reader())
+}
+
+/// Reads one part of a multipart MJPEG stream: (X-Frame-Id, JPEG bytes).
+pub fn read_part(r: &mut impl BufRead) -> (u64, Vec<u8>) {
+    let (mut len, mut id) = (None, 0);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(r.read_line(&mut line).unwrap() > 0, "stream ended");
+        let l = line.trim_end();
+        if let Some(v) = l.strip_prefix("Content-Length: ") {
+            len = Some(v.parse::<usize>().unwrap());
+        } else if let Some(v) = l.strip_prefix("X-Frame-Id: ") {
+            id = v.parse().unwrap();
+        } else if l.is_empty() && len.is_some() {
+            break;
+        }
+    }
+    let mut jpeg = vec![0; len.unwrap()];
+    std::io::Read::read_exact(r, &mut jpeg).unwrap();
+    (id, jpeg)
+}
