@@ -65,12 +65,11 @@ impl Decoder {
         out: watch::Sender<DecodeProgress>,
         counters: Arc<Counters>,
     ) -> Result<Decoder> {
-        init_ffmpeg();
         let (tx, rx) = mpsc::sync_channel(QUEUE_UNITS);
         if !replay.is_empty() {
             let _ = tx.try_send(Msg::Replay(replay));
         }
-        let ctx = open_codec(codec)?;
+        let ctx = SyncDecoder::new(codec)?;
         let span = tracing::info_span!("decoder", camera = camera);
         let thread = thread::Builder::new()
             .name(format!("decode-{camera}"))
@@ -130,15 +129,69 @@ impl Pending {
     }
 }
 
-fn run(
-    mut dec: ffmpeg_next::decoder::Video,
-    rx: Receiver<Msg>,
-    out: &watch::Sender<DecodeProgress>,
-    counters: &Counters,
-) {
-    let mut pending = Pending(VecDeque::new());
-    let mut need_keyframe = true;
-    let mut decoded = ffmpeg_next::frame::Video::empty();
+/// libavcodec driven in the caller's thread: units in, pictures out, resyncing
+/// at the next keyframe after an error.
+pub struct SyncDecoder {
+    dec: ffmpeg_next::decoder::Video,
+    pending: Pending,
+    need_keyframe: bool,
+    decoded: ffmpeg_next::frame::Video,
+}
+
+impl SyncDecoder {
+    pub fn new(codec: Codec) -> Result<Self> {
+        init_ffmpeg();
+        Ok(SyncDecoder {
+            dec: open_codec(codec)?,
+            pending: Pending(VecDeque::new()),
+            need_keyframe: true,
+            decoded: ffmpeg_next::frame::Video::empty(),
+        })
+    }
+
+    /// Decodes one unit; calls `out` with each picture it completes.
+    pub fn decode(&mut self, unit: Arc<EncodedUnit>, counters: &Counters, mut out: impl FnMut(Arc<Frame>)) {
+        if self.need_keyframe && !unit.keyframe {
+            // A decoder must start (or resync) at a keyframe.
+            return;
+        }
+        self.need_keyframe = false;
+        let seq = unit.seq;
+        let mut packet = ffmpeg_next::Packet::copy(&unit.data);
+        packet.set_pts(Some(seq as i64));
+        self.pending.0.push_back(unit);
+        if self.pending.0.len() > 32 {
+            self.pending.0.pop_front();
+        }
+        let t = std::time::Instant::now();
+        if let Err(e) = self.dec.send_packet(&packet) {
+            Counters::add(&counters.decode_errors, 1);
+            tracing::debug!("decode error at unit {seq}: {e}; waiting for the next keyframe");
+            self.need_keyframe = true;
+        }
+        self.receive(counters, &mut out);
+        crate::metrics::DECODE.observe(t.elapsed());
+    }
+
+    /// The pictures still inside the decoder, at the end of a stream.
+    pub fn flush(&mut self, counters: &Counters, mut out: impl FnMut(Arc<Frame>)) {
+        let _ = self.dec.send_eof();
+        self.receive(counters, &mut out);
+    }
+
+    fn receive(&mut self, counters: &Counters, out: &mut impl FnMut(Arc<Frame>)) {
+        while self.dec.receive_frame(&mut self.decoded).is_ok() {
+            Counters::add(&counters.frames_decoded, 1);
+            let Some(src) = self.pending.take(self.decoded.pts()) else {
+                continue;
+            };
+            let video = std::mem::replace(&mut self.decoded, ffmpeg_next::frame::Video::empty());
+            out(Arc::new(Frame::new(src.seq, src.received, src.received_mono, src.keyframe, video)));
+        }
+    }
+}
+
+fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, out: &watch::Sender<DecodeProgress>, counters: &Counters) {
     while let Ok(msg) = rx.recv() {
         let (units, publish_every) = match msg {
             Msg::Replay(units) => (units, false),
@@ -149,33 +202,7 @@ fn run(
         let mut newest: Option<Arc<Frame>> = None;
         for (i, unit) in units.into_iter().enumerate() {
             let seq = unit.seq;
-            if need_keyframe && !unit.keyframe {
-                // A decoder must start (or resync) at a keyframe.
-            } else {
-                need_keyframe = false;
-                let mut packet = ffmpeg_next::Packet::copy(&unit.data);
-                packet.set_pts(Some(seq as i64));
-                pending.0.push_back(unit);
-                if pending.0.len() > 32 {
-                    pending.0.pop_front();
-                }
-                let t = std::time::Instant::now();
-                let sent = dec.send_packet(&packet);
-                if let Err(e) = sent {
-                    Counters::add(&counters.decode_errors, 1);
-                    tracing::debug!("decode error at unit {seq}: {e}; waiting for the next keyframe");
-                    need_keyframe = true;
-                }
-                while dec.receive_frame(&mut decoded).is_ok() {
-                    Counters::add(&counters.frames_decoded, 1);
-                    let Some(src) = pending.take(decoded.pts()) else {
-                        continue;
-                    };
-                    let video = std::mem::replace(&mut decoded, ffmpeg_next::frame::Video::empty());
-                    newest = Some(Arc::new(Frame::new(src.seq, src.received, src.received_mono, video)));
-                }
-                crate::metrics::DECODE.observe(t.elapsed());
-            }
+            dec.decode(unit, counters, |f| newest = Some(f));
             if publish_every || i == last {
                 out.send_modify(|p| {
                     p.processed_seq = p.processed_seq.max(seq);

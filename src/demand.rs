@@ -13,6 +13,8 @@ use crate::config::{Keep, Linger};
 pub enum Tier {
     Connected,
     Decoding,
+    /// Keyframes only (one picture per GOP, almost no CPU); full decoding covers it.
+    Keyframes,
 }
 
 /// A JPEG variant of a camera's frames: one encode per frame for all its consumers.
@@ -46,6 +48,7 @@ pub struct Demand {
     keep: Keep,
     connected: TierDemand,
     decoding: TierDemand,
+    keyframes: TierDemand,
     variant_linger: Linger,
     variants: BTreeMap<VariantKey, TierDemand>,
 }
@@ -56,6 +59,7 @@ impl Demand {
             keep,
             connected: TierDemand::new(connect_linger),
             decoding: TierDemand::new(decode_linger),
+            keyframes: TierDemand::new(decode_linger),
             variant_linger: Linger::After(std::time::Duration::from_secs(10)),
             variants: BTreeMap::new(),
         }
@@ -100,6 +104,7 @@ impl Demand {
         match tier {
             Tier::Connected => &mut self.connected,
             Tier::Decoding => &mut self.decoding,
+            Tier::Keyframes => &mut self.keyframes,
         }
     }
 
@@ -127,6 +132,7 @@ impl Demand {
         match tier {
             Tier::Connected => self.connected.leases,
             Tier::Decoding => self.decoding.leases,
+            Tier::Keyframes => self.keyframes.leases,
         }
     }
 
@@ -134,15 +140,17 @@ impl Demand {
     pub fn wanted(&self, tier: Tier, now: Instant) -> bool {
         let decoding =
             self.keep == Keep::Decoded || self.decoding.held(now) || self.variants.values().any(|t| t.held(now));
+        let keyframes = self.keyframes.held(now);
         match tier {
             Tier::Decoding => decoding,
-            Tier::Connected => decoding || self.keep == Keep::Connected || self.connected.held(now),
+            Tier::Keyframes => keyframes,
+            Tier::Connected => decoding || keyframes || self.keep == Keep::Connected || self.connected.held(now),
         }
     }
 
     /// The next moment a linger runs out, if any is pending after `now`.
     pub fn next_deadline(&self, now: Instant) -> Option<Instant> {
-        [self.connected.stop_at, self.decoding.stop_at]
+        [self.connected.stop_at, self.decoding.stop_at, self.keyframes.stop_at]
             .into_iter()
             .chain(self.variants.values().map(|t| t.stop_at))
             .flatten()
@@ -218,6 +226,19 @@ mod tests {
         assert!(!d.wanted(Tier::Connected, t0 + 5 * S));
         let d = Demand::new(Keep::Decoded, Linger::After(S), Linger::After(S));
         assert!(d.wanted(Tier::Decoding, t0) && d.wanted(Tier::Connected, t0));
+    }
+
+    #[test]
+    fn keyframes_tier_lingers_like_decoding_and_holds_the_connection() {
+        let t0 = Instant::now();
+        let mut d = Demand::new(Keep::OnDemand, Linger::After(Duration::ZERO), Linger::After(2 * S));
+        d.acquire(Tier::Keyframes);
+        assert!(d.wanted(Tier::Keyframes, t0) && d.wanted(Tier::Connected, t0));
+        assert!(!d.wanted(Tier::Decoding, t0), "keyframes alone is not full decoding");
+        d.release(Tier::Keyframes, t0);
+        assert_eq!(d.next_deadline(t0), Some(t0 + 2 * S));
+        assert!(d.wanted(Tier::Keyframes, t0 + S));
+        assert!(!d.wanted(Tier::Keyframes, t0 + 2 * S) && !d.wanted(Tier::Connected, t0 + 2 * S));
     }
 
     #[test]

@@ -13,12 +13,16 @@ pub struct Frame {
     pub captured: SystemTime,
     /// The same moment on the monotonic clock, for ages.
     pub captured_mono: Instant,
+    /// Whether it was decoded from a keyframe.
+    pub keyframe: bool,
+    /// When the decoder produced it.
+    pub decoded: SystemTime,
     video: Video,
 }
 
 impl Frame {
-    pub fn new(frame_id: u64, captured: SystemTime, captured_mono: Instant, video: Video) -> Self {
-        Frame { frame_id, captured, captured_mono, video }
+    pub fn new(frame_id: u64, captured: SystemTime, captured_mono: Instant, keyframe: bool, video: Video) -> Self {
+        Frame { frame_id, captured, captured_mono, keyframe, decoded: SystemTime::now(), video }
     }
     pub fn width(&self) -> u32 {
         self.video.width()

@@ -20,6 +20,7 @@ pub mod frame;
 pub mod gop;
 pub mod hub;
 pub mod metrics;
+pub mod output;
 pub mod probe;
 pub mod secret;
 pub mod snapshot;

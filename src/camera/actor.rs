@@ -60,6 +60,8 @@ struct Actor {
     decoder_synced: bool,
     /// The decoder is wanted but no unit has said which codec to decode yet.
     decoder_pending: bool,
+    /// Only keyframes are wanted: the decoder gets keyframes alone.
+    keyframes_only: bool,
     codec: Option<Codec>,
     seq: u64,
     /// The encoder task of each running variant.
@@ -92,6 +94,7 @@ impl Actor {
             decoder: None,
             decoder_synced: false,
             decoder_pending: false,
+            keyframes_only: false,
             codec: None,
             seq: 0,
             variants: HashMap::new(),
@@ -104,7 +107,7 @@ impl Actor {
         let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
         Wants {
             connected: d.wanted(Tier::Connected, now),
-            decoding: d.wanted(Tier::Decoding, now),
+            decoding: d.wanted(Tier::Decoding, now) || d.wanted(Tier::Keyframes, now),
             variants: d.wanted_variants(now),
             deadline: d.next_deadline(now),
         }
@@ -117,6 +120,7 @@ impl Actor {
             while let Some(event) = events.pop_front() {
                 let now = Instant::now();
                 let wants = self.wants(now);
+                self.set_keyframes_only(now);
                 for action in self.rec.handle(event, now, wants) {
                     match action {
                         Action::Connect => conn = Conn::Opening(self.source.open()),
@@ -234,7 +238,7 @@ impl Actor {
             sent = stored;
         } else if let Some(dec) = &self.decoder {
             self.decoder_synced |= unit.keyframe;
-            if self.decoder_synced {
+            if self.decoder_synced && (unit.keyframe || !self.keyframes_only) {
                 match dec.send(unit.clone()) {
                     Ok(()) => sent = true,
                     Err(e) => {
@@ -275,7 +279,9 @@ impl Actor {
             return Ok(());
         };
         self.decoder_pending = false;
-        let replay = self.gop.units().to_vec();
+        let units = self.gop.units();
+        // Keyframes only: the GOP's keyframe is all the decoder needs.
+        let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
         let n = replay.len();
         let d = Decoder::start(
             &self.shared.config.name,
@@ -288,6 +294,25 @@ impl Actor {
         self.decoder = Some(d);
         self.decoder_synced = !self.gop.truncated() && n > 0;
         Ok(())
+    }
+
+    /// Switches between full and keyframe-only decoding as demand changes; a
+    /// running decoder restarts from the GOP cache, so the switch loses nothing.
+    fn set_keyframes_only(&mut self, now: Instant) {
+        let only = {
+            let d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            !d.wanted(Tier::Decoding, now) && d.wanted(Tier::Keyframes, now)
+        };
+        if only != self.keyframes_only {
+            self.keyframes_only = only;
+            if self.decoder.is_some() {
+                self.stop_decoder();
+                if let Err(e) = self.start_decoder() {
+                    warn!("cannot restart the decoder: {e}");
+                }
+                debug!("decoder now decodes {}", if only { "keyframes only" } else { "every frame" });
+            }
+        }
     }
 
     fn stop_decoder(&mut self) {

@@ -3,7 +3,7 @@
 //! leases, read state and wait for pictures.
 
 mod actor;
-mod backoff;
+pub(crate) mod backoff;
 pub mod reconcile;
 mod status;
 mod variant;
@@ -70,6 +70,9 @@ impl Shared {
 pub struct Camera {
     shared: Arc<Shared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Outputs for programs (SHM rings, Redis); stopped before the actor.
+    outputs: Mutex<Option<crate::output::Outputs>>,
+    output_stats: Mutex<Vec<Arc<crate::output::OutputStats>>>,
 }
 
 impl Camera {
@@ -97,7 +100,19 @@ impl Camera {
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source));
-        Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
+        let has_outputs = !shared.config.options.outputs.is_empty();
+        let cam = Arc::new(Camera {
+            shared,
+            task: Mutex::new(Some(task)),
+            outputs: Mutex::new(None),
+            output_stats: Mutex::default(),
+        });
+        if has_outputs {
+            let outputs = crate::output::Outputs::start(&cam);
+            *cam.output_stats.lock().unwrap_or_else(|p| p.into_inner()) = outputs.stats().to_vec();
+            *cam.outputs.lock().unwrap_or_else(|p| p.into_inner()) = Some(outputs);
+        }
+        cam
     }
 
     pub fn name(&self) -> &str {
@@ -119,6 +134,7 @@ impl Camera {
         let tiers: &'static [Tier] = match tier {
             Tier::Connected => &[Tier::Connected],
             Tier::Decoding => &[Tier::Connected, Tier::Decoding],
+            Tier::Keyframes => &[Tier::Connected, Tier::Keyframes],
         };
         {
             let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
@@ -169,6 +185,11 @@ impl Camera {
         self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
     }
 
+    /// The camera's outputs for programs, as the API and metrics show them.
+    pub fn outputs(&self) -> Vec<Arc<crate::output::OutputStats>> {
+        self.output_stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub fn status(&self) -> Status {
         self.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -186,6 +207,10 @@ impl Camera {
     /// Stops the actor: the connection and decoder are torn down, and this
     /// returns when the actor has finished.
     pub async fn stop(&self) {
+        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(o) = outputs {
+            o.stop().await;
+        }
         self.shared.stop.send_replace(true);
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {

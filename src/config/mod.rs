@@ -3,6 +3,7 @@
 //! and column. `${VAR}` in a camera's url, username or password is taken from
 //! the environment, so secrets need not sit in the file.
 
+mod outputs;
 mod values;
 
 use std::collections::BTreeMap;
@@ -13,6 +14,7 @@ use serde_saphyr::Spanned;
 use url::Url;
 
 use crate::secret::{Secret, redact_url};
+pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
 pub use values::{ByteSize, Keep, Linger, Seconds, Transport};
 
 /// A configuration error, already formatted with file, line and column.
@@ -156,6 +158,13 @@ pub struct CameraOptions {
     /// Cold-start guard by time: skip frames captured within this long of connecting. Default 0.
     #[serde(default = "defaults::warmup")]
     pub warmup: Seconds,
+    /// Outputs for programs, by name: `shm` rings and `redis` streams (docs/shm.md, docs/redis.md).
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputConfig>,
+    /// `live` (default) or `replay`: a file's every frame, in order, once, as fast as
+    /// the outputs' readers go (files only).
+    #[serde(default)]
+    pub mode: Mode,
 }
 
 mod defaults {
@@ -209,6 +218,8 @@ impl CameraOptions {
             poll_interval: defaults::poll_interval(),
             warmup_frames: 0,
             warmup: defaults::warmup(),
+            outputs: BTreeMap::new(),
+            mode: Mode::Live,
         }
     }
 }
@@ -287,6 +298,15 @@ impl CameraConfig {
         } else {
             SourceSpec::File(base.join(&options.url))
         };
+        outputs::validate(&mut options.outputs, interpolate)?;
+        if options.mode == Mode::Replay {
+            if !matches!(source, SourceSpec::File(_)) {
+                return Err("mode: replay is for files only (a live camera cannot be replayed)".into());
+            }
+            if options.outputs.is_empty() {
+                return Err("mode: replay needs at least one output (shm or redis) to replay into".into());
+            }
+        }
         if password.is_some() && username.is_none() {
             return Err("a password is set but no username".into());
         }
@@ -305,7 +325,18 @@ impl CameraConfig {
 
     /// The secrets that must never appear in any output for this camera.
     pub fn secrets(&self) -> Vec<&str> {
-        self.password.iter().map(Secret::expose).collect()
+        let mut s: Vec<&str> = self.password.iter().map(Secret::expose).collect();
+        for o in self.options.outputs.values() {
+            if let OutputConfig::Redis(r) = o
+                && let Ok(u) = Url::parse(r.url.expose())
+                && let Some(p) = u.password()
+            {
+                // The redis URL holds it percent-encoded; scrub() also catches the encoded form.
+                let at = r.url.expose().find(p).unwrap_or(0);
+                s.push(&r.url.expose()[at..at + p.len()]);
+            }
+        }
+        s
     }
 }
 

@@ -2,8 +2,10 @@
 //! Each block says why it is sound.
 #![allow(unsafe_code)]
 
+mod shm;
 mod turbojpeg;
 
+pub use shm::SharedMap;
 pub use turbojpeg::{Subsampling, compress_yuv_planes};
 
 /// The codec extradata (`avcC`, `hvcC`, or Annex B parameter sets) of a stream.

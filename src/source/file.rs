@@ -36,7 +36,7 @@ impl Source for FileSource {
                     match Reader::open(&path) {
                         Ok(reader) => {
                             let _ = ready_tx.send(Ok(()));
-                            reader.run(&path, &tx);
+                            reader.run(&path, &tx, true);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -49,6 +49,18 @@ impl Source for FileSource {
             Ok(stream.boxed())
         })
     }
+}
+
+/// Every unit of a file once, in order, as fast as the receiver takes them
+/// (replay mode: the consumer's pace is the file's pace).
+pub fn replay_units(path: PathBuf) -> Result<mpsc::Receiver<Result<EncodedUnit>>> {
+    let reader = Reader::open(&path)?;
+    let (tx, rx) = mpsc::channel::<Result<EncodedUnit>>(4);
+    thread::Builder::new()
+        .name("camhub-replay-read".into())
+        .spawn(move || reader.run(&path, &tx, false))
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")))?;
+    Ok(rx)
 }
 
 struct Reader {
@@ -90,8 +102,9 @@ impl Reader {
         Ok(Reader { input, stream_index, codec, framing, time_base })
     }
 
-    /// Sends units paced by their timestamps until the receiver goes away.
-    fn run(mut self, path: &std::path::Path, tx: &mpsc::Sender<Result<EncodedUnit>>) {
+    /// Live: sends units paced by their timestamps, looping, until the receiver
+    /// goes away. Otherwise: every unit once, unpaced.
+    fn run(mut self, path: &std::path::Path, tx: &mpsc::Sender<Result<EncodedUnit>>, live: bool) {
         let start = Instant::now();
         // Seconds of media already played in earlier loops.
         let mut offset = 0.0f64;
@@ -117,7 +130,7 @@ impl Reader {
                 last = t;
                 let due = start + Duration::from_secs_f64((offset + t).max(0.0));
                 let now = Instant::now();
-                if due > now {
+                if live && due > now {
                     thread::sleep(due - now);
                 }
                 let unit = annexb::to_annexb(&self.framing, data, packet.is_key())
@@ -133,6 +146,9 @@ impl Reader {
                     ErrorKind::Protocol,
                     format!("{}: no video packets", path.display()),
                 )));
+                return;
+            }
+            if !live {
                 return;
             }
             // Loop: the next pass starts one frame after this one's last.

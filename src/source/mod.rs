@@ -4,6 +4,7 @@
 
 pub mod annexb;
 mod file;
+pub use file::replay_units;
 mod http;
 pub mod multipart;
 mod rtsp;

@@ -1,0 +1,107 @@
+//! Frames into the size and pixel format an output asks for: swscale once per
+//! (frame, geometry), shared by every output that asks for the same, then copied
+//! row by row into a ring slot.
+
+use std::collections::HashMap;
+
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::frame::Video;
+use ffmpeg_next::software::scaling;
+
+use super::ring::Geometry;
+use crate::config::PixelFormat;
+use crate::encode::fit_size;
+use crate::error::{Error, ErrorKind, Result};
+use crate::frame::Frame;
+
+/// The geometry a frame takes for an output's width, height and format.
+pub fn target(frame: &Frame, width: Option<u32>, height: Option<u32>, format: PixelFormat) -> Geometry {
+    let (w, h) = fit_size((frame.width(), frame.height()), width, height);
+    Geometry { width: w, height: h, format }
+}
+
+fn av_pixel(f: PixelFormat) -> Pixel {
+    match f {
+        PixelFormat::Gray => Pixel::GRAY8,
+        PixelFormat::I420 => Pixel::YUV420P,
+        PixelFormat::Nv12 => Pixel::NV12,
+        PixelFormat::Rgb24 => Pixel::RGB24,
+        PixelFormat::Bgr24 => Pixel::BGR24,
+    }
+}
+
+type ScalerKey = (Pixel, u32, u32, Geometry);
+
+/// Conversions of the current frame, and the scalers that made them (kept
+/// across frames; one per source and target geometry).
+#[derive(Default)]
+pub struct Converter {
+    scalers: Vec<(ScalerKey, scaling::Context)>,
+    frame_id: u64,
+    done: HashMap<Geometry, Video>,
+    /// Conversions made (one per frame and distinct geometry).
+    pub conversions: u64,
+}
+
+impl Converter {
+    /// Whether the frame's own planes are already what `g` asks for.
+    fn direct(frame: &Frame, g: Geometry) -> bool {
+        g.format == PixelFormat::I420
+            && (frame.width(), frame.height()) == (g.width, g.height)
+            && matches!(frame.format(), Pixel::YUV420P | Pixel::YUVJ420P)
+    }
+
+    /// `frame` in geometry `g`: converted at most once per frame.
+    pub fn get<'a>(&'a mut self, frame: &'a Frame, g: Geometry) -> Result<&'a Video> {
+        if Self::direct(frame, g) {
+            return Ok(frame.video());
+        }
+        if self.frame_id != frame.frame_id {
+            self.frame_id = frame.frame_id;
+            self.done.clear();
+        }
+        if !self.done.contains_key(&g) {
+            let v = frame.video();
+            let key = (v.format(), v.width(), v.height(), g);
+            let err = |e: String| Error::new(ErrorKind::Internal, e);
+            let found = self.scalers.iter().position(|(k, _)| *k == key);
+            let at = if let Some(i) = found {
+                i
+            } else {
+                if self.scalers.len() >= 16 {
+                    self.scalers.clear();
+                }
+                let ctx = scaling::Context::get(
+                    v.format(),
+                    v.width(),
+                    v.height(),
+                    av_pixel(g.format),
+                    g.width,
+                    g.height,
+                    scaling::Flags::BILINEAR,
+                )
+                .map_err(|e| {
+                    err(format!("cannot convert {:?} to {}x{} {}: {e}", v.format(), g.width, g.height, g.format.name()))
+                })?;
+                self.scalers.push((key, ctx));
+                self.scalers.len() - 1
+            };
+            let mut out = Video::empty();
+            self.scalers[at].1.run(v, &mut out).map_err(|e| err(format!("conversion failed: {e}")))?;
+            self.conversions += 1;
+            self.done.insert(g, out);
+        }
+        Ok(&self.done[&g])
+    }
+}
+
+/// Copies a picture's planes into a slot laid out as `g.planes()`.
+pub fn copy_planes(src: &Video, g: Geometry, dst: &mut [u8]) {
+    for (i, p) in g.planes().iter().enumerate() {
+        let (s, stride) = (src.data(i), src.stride(i));
+        for row in 0..p.rows {
+            let from = &s[row * stride..row * stride + p.row_bytes];
+            dst[p.offset + row * p.stride..p.offset + row * p.stride + p.row_bytes].copy_from_slice(from);
+        }
+    }
+}

@@ -1,0 +1,524 @@
+//! Outputs for programs: shared-memory rings (`ring`) and Redis Streams
+//! (`redis`). One worker thread per camera with outputs follows the decoder's
+//! newest frame, takes what each output's rate and similarity skip let through,
+//! converts once per (frame, size, format) and writes rings and records.
+//!
+//! Lazy like everything else: an `shm` output holds a decode lease only while a
+//! reader is attached to its ring (or with `demand: always`), a `redis` output
+//! while it is configured. In replay mode (files) the worker reads and decodes
+//! the file itself, every frame in order, at the pace of the slowest reader.
+
+pub mod convert;
+pub mod pace;
+pub mod redis;
+pub mod ring;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use self::convert::{Converter, copy_planes};
+use self::pace::{Pacer, SimilarSkip, Thumb};
+use self::redis::{Record, RecordQueue};
+use self::ring::{RingWriter, SlotMeta, unix_ns};
+use crate::camera::{Camera, Lease};
+use crate::config::{Fps, Mode, OutputConfig, OutputDemand, RedisOptions, ShmOptions, SourceSpec};
+use crate::demand::Tier;
+use crate::encode::fit_size;
+use crate::frame::Frame;
+use crate::secret::scrub;
+
+/// How often the worker looks for attached readers.
+const PRESENCE_EVERY: Duration = Duration::from_millis(250);
+
+/// Where rings live: `/dev/shm`, or `CAMHUB_SHM_DIR` (tests, or a host without /dev/shm).
+pub fn shm_dir() -> PathBuf {
+    std::env::var_os("CAMHUB_SHM_DIR").map_or_else(|| PathBuf::from("/dev/shm"), PathBuf::from)
+}
+
+/// What the API and metrics show of one output.
+pub struct OutputStats {
+    pub name: String,
+    pub kind: &'static str,
+    /// The ring file (shm).
+    pub path: Option<PathBuf>,
+    /// The stream key (redis).
+    pub stream: Option<String>,
+    pub published: AtomicU64,
+    pub skipped_similar: AtomicU64,
+    /// Readers registered in the ring (shm).
+    pub readers: AtomicU32,
+    /// Whether the output is taking frames now (shm: a reader is attached, or `demand: always`).
+    pub active: AtomicBool,
+    pub error: Mutex<Option<String>>,
+    pub queue: Option<Arc<RecordQueue>>,
+}
+
+impl OutputStats {
+    fn new(name: &str, kind: &'static str) -> Self {
+        OutputStats {
+            name: name.into(),
+            kind,
+            path: None,
+            stream: None,
+            published: AtomicU64::new(0),
+            skipped_similar: AtomicU64::new(0),
+            readers: AtomicU32::new(0),
+            active: AtomicBool::new(false),
+            error: Mutex::new(None),
+            queue: None,
+        }
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The running outputs of one camera.
+pub struct Outputs {
+    stats: Vec<Arc<OutputStats>>,
+    stop: Arc<AtomicBool>,
+    stop_worker: watch::Sender<bool>,
+    stop_publishers: watch::Sender<bool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    publishers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+struct ShmOut {
+    opts: ShmOptions,
+    ring: Option<RingWriter>,
+    pacer: Pacer,
+    skip: Option<SimilarSkip>,
+    lease: Option<Lease>,
+    /// Redis outputs that announce this ring's frames.
+    followers: Vec<usize>,
+    stats: Arc<OutputStats>,
+}
+
+struct RedisOut {
+    opts: RedisOptions,
+    pacer: Pacer,
+    skip: Option<SimilarSkip>,
+    queue: Arc<RecordQueue>,
+    lease: Option<Lease>,
+    /// The shm output it follows.
+    ring: Option<usize>,
+    stats: Arc<OutputStats>,
+}
+
+fn tier(fps: Fps) -> Tier {
+    if fps == Fps::Keyframes { Tier::Keyframes } else { Tier::Decoding }
+}
+
+fn pacer(fps: Fps) -> Pacer {
+    Pacer::new(if let Fps::Rate(r) = fps { Some(r) } else { None })
+}
+
+/// Whether an output with rate `fps` takes `f`.
+fn takes(fps: Fps, pacer: &mut Pacer, f: &Frame) -> bool {
+    match fps {
+        Fps::Keyframes => f.keyframe,
+        _ => pacer.accept(f.captured_mono),
+    }
+}
+
+impl Outputs {
+    /// Creates the camera's rings (so readers can attach at once) and starts its
+    /// worker and publishers. Call inside the tokio runtime.
+    pub fn start(cam: &Arc<Camera>) -> Outputs {
+        let cfg = cam.config();
+        let (name, opts) = (cfg.name.clone(), &cfg.options);
+        let dir = shm_dir();
+        let (stop_worker, _) = watch::channel(false);
+        let (stop_publishers, _) = watch::channel(false);
+        let mut shms = Vec::new();
+        let mut rediss = Vec::new();
+        let mut stats = Vec::new();
+        let mut publishers = Vec::new();
+        for (oname, out) in &opts.outputs {
+            if let OutputConfig::Shm(o) = out {
+                let mut st = OutputStats::new(oname, "shm");
+                st.path = Some(ring::ring_path(&dir, &name, oname));
+                let st = Arc::new(st);
+                let ring = RingWriter::create(&dir, &name, oname, o.slots, o.mode(), opts.mode, o.fps.milli())
+                    .map_err(|e| {
+                        let msg = format!("cannot create {}: {e}", ring::ring_path(&dir, &name, oname).display());
+                        warn!(camera = %name, output = %oname, "{msg}");
+                        st.set_error(Some(msg));
+                    })
+                    .ok();
+                shms.push(ShmOut {
+                    opts: o.clone(),
+                    ring,
+                    pacer: pacer(o.fps),
+                    skip: o.skip_similar.map(SimilarSkip::new),
+                    lease: None,
+                    followers: Vec::new(),
+                    stats: st.clone(),
+                });
+                stats.push(st);
+            }
+        }
+        for (oname, out) in &opts.outputs {
+            if let OutputConfig::Redis(o) = out {
+                let queue = RecordQueue::new(o.buffer as usize);
+                let stream = o.stream.clone().unwrap_or_else(|| format!("camhub:{name}"));
+                let mut st = OutputStats::new(oname, "redis");
+                st.stream = Some(stream.clone());
+                st.queue = Some(queue.clone());
+                let st = Arc::new(st);
+                let ring = o.ring.as_ref().and_then(|r| shms.iter().position(|s| s.stats.name == *r));
+                if let Some(i) = ring {
+                    shms[i].followers.push(rediss.len());
+                }
+                let target = redis::Target {
+                    url: o.url.clone(),
+                    stream,
+                    maxlen: o.maxlen,
+                    secrets: cfg.secrets().iter().map(|s| s.to_string()).collect(),
+                    label: format!("{name}/{oname}"),
+                };
+                publishers.push(tokio::spawn(redis::run(queue.clone(), target, stop_publishers.subscribe())));
+                rediss.push(RedisOut {
+                    opts: o.clone(),
+                    pacer: pacer(o.fps),
+                    skip: o.skip_similar.map(SimilarSkip::new),
+                    queue,
+                    lease: None,
+                    ring,
+                    stats: st.clone(),
+                });
+                stats.push(st);
+            }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let worker = Worker {
+            cam: cam.clone(),
+            shms,
+            rediss,
+            replay: opts.mode == Mode::Replay,
+            stop: stop.clone(),
+            handle: Handle::current(),
+        };
+        let replay_path = match (&cfg.source, opts.mode) {
+            (SourceSpec::File(p), Mode::Replay) => Some(p.clone()),
+            _ => None,
+        };
+        let stop_rx = stop_worker.subscribe();
+        let span = tracing::info_span!("outputs", camera = %name);
+        let thread = std::thread::Builder::new()
+            .name(format!("out-{name}"))
+            .spawn(move || {
+                let _g = span.enter();
+                match replay_path {
+                    Some(p) => worker.run_replay(&p, stop_rx),
+                    None => worker.run_live(stop_rx),
+                }
+            })
+            .map_err(|e| warn!(camera = %name, "cannot start the output worker: {e}"))
+            .ok();
+        Outputs { stats, stop, stop_worker, stop_publishers, thread, publishers }
+    }
+
+    pub fn stats(&self) -> &[Arc<OutputStats>] {
+        &self.stats
+    }
+
+    /// Stops the worker (rings are closed and unlinked, leases released), gives
+    /// publishers a moment to flush what is queued, then stops them.
+    pub async fn stop(mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.stop_worker.send_replace(true);
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline
+            && self
+                .stats
+                .iter()
+                .filter_map(|s| s.queue.as_ref())
+                .any(|q| !q.is_empty() && q.connected.load(Ordering::Relaxed))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.stop_publishers.send_replace(true);
+        for p in self.publishers.drain(..) {
+            let _ = p.await;
+        }
+    }
+}
+
+struct Worker {
+    cam: Arc<Camera>,
+    shms: Vec<ShmOut>,
+    rediss: Vec<RedisOut>,
+    replay: bool,
+    stop: Arc<AtomicBool>,
+    handle: Handle,
+}
+
+impl Worker {
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Looks at the rings' readers; takes or drops each output's decode lease.
+    fn update_demand(&mut self) -> bool {
+        let mut any = false;
+        for s in &mut self.shms {
+            let Some(ring) = &s.ring else { continue };
+            let readers = ring.readers().len() as u32;
+            s.stats.readers.store(readers, Ordering::Relaxed);
+            let want = ring.attached() || s.opts.demand == OutputDemand::Always || !s.followers.is_empty();
+            if want != s.stats.active.swap(want, Ordering::Relaxed) {
+                info!(output = %s.stats.name, "{}", if want { "reader attached: decoding" } else { "no reader: decoding released" });
+            }
+            if self.replay {
+                s.lease = None;
+            } else if want && s.lease.is_none() {
+                s.lease = Some(self.cam.lease(tier(s.opts.fps)));
+            } else if !want {
+                s.lease = None;
+            }
+            any |= want;
+        }
+        for r in &mut self.rediss {
+            r.stats.active.store(true, Ordering::Relaxed);
+            if !self.replay && r.lease.is_none() {
+                let fps = r.ring.map_or(r.opts.fps, |i| self.shms[i].opts.fps);
+                r.lease = Some(self.cam.lease(tier(fps)));
+            }
+            any = true;
+        }
+        any
+    }
+
+    fn run_live(mut self, mut stop_rx: watch::Receiver<bool>) {
+        let mut conv = Converter::default();
+        let mut progress = self.cam.subscribe_progress();
+        let mut last_id = 0u64;
+        let mut next_check = Instant::now();
+        while !self.stopped() {
+            let now = Instant::now();
+            if now >= next_check {
+                self.update_demand();
+                next_check = now + PRESENCE_EVERY;
+            }
+            let frame = progress.borrow_and_update().frame.clone();
+            if let Some(f) = frame.filter(|f| f.frame_id > last_id) {
+                last_id = f.frame_id;
+                self.process(&f, &mut conv);
+            }
+            let wait = next_check.saturating_duration_since(Instant::now());
+            let gone = self.handle.block_on(async {
+                tokio::select! {
+                    r = progress.changed() => r.is_err(),
+                    _ = tokio::time::sleep(wait) => false,
+                    _ = stop_rx.changed() => false,
+                }
+            });
+            if gone {
+                // The camera is going away; its stop() stops this worker.
+                std::thread::sleep(wait);
+            }
+        }
+    }
+
+    fn run_replay(mut self, path: &Path, mut stop_rx: watch::Receiver<bool>) {
+        let counters = self.cam.counters().clone();
+        let mut conv = Converter::default();
+        let wait_for_demand = |w: &mut Worker, stop_rx: &mut watch::Receiver<bool>| {
+            while !w.stopped() && !w.update_demand() {
+                let _ = w.handle.block_on(async {
+                    tokio::select! {
+                        _ = tokio::time::sleep(PRESENCE_EVERY) => {}
+                        _ = stop_rx.changed() => {}
+                    }
+                });
+            }
+        };
+        wait_for_demand(&mut self, &mut stop_rx);
+        if self.stopped() {
+            return;
+        }
+        info!("replaying {}", path.display());
+        let mut units = match crate::source::replay_units(path.to_path_buf()) {
+            Ok(rx) => rx,
+            Err(e) => return self.fail(&e.to_string(), &mut stop_rx),
+        };
+        let mut decoder: Option<crate::decode::SyncDecoder> = None;
+        let (mut seq, mut frames, mut next_check) = (0u64, Vec::new(), Instant::now());
+        while let Some(item) = units.blocking_recv() {
+            if self.stopped() {
+                return;
+            }
+            let mut unit = match item {
+                Ok(u) => u,
+                Err(e) => return self.fail(&e.to_string(), &mut stop_rx),
+            };
+            seq += 1;
+            unit.seq = seq;
+            if decoder.is_none() {
+                match crate::decode::SyncDecoder::new(unit.codec) {
+                    Ok(d) => decoder = Some(d),
+                    Err(e) => return self.fail(&e.to_string(), &mut stop_rx),
+                }
+            }
+            let dec = decoder.as_mut().expect("made above");
+            dec.decode(Arc::new(unit), &counters, |f| frames.push(f));
+            for f in frames.drain(..) {
+                self.process(&f, &mut conv);
+            }
+            if Instant::now() >= next_check {
+                // Everyone left: pause until a reader comes back.
+                wait_for_demand(&mut self, &mut stop_rx);
+                next_check = Instant::now() + PRESENCE_EVERY;
+            }
+        }
+        if let Some(dec) = decoder.as_mut() {
+            dec.flush(&counters, |f| frames.push(f));
+        }
+        for f in frames.drain(..) {
+            self.process(&f, &mut conv);
+        }
+        for s in &self.shms {
+            if let Some(r) = &s.ring {
+                r.set_ended();
+            }
+        }
+        info!("replay finished: {seq} frames");
+        let _ = self.handle.block_on(stop_rx.wait_for(|s| *s));
+    }
+
+    /// Replay cannot go on: say why on every output and wait to be stopped.
+    fn fail(&self, msg: &str, stop_rx: &mut watch::Receiver<bool>) {
+        let msg = scrub(msg, &self.cam.config().secrets());
+        warn!("replay stopped: {msg}");
+        for s in self.shms.iter().map(|s| &s.stats).chain(self.rediss.iter().map(|r| &r.stats)) {
+            s.set_error(Some(msg.clone()));
+        }
+        let _ = self.handle.block_on(stop_rx.wait_for(|s| *s));
+    }
+
+    /// Hands one decoded frame to every output that takes it.
+    fn process(&mut self, f: &Arc<Frame>, conv: &mut Converter) {
+        let Worker { cam, shms, rediss, replay, stop, handle } = self;
+        let replay = *replay;
+        let mut thumb: Option<Thumb> = None;
+        let mut thumb_of = |f: &Frame| -> Thumb {
+            thumb
+                .get_or_insert_with(|| {
+                    let v = f.video();
+                    Thumb::from_luma(v.data(0), v.stride(0), v.width() as usize, v.height() as usize)
+                })
+                .clone()
+        };
+        let base = |name: &str| {
+            Record::default()
+                .field("camera", cam.name())
+                .field("output", name)
+                .field("frame_id", f.frame_id)
+                .field("captured_ns", unix_ns(f.captured))
+        };
+        let push = |q: &RecordQueue, r: Record| {
+            if replay {
+                q.push_wait(r, stop);
+            } else {
+                q.push(r);
+            }
+        };
+        for s in shms.iter_mut() {
+            let Some(ring) = s.ring.as_mut() else { continue };
+            if !s.stats.active.load(Ordering::Relaxed) || !takes(s.opts.fps, &mut s.pacer, f) {
+                continue;
+            }
+            if let Some(same) = s.skip.as_mut().and_then(|k| k.check(f.frame_id, &thumb_of(f))) {
+                ring.note_skipped(f.frame_id);
+                s.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+                for &j in &s.followers {
+                    let r = &rediss[j];
+                    push(&r.queue, base(&r.stats.name).field("same_as", same));
+                    r.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+                }
+                continue;
+            }
+            let g = convert::target(f, s.opts.width, s.opts.height, s.opts.format);
+            if let Err(e) = ring.ensure_geometry(g) {
+                s.stats.set_error(Some(format!("cannot lay out {}: {e}", ring.path().display())));
+                continue;
+            }
+            if replay {
+                // The slowest reader sets the pace; a reader that leaves stops holding it.
+                while !ring.may_write_next() && !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_micros(500));
+                }
+            }
+            let src = match conv.get(f, g) {
+                Ok(v) => v,
+                Err(e) => {
+                    s.stats.set_error(Some(e.to_string()));
+                    continue;
+                }
+            };
+            let meta = SlotMeta { frame_id: f.frame_id, captured: f.captured, decoded: f.decoded };
+            let (seq, slot) = ring.publish(meta, |dst| copy_planes(src, g, dst));
+            s.stats.published.fetch_add(1, Ordering::Relaxed);
+            for &j in &s.followers {
+                let r = &rediss[j];
+                let mut rec = base(&r.stats.name)
+                    .field("width", g.width)
+                    .field("height", g.height)
+                    .field("format", g.format.name())
+                    .field("ring", ring.path().display())
+                    .field("slot", slot)
+                    .field("seq", seq);
+                if r.opts.include_jpeg {
+                    rec = with_jpeg(rec, cam, handle, f, &r.opts);
+                }
+                push(&r.queue, rec);
+                r.stats.published.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        for r in rediss.iter_mut().filter(|r| r.ring.is_none()) {
+            if !takes(r.opts.fps, &mut r.pacer, f) {
+                continue;
+            }
+            if let Some(same) = r.skip.as_mut().and_then(|k| k.check(f.frame_id, &thumb_of(f))) {
+                push(&r.queue, base(&r.stats.name).field("same_as", same));
+                r.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let (w, h) = fit_size((f.width(), f.height()), r.opts.width, r.opts.height);
+            let mut rec = base(&r.stats.name).field("width", w).field("height", h);
+            if r.opts.include_jpeg {
+                rec = with_jpeg(rec.field("format", "jpeg"), cam, handle, f, &r.opts);
+            }
+            push(&r.queue, rec);
+            r.stats.published.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Adds the frame as a JPEG (shared with snapshots and streams of the same quality and size).
+fn with_jpeg(rec: Record, cam: &Camera, handle: &Handle, f: &Arc<Frame>, o: &RedisOptions) -> Record {
+    let quality = o.quality.unwrap_or(cam.config().options.jpeg_quality);
+    let size = fit_size((f.width(), f.height()), o.width, o.height);
+    match handle.block_on(cam.jpegs().get(f.clone(), quality, size, cam.counters())) {
+        Ok((jpeg, _)) => rec.bytes("jpeg", jpeg),
+        Err(e) => {
+            warn!("cannot encode a JPEG for redis: {e}");
+            rec
+        }
+    }
+}
