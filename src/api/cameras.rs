@@ -1,6 +1,7 @@
 //! `GET /api/cameras` and `GET /api/cameras/{name}`: what each camera is doing.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use axum::Json;
@@ -12,6 +13,7 @@ use crate::camera::{Camera, State as CamState};
 use crate::config::Linger;
 use crate::demand::Tier;
 use crate::hub::Hub;
+use crate::output::OutputStats;
 use crate::stats::Counters;
 
 pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
@@ -69,6 +71,7 @@ pub fn describe(cam: &Camera) -> Value {
         "leases": {
             "connected": cam.leases(Tier::Connected),
             "decoding": cam.leases(Tier::Decoding),
+            "keyframes": cam.leases(Tier::Keyframes),
             "variants": cam.variant_leases().iter().map(|(k, n)| json!({
                 "quality": k.quality, "width": k.width, "height": k.height, "leases": n,
             })).collect::<Vec<_>>(),
@@ -82,6 +85,8 @@ pub fn describe(cam: &Camera) -> Value {
             "dropped_bytes": s.gop_dropped_bytes,
         },
         "jpeg_cache_bytes": cam.jpegs().bytes(),
+        "mode": o.mode,
+        "outputs": cam.outputs().iter().map(|o| describe_output(o)).collect::<Vec<_>>(),
         "counters": {
             "units_in": Counters::get(&c.units_in),
             "bytes_in": Counters::get(&c.bytes_in),
@@ -94,4 +99,33 @@ pub fn describe(cam: &Camera) -> Value {
             "reconnects": Counters::get(&c.reconnects),
         },
     })
+}
+
+/// An output for programs: what it is, whether it runs, what it did.
+fn describe_output(o: &OutputStats) -> serde_json::Value {
+    let mut v = json!({
+        "name": o.name,
+        "type": o.kind,
+        "active": o.active.load(Ordering::Relaxed),
+        "published": o.published.load(Ordering::Relaxed),
+        "skipped_similar": o.skipped_similar.load(Ordering::Relaxed),
+        "error": o.error(),
+    });
+    if let Some(p) = &o.path {
+        v["ring"] = json!(p.display().to_string());
+        v["readers"] = json!(o.readers.load(Ordering::Relaxed));
+    }
+    if let Some(s) = &o.stream {
+        v["stream"] = json!(s);
+    }
+    if let Some(q) = &o.queue {
+        v["redis"] = json!({
+            "connected": q.connected.load(Ordering::Relaxed),
+            "queued": q.len(),
+            "sent": q.sent.load(Ordering::Relaxed),
+            "dropped": q.dropped.load(Ordering::Relaxed),
+            "error": q.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+        });
+    }
+    v
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Json;
 use axum::extract::State;
@@ -13,6 +14,7 @@ use crate::camera::{Camera, State as CamState};
 use crate::demand::Tier;
 use crate::hub::Hub;
 use crate::metrics::{DECODE, ENCODE, SNAPSHOT};
+use crate::output::OutputStats;
 use crate::snapshot::SnapshotSource;
 use crate::stats::Counters;
 
@@ -77,9 +79,12 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     family(&mut o, "camhub_leases", "gauge", "Leases held, by tier.");
     for c in &cams {
         let variants: u32 = c.variant_leases().iter().map(|(_, n)| n).sum();
-        for (tier, n) in
-            [("connected", c.leases(Tier::Connected)), ("decoding", c.leases(Tier::Decoding)), ("variant", variants)]
-        {
+        for (tier, n) in [
+            ("connected", c.leases(Tier::Connected)),
+            ("decoding", c.leases(Tier::Decoding)),
+            ("keyframes", c.leases(Tier::Keyframes)),
+            ("variant", variants),
+        ] {
             let _ = writeln!(o, "camhub_leases{{camera=\"{}\",tier=\"{tier}\"}} {n}", c.name());
         }
     }
@@ -91,6 +96,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     for c in &cams {
         let _ = writeln!(o, "camhub_jpeg_cache_bytes{{camera=\"{}\"}} {}", c.name(), c.jpegs().bytes());
     }
+    outputs(&mut o, &cams, &mut family);
     family(&mut o, "camhub_snapshot_duration_seconds", "histogram", "Snapshot answer time, by X-Snapshot-Source.");
     for s in SnapshotSource::ALL {
         SNAPSHOT[s.index()].render(&mut o, "camhub_snapshot_duration_seconds", &format!("source=\"{}\",", s.as_str()));
@@ -103,6 +109,44 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     let mut r = o.into_response();
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     r
+}
+
+/// Outputs for programs, labelled by camera and output name (both plain names).
+fn outputs(o: &mut String, cams: &[Arc<Camera>], family: &mut impl FnMut(&mut String, &str, &str, &str)) {
+    type Get = fn(&OutputStats) -> Option<u64>;
+    let rows: [(&str, &str, &str, Get); 7] = [
+        ("camhub_output_frames_total", "counter", "Frames published by an output (SHM slots, Redis records).", |s| {
+            Some(s.published.load(Ordering::Relaxed))
+        }),
+        ("camhub_output_skipped_similar_total", "counter", "Frames an output skipped as the same picture.", |s| {
+            Some(s.skipped_similar.load(Ordering::Relaxed))
+        }),
+        ("camhub_output_active", "gauge", "1 while an output takes frames (SHM: a reader is attached).", |s| {
+            Some(u64::from(s.active.load(Ordering::Relaxed)))
+        }),
+        ("camhub_shm_readers", "gauge", "Readers registered in an SHM ring.", |s| {
+            s.path.as_ref().map(|_| u64::from(s.readers.load(Ordering::Relaxed)))
+        }),
+        ("camhub_redis_records_sent_total", "counter", "Records written to Redis.", |s| {
+            s.queue.as_ref().map(|q| q.sent.load(Ordering::Relaxed))
+        }),
+        ("camhub_redis_records_dropped_total", "counter", "Records dropped while Redis was slow or away.", |s| {
+            s.queue.as_ref().map(|q| q.dropped.load(Ordering::Relaxed))
+        }),
+        ("camhub_redis_connected", "gauge", "1 while the output is connected to Redis.", |s| {
+            s.queue.as_ref().map(|q| u64::from(q.connected.load(Ordering::Relaxed)))
+        }),
+    ];
+    for (name, kind, help, get) in rows {
+        family(o, name, kind, help);
+        for c in cams {
+            for s in c.outputs() {
+                if let Some(v) = get(&s) {
+                    let _ = writeln!(o, "{name}{{camera=\"{}\",output=\"{}\"}} {v}", c.name(), s.name);
+                }
+            }
+        }
+    }
 }
 
 /// The standard process metrics, from /proc/self.

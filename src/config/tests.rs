@@ -75,3 +75,45 @@ fn interpolates_secrets_from_the_environment() {
     assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
     assert_eq!(interpolate("a$$b${CAMHUB_NOT_SET_Y:-dflt}").unwrap(), "a$bdflt");
 }
+
+#[test]
+fn outputs_parse_with_their_options_and_defaults() {
+    let c = parse(
+        "cameras:\n  door:\n    url: rtsp://cam/s\n    outputs:\n      ai:\n        shm: {fps: 5, width: 640, format: rgb24, slots: 3, demand: always, skip_similar: 0.02}\n      kf:\n        shm: {fps: keyframes}\n      q:\n        redis: {url: \"redis://:hunter22@127.0.0.1:6379/0\", ring: ai, include_jpeg: true}\n",
+    )
+    .unwrap();
+    let o = &c.cameras[0].options.outputs;
+    let OutputConfig::Shm(ai) = &o["ai"] else { panic!("ai is shm") };
+    assert_eq!((ai.fps, ai.width, ai.format, ai.slots), (Fps::Rate(5.0), Some(640), PixelFormat::Rgb24, 3));
+    assert_eq!((ai.demand, ai.skip_similar, ai.mode()), (OutputDemand::Always, Some(0.02), 0o600));
+    let OutputConfig::Shm(kf) = &o["kf"] else { panic!("kf is shm") };
+    assert_eq!((kf.fps, kf.format, kf.slots), (Fps::Keyframes, PixelFormat::Bgr24, 4));
+    let OutputConfig::Redis(q) = &o["q"] else { panic!("q is redis") };
+    assert_eq!((q.ring.as_deref(), q.maxlen, q.buffer, q.include_jpeg), (Some("ai"), 1000, 1000, true));
+    assert!(c.cameras[0].secrets().contains(&"hunter22"), "the redis password is scrubbed like the camera's");
+    assert!(!format!("{:?}", c.cameras[0]).contains("hunter22"));
+}
+
+#[test]
+fn bad_outputs_say_what_is_wrong_and_where() {
+    let cases = [
+        ("shm: {format: yuyv}", "yuyv"),
+        ("shm: {fps: 0}", "frames per second"),
+        ("shm: {slots: 1}", "slots must be 2-64"),
+        ("shm: {permissions: \"rw\"}", "octal"),
+        ("shm: {skip_similar: 3}", "skip_similar must be 0-1"),
+        ("redis: {url: \"http://x\"}", "redis url scheme"),
+        ("redis: {url: \"redis://x\", ring: nope}", "ring \"nope\" is not an shm output"),
+        ("webrtc: {}", "webrtc"),
+    ];
+    for (out, want) in cases {
+        let text = format!("cameras:\n  door:\n    url: rtsp://cam/s\n    outputs:\n      x:\n        {out}\n");
+        let e = parse(&text).unwrap_err().0;
+        assert!(e.contains(want), "{out}: {e}");
+        assert!(e.starts_with("cams.yaml:"), "{out}: the error names the file and line: {e}");
+    }
+    let e =
+        parse("cameras:\n  door:\n    url: rtsp://cam/s\n    mode: replay\n    outputs:\n      x:\n        shm: {}\n")
+            .unwrap_err();
+    assert!(e.0.contains("files only"), "{e}");
+}

@@ -374,3 +374,115 @@ impl Drop for RingWriter {
         let _ = std::fs::remove_file(self.tmp_path());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("camhub-ring-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn u32_at(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
+    }
+    fn u64_at(b: &[u8], o: usize) -> u64 {
+        u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
+    }
+
+    #[test]
+    fn header_slots_and_replacement_follow_the_documented_layout() {
+        let d = dir("layout");
+        let mut w = RingWriter::create(&d, "cam", "ai", 3, 0o640, Mode::Live, 5000).unwrap();
+        let path = d.join("camhub.cam.ai");
+        let header_only = std::fs::read(&path).unwrap();
+        assert_eq!(header_only.len(), HEADER_SIZE);
+        assert_eq!(&header_only[..8], MAGIC);
+        assert_eq!(u32_at(&header_only, off::FLAGS), 0, "not READY before the first frame");
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        let old = File::open(&path).unwrap();
+
+        let g = Geometry { width: 6, height: 4, format: PixelFormat::I420 };
+        w.ensure_geometry(g).unwrap();
+        let mut old_header = vec![0u8; 32];
+        std::os::unix::fs::FileExt::read_at(&old, &mut old_header, 0).unwrap();
+        assert_eq!(u32_at(&old_header, off::FLAGS) & CLOSED, CLOSED, "readers of the old file are told to reopen");
+
+        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        for i in 1..=4u64 {
+            let meta = SlotMeta { frame_id: 100 + i, captured: t, decoded: t };
+            let (seq, slot) = w.publish(meta, |px| px.fill(i as u8));
+            assert_eq!((seq, slot), (i, ((i - 1) % 3) as u32));
+        }
+        let b = std::fs::read(&path).unwrap();
+        assert_eq!(u32_at(&b, off::FLAGS), READY);
+        assert_eq!((u32_at(&b, off::FORMAT), u32_at(&b, off::WIDTH), u32_at(&b, off::HEIGHT)), (2, 6, 4));
+        assert_eq!((u32_at(&b, off::SLOT_COUNT), u32_at(&b, off::PLANE_COUNT)), (3, 3));
+        let (slot_size, frame_size) = (u64_at(&b, off::SLOT_SIZE) as usize, u64_at(&b, off::FRAME_SIZE) as usize);
+        assert_eq!(frame_size, 6 * 4 + 2 * 3 * 2);
+        assert_eq!(slot_size % 4096, 0);
+        assert_eq!(b.len(), HEADER_SIZE + 3 * slot_size);
+        // Planes: Y 6x4, U and V 3x2, tight.
+        let plane = |i: usize| (0..4).map(|j| u32_at(&b, off::PLANES + 16 * i + 4 * j)).collect::<Vec<_>>();
+        assert_eq!(plane(0), vec![0, 6, 6, 4]);
+        assert_eq!(plane(1), vec![24, 3, 3, 2]);
+        assert_eq!(plane(2), vec![30, 3, 3, 2]);
+        assert_eq!(u64_at(&b, off::WRITE_SEQ), 4);
+        assert_eq!(u64_at(&b, off::FPS_MILLI), 5000);
+        assert_eq!(&b[off::CAMERA..off::CAMERA + 4], b"cam\0");
+        // Frame 4 overwrote slot 0; slot 2 still holds frame 3.
+        for (slot, seq) in [(0usize, 4u64), (1, 2), (2, 3)] {
+            let s = HEADER_SIZE + slot * slot_size;
+            assert_eq!(u64_at(&b, s + off::SEQ_BEGIN), seq);
+            assert_eq!(u64_at(&b, s + off::SEQ_END), seq);
+            assert_eq!(u64_at(&b, s + off::FRAME_ID), 100 + seq);
+            assert_eq!(u64_at(&b, s + off::CAPTURED_NS), 1_700_000_000_000_000_000);
+            assert!(b[s + SLOT_HEADER..s + SLOT_HEADER + frame_size].iter().all(|v| u64::from(*v) == seq));
+        }
+        drop(w);
+        assert!(!path.exists(), "a removed output frees its name");
+    }
+
+    #[test]
+    fn a_crashed_hubs_ring_is_closed_and_replaced() {
+        let d = dir("crash");
+        let w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        let path = w.path().to_path_buf();
+        std::mem::forget(w); // a crash: no clean-up ran
+        let stale = File::open(&path).unwrap();
+        let _w2 = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        let mut h = vec![0u8; 32];
+        std::os::unix::fs::FileExt::read_at(&stale, &mut h, 0).unwrap();
+        assert_eq!(u32_at(&h, off::FLAGS) & CLOSED, CLOSED);
+        let fresh = std::fs::read(&path).unwrap();
+        assert_eq!(u32_at(&fresh, off::FLAGS) & CLOSED, 0);
+    }
+
+    #[test]
+    fn readers_are_seen_by_lock_and_table_and_pace_replay() {
+        let d = dir("readers");
+        let mut w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Replay, 0).unwrap();
+        w.ensure_geometry(Geometry { width: 4, height: 2, format: PixelFormat::Gray }).unwrap();
+        assert!(!w.attached());
+        let reader = File::open(w.path()).unwrap();
+        flock(&reader, FlockOperation::LockShared).unwrap();
+        assert!(w.attached(), "a shared lock is an attached reader");
+        // Register as the docs say: our own pid (alive), and a dead one.
+        let me = std::process::id();
+        w.map.u32_at(off::READERS).store(me, Ordering::Release);
+        w.map.u32_at(off::READERS + 32).store(0x3fff_fff0, Ordering::Release);
+        w.map.u64_at(off::READERS + 32 + 8).store(0, Ordering::Release);
+        assert_eq!(w.readers().iter().map(|r| r.pid).collect::<Vec<_>>(), vec![me], "dead pids do not count");
+        let meta = SlotMeta { frame_id: 1, captured: SystemTime::now(), decoded: SystemTime::now() };
+        w.publish(meta, |_| {});
+        w.publish(meta, |_| {});
+        assert!(!w.may_write_next(), "frame 3 would overwrite frame 1, which the reader has not finished");
+        w.map.u64_at(off::READERS + 8).store(1, Ordering::Release);
+        assert!(w.may_write_next());
+        drop(reader);
+        assert!(!w.attached(), "closing the file drops the lock");
+    }
+}
