@@ -15,7 +15,7 @@ APT_PACKAGES := pkg-config clang libclang-dev \
 	libturbojpeg0-dev ffmpeg \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly chromium
+	gstreamer1.0-plugins-ugly chromium redis-server
 
 VENV := .venv
 
@@ -48,6 +48,12 @@ $(VENV)/.ok: tests/requirements.txt | deps
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 	touch $@
 
+# The Python client (clients/python), as users install it.
+CLIENT_OK := $(VENV)/.client-ok
+$(CLIENT_OK): $(VENV)/.ok clients/python/pyproject.toml $(wildcard clients/python/camhub/*.py)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
+	touch $@
+
 # playwright-core only (it drives Debian's Chromium; no browser download).
 NODE_OK := tests/support/node_modules/.ok
 $(NODE_OK): tests/support/package-lock.json | deps
@@ -55,14 +61,16 @@ $(NODE_OK): tests/support/package-lock.json | deps
 	npm ci --prefix tests/support --no-audit --no-fund --loglevel=error
 	touch $@
 
-test: deps $(VENV)/.ok $(NODE_OK)
+test: deps $(VENV)/.ok $(CLIENT_OK) $(NODE_OK)
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	cargo test --lib --bins --tests
+	CAMHUB_BIN=target/debug/camhub $(VENV)/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 
-bench: deps
+bench: deps $(CLIENT_OK)
 	cargo bench --bench snapshot $(BENCH_ARGS)
 	cargo bench --bench fanout $(BENCH_ARGS)
+	cargo bench --bench outputs $(BENCH_ARGS)
 
 clips: deps
 	scripts/make-clips.sh

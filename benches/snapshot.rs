@@ -65,7 +65,7 @@ fn reference_decode(units: &[(Vec<u8>, bool)]) -> Duration {
         }
     }
     let video = last.expect("a decoded picture");
-    let f = camhub::frame::Frame::new(0, std::time::SystemTime::now(), Instant::now(), video);
+    let f = camhub::frame::Frame::new(0, std::time::SystemTime::now(), Instant::now(), true, video);
     let jpeg = camhub::encode::encode_jpeg(&f, 80, (WIDTH, HEIGHT)).unwrap();
     assert!(jpeg.len() > 1000);
     t.elapsed()

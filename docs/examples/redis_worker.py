@@ -42,7 +42,8 @@ def main():
     rings = {}
     done = 0
     while args.count == 0 or done < args.count:
-        reply = r.xreadgroup(args.group, args.consumer, {args.stream: ">"}, count=10, block=1000)
+        want = 10 if args.count == 0 else min(10, args.count - done)
+        reply = r.xreadgroup(args.group, args.consumer, {args.stream: ">"}, count=want, block=1000)
         for _, entries in reply or []:
             for rid, f in entries:
                 frame_id = int(f[b"frame_id"])
@@ -63,8 +64,6 @@ def main():
                               flush=True)
                 r.xack(args.stream, args.group, rid)
                 done += 1
-                if args.count and done >= args.count:
-                    break
     for ring in rings.values():
         ring.close()
 

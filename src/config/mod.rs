@@ -81,7 +81,7 @@ impl AuthConfig {
 #[derive(Debug)]
 enum CameraEntry {
     Url(String),
-    Full(CameraOptions),
+    Full(Box<CameraOptions>),
 }
 
 impl<'de> Deserialize<'de> for CameraEntry {
@@ -96,7 +96,8 @@ impl<'de> Deserialize<'de> for CameraEntry {
                 Ok(CameraEntry::Url(v.to_owned()))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CameraEntry, A::Error> {
-                CameraOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(CameraEntry::Full)
+                CameraOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(|o| CameraEntry::Full(Box::new(o)))
             }
         }
         d.deserialize_any(V)
@@ -370,7 +371,7 @@ impl Config {
             let (line, col) = (entry.referenced.line(), entry.referenced.column());
             let options = match entry.value {
                 CameraEntry::Url(u) => CameraOptions::from_url(u),
-                CameraEntry::Full(o) => o,
+                CameraEntry::Full(o) => *o,
             };
             let cam = CameraConfig::resolve(&name, options, base).map_err(|e| {
                 // An unset variable is pointed at where it is used, not at the camera.

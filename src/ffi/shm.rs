@@ -21,7 +21,7 @@ impl SharedMap {
     }
 
     fn checked_ptr(&self, offset: usize, size: usize) -> *mut u8 {
-        assert!(offset % size == 0 && offset + size <= self.map.len(), "bad atomic offset {offset}");
+        assert!(offset.is_multiple_of(size) && offset + size <= self.map.len(), "bad atomic offset {offset}");
         // The map's base is page-aligned, so an offset aligned to `size` is too.
         self.map.as_ptr().wrapping_add(offset).cast_mut()
     }

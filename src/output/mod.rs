@@ -33,6 +33,10 @@ use crate::encode::fit_size;
 use crate::frame::Frame;
 use crate::secret::scrub;
 
+/// Replay: how long a ring waits for a reader to register in a new file before
+/// going on without it (a reader that left).
+const REREGISTER_WAIT: Duration = Duration::from_secs(3);
+
 /// How often the worker looks for attached readers.
 const PRESENCE_EVERY: Duration = Duration::from_millis(250);
 
@@ -340,7 +344,7 @@ impl Worker {
         let mut conv = Converter::default();
         let wait_for_demand = |w: &mut Worker, stop_rx: &mut watch::Receiver<bool>| {
             while !w.stopped() && !w.update_demand() {
-                let _ = w.handle.block_on(async {
+                w.handle.block_on(async {
                     tokio::select! {
                         _ = tokio::time::sleep(PRESENCE_EVERY) => {}
                         _ = stop_rx.changed() => {}
@@ -459,9 +463,18 @@ impl Worker {
                 continue;
             }
             if replay {
-                // The slowest reader sets the pace; a reader that leaves stops holding it.
-                while !ring.may_write_next() && !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_micros(500));
+                // The slowest registered reader sets the pace. A ring driven by its readers
+                // also waits for one to register (each new file starts with an empty table:
+                // readers reopen into it), but not forever for one that has left.
+                let reader_driven = s.opts.demand == OutputDemand::Auto && s.followers.is_empty();
+                let since = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    match ring.may_write_next() {
+                        Some(true) => break,
+                        None if !reader_driven => break,
+                        None if since.elapsed() > REREGISTER_WAIT && !ring.attached() => break,
+                        _ => std::thread::sleep(Duration::from_micros(500)),
+                    }
                 }
             }
             let src = match conv.get(f, g) {

@@ -305,15 +305,16 @@ impl RingWriter {
             .collect()
     }
 
-    /// Replay pacing: whether frame `seq + 1` may be written now, i.e. every live
-    /// reader is done with the frame it would overwrite.
-    pub fn may_write_next(&self) -> bool {
-        let next = self.seq + 1;
-        let Some(oldest_kept) = next.checked_sub(u64::from(self.slots)) else { return true };
-        if oldest_kept == 0 {
-            return true;
+    /// Replay pacing: whether frame `seq + 1` may be written now, i.e. every
+    /// registered reader is done with the frame it would overwrite. `None`: no
+    /// reader is registered in this file (yet, or any more).
+    pub fn may_write_next(&self) -> Option<bool> {
+        let readers = self.readers();
+        if readers.is_empty() {
+            return None;
         }
-        self.readers().iter().all(|r| r.read_seq >= oldest_kept)
+        let oldest_kept = (self.seq + 1).saturating_sub(u64::from(self.slots));
+        Some(readers.iter().all(|r| r.read_seq >= oldest_kept))
     }
 
     /// Notes a frame the output took but did not write (skipped as similar).
@@ -479,9 +480,11 @@ mod tests {
         let meta = SlotMeta { frame_id: 1, captured: SystemTime::now(), decoded: SystemTime::now() };
         w.publish(meta, |_| {});
         w.publish(meta, |_| {});
-        assert!(!w.may_write_next(), "frame 3 would overwrite frame 1, which the reader has not finished");
+        assert_eq!(w.may_write_next(), Some(false), "frame 3 would overwrite frame 1, which the reader still uses");
         w.map.u64_at(off::READERS + 8).store(1, Ordering::Release);
-        assert!(w.may_write_next());
+        assert_eq!(w.may_write_next(), Some(true));
+        w.map.u32_at(off::READERS).store(0, Ordering::Release);
+        assert_eq!(w.may_write_next(), None, "nobody registered");
         drop(reader);
         assert!(!w.attached(), "closing the file drops the lock");
     }

@@ -1,0 +1,199 @@
+//! P2 and P7 of PERFORMANCE.md: frames for programs.
+//!
+//! P2: 20 cameras (the same 720p 6 fps H.264 RTSP stream on loopback, one session
+//!     each) decoded continuously into SHM rings, against `ffmpeg -threads 1 ...
+//!     -f null` per camera (decode only: compared with camhub writing I420, no
+//!     conversion) and against a Python/OpenCV reader per camera (decode + BGR:
+//!     compared with camhub writing BGR24). CPU from /proc over the same window.
+//! P7: a Python reader (the repo's client, futex wait) on one camera: time from
+//!     decode to the frame in Python, and from publish to wake-up; zero-copy check.
+//!
+//! `cargo bench --bench outputs [-- --quick]`; writes its section of BENCHMARKS.md.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "support.rs"]
+mod support;
+use support::*;
+
+const CAMERAS: usize = 20;
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+fn cpu_of(pids: &[u32]) -> f64 {
+    pids.iter().map(|p| cpu_seconds(*p)).sum()
+}
+
+/// CPU of `pids` over `window`, in % of one core.
+fn sample(pids: &[u32], window: Duration) -> f64 {
+    let (c0, t0) = (cpu_of(pids), Instant::now());
+    std::thread::sleep(window);
+    (cpu_of(pids) - c0) / t0.elapsed().as_secs_f64() * 100.0
+}
+
+fn python() -> String {
+    repo().join(".venv/bin/python").display().to_string()
+}
+
+fn published(base: &str) -> u64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.get(&format!("{base}/api/cameras")).call().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
+    let cams = v.as_array().cloned().or_else(|| v["cameras"].as_array().cloned()).unwrap_or_default();
+    cams.iter()
+        .flat_map(|c| c["outputs"].as_array().cloned().unwrap_or_default())
+        .map(|o| o["published"].as_u64().unwrap_or(0))
+        .sum()
+}
+
+struct Run {
+    cpu: f64,
+    fps: f64,
+    p7: Option<serde_json::Value>,
+}
+
+/// camhub with 20 cameras writing `format` rings; P7's reader on c0 during the window.
+fn camhub_run(url: &str, format: &str, window: Duration, dir: &Path) -> Run {
+    let mut cfg = String::from("cameras:\n");
+    for i in 0..CAMERAS {
+        cfg += &format!(
+            "  c{i}:\n    url: {url}\n    outputs:\n      ai:\n        shm: {{format: {format}, demand: always}}\n"
+        );
+    }
+    let path = dir.join(format!("p2-{format}.yaml"));
+    std::fs::write(&path, cfg).unwrap();
+    let (hub, base) = start_hub(env!("CARGO_BIN_EXE_camhub"), &path);
+    let pid = hub.0.id();
+    let t = Instant::now();
+    while published(&base) < (CAMERAS * 12) as u64 && t.elapsed() < Duration::from_secs(60) {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let reader = Command::new(python())
+        .arg(repo().join("benches/py/shm_latency.py"))
+        .args(["c0", "ai", &format!("{}", window.as_secs_f64() - 1.0)])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let p0 = published(&base);
+    let t0 = Instant::now();
+    let cpu = sample(&[pid], window);
+    let fps = (published(&base) - p0) as f64 / t0.elapsed().as_secs_f64();
+    let out = reader.wait_with_output().unwrap();
+    let p7 = serde_json::from_slice(&out.stdout).ok();
+    drop(hub);
+    Run { cpu, fps, p7 }
+}
+
+/// One reference process per camera; their summed CPU over the window.
+fn reference(window: Duration, spawn: impl Fn() -> Child) -> f64 {
+    let children: Vec<Child> = (0..CAMERAS).map(|_| spawn()).collect();
+    std::thread::sleep(Duration::from_secs(4));
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let cpu = sample(&pids, window);
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    cpu
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("outputs benchmark: run with `make bench` or `cargo bench --bench outputs`");
+        return;
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    let window = Duration::from_secs(if quick { 8 } else { 20 });
+    let clip = make_720p_clip();
+    let (_server, url) = start_rtsp_server(&clip);
+    let dir = std::env::temp_dir().join(format!("camhub-outputs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    eprintln!("P2: camhub, {CAMERAS} cameras into I420 rings, {} s...", window.as_secs());
+    let i420 = camhub_run(&url, "i420", window, &dir);
+    eprintln!("P2: ffmpeg -threads 1 -f null x {CAMERAS}...");
+    let ffmpeg = reference(window, || {
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-threads", "1", "-i", &url])
+            .args(["-f", "null", "-"])
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    eprintln!("P2: camhub, {CAMERAS} cameras into BGR24 rings...");
+    let bgr = camhub_run(&url, "bgr24", window, &dir);
+    eprintln!("P2: Python/OpenCV reader x {CAMERAS}...");
+    let opencv = reference(window, || {
+        Command::new(python())
+            .arg(repo().join("benches/py/opencv_reader.py"))
+            .args([&url, &format!("{}", window.as_secs() + 8)])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let expected = (CAMERAS as u32 * FPS) as f64;
+    let p7 = |r: &Run| {
+        r.p7.as_ref().map_or("reader failed".to_string(), |v| {
+            format!(
+                "{} frames: decode to Python p50 {:.2} ms, p99 {:.2} ms; publish to wake-up p50 {:.2} ms, p99 {:.2} ms; zero-copy: {}",
+                v["frames"],
+                v["decode_p50"].as_f64().unwrap_or(f64::NAN),
+                v["decode_p99"].as_f64().unwrap_or(f64::NAN),
+                v["wake_p50"].as_f64().unwrap_or(f64::NAN),
+                v["wake_p99"].as_f64().unwrap_or(f64::NAN),
+                v["zero_copy"],
+            )
+        })
+    };
+    let rows = [
+        format!(
+            "| P2: {CAMERAS} cameras decoded into I420 rings | camhub {:.1}% of a core ({:.0} of {expected:.0} frames/s published) | `ffmpeg -threads 1 -f null` x {CAMERAS}: {ffmpeg:.1}% | **{:.2}x** | within 1.15x |",
+            i420.cpu,
+            i420.fps,
+            i420.cpu / ffmpeg,
+        ),
+        format!(
+            "| P2: {CAMERAS} cameras decoded into BGR24 rings | camhub {:.1}% ({:.0} of {expected:.0} frames/s) | Python/OpenCV reader x {CAMERAS}: {opencv:.1}% | **{:.2}x** | beat it (< 1x) |",
+            bgr.cpu,
+            bgr.fps,
+            bgr.cpu / opencv,
+        ),
+        format!(
+            "| P7: Python reader, I420 720p, during the I420 run | {} | | | < 2 ms after decode, zero copies |",
+            p7(&i420)
+        ),
+        format!(
+            "| P7: Python reader, BGR24 720p, during the BGR24 run | {} | | | < 2 ms after decode, zero copies |",
+            p7(&bgr)
+        ),
+    ];
+    let section = format!(
+        "## Frames for programs (P2, P7)\n\n\
+         Command: `make bench` (`cargo bench --bench outputs{}`), {}, {}.\n\
+         Each camera is its own RTSP session (TCP) of the same GStreamer RTSP server on loopback \
+         (H.264 1280x720, 6 fps, ~1 Mbit/s, 10 s GOP); camhub release build with `demand: always` SHM outputs; \
+         each reference runs in the same bench run, one process per camera, over the same {} s window; \
+         CPU is utime+stime from /proc of camhub or of the reference processes. \
+         The I420 ring is the decoder's own planes copied into the slot; BGR24 adds one swscale conversion \
+         per frame, as OpenCV's reader does. P7's reader is `benches/py/shm_latency.py` (the repo's Python client, \
+         futex wait); \"decode to Python\" includes the conversion and the copy into the slot.\n\n\
+         | scenario | camhub | reference | ratio | target |\n|---|---|---|---|---|\n{}\n\n",
+        if quick { " -- --quick" } else { "" },
+        stamp(),
+        machine(),
+        window.as_secs(),
+        rows.join("\n"),
+    );
+    println!("{section}");
+    write_section(&repo().join("BENCHMARKS.md"), "## Frames for programs (P2, P7)", &section);
+}

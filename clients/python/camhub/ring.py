@@ -1,0 +1,711 @@
+"""Reader side of camhub's shared-memory frame rings (layout: docs/shm.md).
+
+A `Ring` attaches to `/dev/shm/camhub.<camera>.<output>`: it holds a shared
+`flock` on the file (that is the hub's demand signal: decoding starts), registers
+in the file's reader table, and maps the whole file. Frames come back as `Frame`
+objects whose `array` is a read-only numpy view of the slot's memory, no copy.
+
+A view stays valid until the writer comes back to its slot (`slot_count - 1`
+publishes after the newest frame, in live mode). `frame.intact()` tells whether it
+still is; `frame.copy()` copies and returns None if the frame was overwritten
+while being copied. In replay mode the writer waits for its readers, so a frame
+from `frames()` stays intact until the iterator is asked for the next one.
+
+The ring follows the hub: when the file is replaced (first frame, new geometry,
+hub restart) it reattaches to the new file by name; when the hub removes the file
+it waits for it to come back. A Ring is not thread-safe: use one per thread.
+"""
+
+import ctypes
+import errno
+import fcntl
+import mmap
+import os
+import platform
+import re
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+
+__all__ = ["Ring", "Frame", "RingError", "open", "ring_path", "FORMATS"]
+
+MAGIC = b"CAMHUBRG"
+VERSION = 1
+HEADER_SIZE = 4096
+READY, CLOSED, ENDED = 1, 2, 4
+LIVE, REPLAY = 0, 1
+FORMATS = {1: "gray", 2: "i420", 3: "nv12", 4: "rgb24", 5: "bgr24"}
+PLANE_COUNTS = {1: 1, 2: 3, 3: 2, 4: 1, 5: 1}
+
+# Header offsets (bytes).
+H_FLAGS, H_FORMAT, H_WIDTH, H_HEIGHT, H_SLOTS, H_PLANES_N = 16, 20, 24, 28, 32, 36
+H_SLOT_SIZE, H_FRAME_SIZE, H_WRITER_PID, H_MODE = 40, 48, 56, 60
+H_WRITE_SEQ, H_NOTIFY, H_PLANES = 64, 72, 80
+H_LAST_FRAME_ID, H_SKIPPED, H_FPS_MILLI, H_CREATED = 144, 152, 160, 168
+H_CAMERA, H_OUTPUT = 256, 320
+READERS_AT, READER_SIZE, MAX_READERS = 1024, 32, 32
+TABLE_LOCK_BYTE = 4095
+# Slot offsets (bytes).
+S_SEQ_BEGIN, S_FRAME_ID, S_CAPTURED, S_PUBLISHED, S_DECODED, S_SEQ_END, S_PIXELS = 0, 8, 16, 24, 32, 56, 64
+
+WAIT_SLICE = 0.1  # longest single futex sleep: notices CLOSED / a dead writer
+POLL = 0.001  # where futex is not available
+DETACHED_POLL = 0.1  # while the file does not exist (hub gone)
+STAT_EVERY = 1.0  # how often an idle reader checks that its file is still the named one
+
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# lockf locks belong to the process, not the fd: threads of one process would not
+# exclude each other, and closing any fd of the file drops them. This lock covers both.
+_TABLE_LOCK = threading.Lock()
+
+
+class RingError(Exception):
+    """The file is not a camhub ring this client understands."""
+
+
+def ring_path(camera, output, directory="/dev/shm"):
+    for what, name in (("camera", camera), ("output", output)):
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"{what} name {name!r}: only letters, digits, '_' and '-'")
+    return os.path.join(directory, f"camhub.{camera}.{output}")
+
+
+def open(camera, output, *, directory="/dev/shm", timeout=None):  # noqa: A001 (camhub.open)
+    """Attaches to the ring of `camera`'s shm output `output`.
+
+    `timeout`: how long to wait for the file to appear (None: fail at once)."""
+    return Ring(ring_path(camera, output, directory), timeout=timeout, _names=(camera, output))
+
+
+# --- futex -------------------------------------------------------------------
+
+_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine().lower())
+FUTEX_WAIT, FUTEX_WAKE = 0, 1
+
+
+class _Timespec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _load_syscall():
+    if not sys.platform.startswith("linux") or _SYS_FUTEX is None:
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    fn.restype = ctypes.c_long
+    return fn
+
+
+_syscall = _load_syscall()
+
+
+def futex_available():
+    return _syscall is not None
+
+
+def _futex_wait(addr, expected, timeout):
+    """Sleeps while the u32 at `addr` equals `expected`, at most `timeout` s (shared futex)."""
+    ts = _Timespec(int(timeout), int((timeout - int(timeout)) * 1e9))
+    r = _syscall(
+        ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(addr), ctypes.c_int(FUTEX_WAIT),
+        ctypes.c_uint(expected & 0xFFFFFFFF), ctypes.byref(ts), ctypes.c_void_p(None), ctypes.c_int(0),
+    )
+    if r == -1 and ctypes.get_errno() not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
+        time.sleep(POLL)  # ENOSYS and the like: behave like polling
+
+
+def _alive(pid):
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --- frames ------------------------------------------------------------------
+
+
+class _Geometry:
+    """What READY makes valid in a header, plus every slot's views, built once."""
+
+    def __init__(self, m):
+        u32, u64 = m.u32, m.u64
+        self.header_size = int(u32[12 // 4])
+        self.code = int(u32[H_FORMAT // 4])
+        self.width = int(u32[H_WIDTH // 4])
+        self.height = int(u32[H_HEIGHT // 4])
+        self.slots = int(u32[H_SLOTS // 4])
+        nplanes = int(u32[H_PLANES_N // 4])
+        self.slot_size = int(u64[H_SLOT_SIZE // 8])
+        self.frame_size = int(u64[H_FRAME_SIZE // 8])
+        self.planes = [tuple(int(v) for v in u32[(H_PLANES + 16 * i) // 4:(H_PLANES + 16 * i) // 4 + 4])
+                       for i in range(nplanes)]
+        if self.code not in FORMATS or nplanes != PLANE_COUNTS[self.code]:
+            raise RingError(f"{m.path}: format {self.code} with {nplanes} planes is not supported")
+        if self.slots < 1 or self.header_size < HEADER_SIZE or self.header_size % 8 or self.slot_size % 8:
+            raise RingError(f"{m.path}: bad geometry (slots {self.slots}, slot_size {self.slot_size})")
+        if self.slot_size < S_PIXELS + self.frame_size:
+            raise RingError(f"{m.path}: slot_size {self.slot_size} < 64 + frame_size {self.frame_size}")
+        for off, stride, row_bytes, rows in self.planes:
+            if rows and (row_bytes > stride or off + stride * (rows - 1) + row_bytes > self.frame_size):
+                raise RingError(f"{m.path}: plane {(off, stride, row_bytes, rows)} outside the frame")
+        self.format = FORMATS[self.code]
+        self.size = self.header_size + self.slots * self.slot_size
+
+    def views(self, u8, base):
+        """(array, planes) of the pixels starting at byte `base` of `u8`, read-only."""
+        w, h, p = self.width, self.height, self.planes
+
+        def view(shape, off, strides):
+            a = np.ndarray(shape, np.uint8, buffer=u8, offset=base + off, strides=strides)
+            a.flags.writeable = False
+            return a
+
+        planes = [view((rows, row_bytes), off, (stride, 1)) for off, stride, row_bytes, rows in p]
+        off0, stride0 = p[0][0], p[0][1]
+        if self.format in ("rgb24", "bgr24"):
+            array = view((h, w, 3), off0, (stride0, 3, 1))
+        elif self.format == "gray":
+            array = planes[0]
+        else:
+            array = planes[0]  # not packed the way OpenCV wants: the Y plane alone
+            even = w % 2 == 0 and h % 2 == 0
+            y_ok = p[0][2] == w and p[0][3] == h
+            if self.format == "nv12" and even and y_ok:
+                uv = p[1]
+                if uv == (off0 + stride0 * h, stride0, w, h // 2):
+                    array = view((h * 3 // 2, w), off0, (stride0, 1))
+            elif self.format == "i420" and even and y_ok and stride0 == w:
+                q = (w // 2) * (h // 2)
+                u, v = p[1], p[2]
+                if u == (off0 + w * h, w // 2, w // 2, h // 2) and v == (off0 + w * h + q, w // 2, w // 2, h // 2):
+                    array = view((h * 3 // 2, w), off0, (w, 1))
+        return array, planes
+
+
+class Frame:
+    """One frame. `array` and `planes` are views into the ring unless copied.
+
+    Iterating yields `(frame_id, captured, array)`."""
+
+    __slots__ = ("frame_id", "captured_ns", "published_ns", "decoded_ns", "seq", "slot",
+                 "width", "height", "format", "array", "planes", "_u64", "_word")
+
+    def __init__(self, seq, slot, frame_id, captured_ns, published_ns, decoded_ns,
+                 geom, array, planes, u64, word):
+        self.seq, self.slot, self.frame_id = seq, slot, frame_id
+        self.captured_ns, self.published_ns, self.decoded_ns = captured_ns, published_ns, decoded_ns
+        self.width, self.height, self.format = geom.width, geom.height, geom.format
+        self.array, self.planes = array, planes
+        self._u64, self._word = u64, word  # seq_begin of the slot; None once copied
+
+    @property
+    def captured(self):
+        """When the frame's data arrived from the camera, Unix seconds."""
+        return self.captured_ns / 1e9
+
+    def intact(self):
+        """True while the slot still holds this frame (the views are not overwritten)."""
+        return self._u64 is None or int(self._u64[self._word]) == self.seq
+
+    def copy(self):
+        """A Frame owning copies of the pixels, or None if the writer overwrote the
+        slot before the copy completed (a torn frame)."""
+        if self._u64 is None:
+            return self
+        w, h = self.width, self.height
+        array = self.array.copy()
+        packed = self.format in ("i420", "nv12") and array.shape[0] != h
+        planes = None if packed or self.format in ("gray", "rgb24", "bgr24") else [p.copy() for p in self.planes]
+        if not self.intact():
+            return None
+        if planes is None and not packed:
+            planes = [array.reshape(h, -1)]
+        elif planes is None:  # the planes are parts of the packed (h*3/2, w) block
+            flat, q = array.reshape(-1), (w // 2) * (h // 2)
+            if self.format == "nv12":
+                planes = [array[:h], array[h:]]
+            else:
+                planes = [array[:h], flat[w * h:w * h + q].reshape(h // 2, w // 2),
+                          flat[w * h + q:].reshape(h // 2, w // 2)]
+        c = object.__new__(Frame)
+        for k in Frame.__slots__:
+            setattr(c, k, getattr(self, k))
+        c.array, c.planes, c._u64, c._word = array, planes, None, None
+        return c
+
+    def __iter__(self):
+        return iter((self.frame_id, self.captured, self.array))
+
+    def __repr__(self):
+        return (f"<Frame seq={self.seq} frame_id={self.frame_id} {self.format} {self.width}x{self.height}"
+                f"{' copy' if self._u64 is None else ''}>")
+
+
+# --- one mapped file -----------------------------------------------------------
+
+
+class _Map:
+    """One open, locked, registered and mapped ring file."""
+
+    def __init__(self, path, fd, st):
+        self.path, self.fd = path, fd
+        self.ino = (st.st_dev, st.st_ino)
+        self.entry = None
+        self.registered_seq = 0
+        self.geom = None
+        self.slot_views = None
+        self.mm = None
+        self._map(st.st_size)
+
+    def _map(self, size):
+        old = self.mm
+        self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.size = size
+        self.u8 = np.frombuffer(self.mm, np.uint8)
+        self.u32 = self.u8[: size // 4 * 4].view("<u4")
+        self.u64 = self.u8[: size // 8 * 8].view("<u8")
+        self.notify_addr = self.u32.ctypes.data + H_NOTIFY
+        if old is not None:
+            _close_mmap(old)
+
+    # Header words: plain loads (x86 keeps loads in order; see docs/shm.md).
+    @property
+    def flags(self):
+        return int(self.u32[H_FLAGS // 4])
+
+    @property
+    def write_seq(self):
+        return int(self.u64[H_WRITE_SEQ // 8])
+
+    @property
+    def notify(self):
+        return int(self.u32[H_NOTIFY // 4])
+
+    @property
+    def mode(self):
+        return int(self.u32[H_MODE // 4])
+
+    def magic(self):
+        return bytes(self.mm[0:8])
+
+    def update_geometry(self):
+        """Builds the geometry once READY is set; remaps if the file grew. False if not yet."""
+        if self.geom is not None:
+            return True
+        if not self.flags & READY:
+            return False
+        g = _Geometry(self)
+        if self.size < g.size:
+            size = os.fstat(self.fd).st_size
+            if size < g.size:
+                return False  # not grown yet
+            self._map(size)
+            g = _Geometry(self)
+        self.slot_views = [g.views(self.u8, g.header_size + s * g.slot_size + S_PIXELS) for s in range(g.slots)]
+        self.geom = g
+        return True
+
+    def read(self, n):
+        """Frame `n` if its slot holds it whole right now (seq_end, fields, seq_begin), else None."""
+        g = self.geom
+        s = (n - 1) % g.slots
+        w = (g.header_size + s * g.slot_size) // 8
+        u = self.u64
+        if int(u[w + S_SEQ_END // 8]) != n:
+            return None
+        fid, cap, pub, dec = (int(u[w + 1]), int(u[w + 2]), int(u[w + 3]), int(u[w + 4]))
+        if int(u[w + S_SEQ_BEGIN // 8]) != n:
+            return None
+        array, planes = self.slot_views[s]
+        return Frame(n, s, fid, cap, pub, dec, g, array, planes, u, w)
+
+    # Reader table.
+    def _entry_word(self, k, off):
+        return (READERS_AT + READER_SIZE * k + off) // 8
+
+    def register(self):
+        """Takes the first free (or dead) entry: pid, read_seq = write_seq, heartbeat."""
+        with _TABLE_LOCK:
+            fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, TABLE_LOCK_BYTE)
+            try:
+                for k in range(MAX_READERS):
+                    pid = int(self.u32[(READERS_AT + READER_SIZE * k) // 4])
+                    if pid == 0 or not _alive(pid):
+                        seq = self.write_seq
+                        self.u64[self._entry_word(k, 8)] = seq
+                        self.u64[self._entry_word(k, 16)] = time.time_ns()
+                        self.u32[(READERS_AT + READER_SIZE * k) // 4] = os.getpid()
+                        self.entry, self.registered_seq = k, seq
+                        return
+                self.registered_seq = self.write_seq
+                warnings.warn(f"{self.path}: reader table full ({MAX_READERS}); attached unregistered")
+            finally:
+                fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, TABLE_LOCK_BYTE)
+
+    def heartbeat(self):
+        if self.entry is not None:
+            self.u64[self._entry_word(self.entry, 16)] = time.time_ns()
+
+    def set_read_seq(self, seq):
+        if self.entry is not None and seq > int(self.u64[self._entry_word(self.entry, 8)]):
+            self.u64[self._entry_word(self.entry, 8)] = seq
+
+    def readers(self):
+        pids = self.u32[READERS_AT // 4: (READERS_AT + READER_SIZE * MAX_READERS) // 4: READER_SIZE // 4]
+        return sum(1 for p in pids if p and _alive(int(p)))
+
+    def release(self):
+        """pid 0 in our entry, unlock, close, unmap (unless views are still out)."""
+        if self.fd is None:
+            return
+        with _TABLE_LOCK:
+            try:
+                if self.entry is not None:
+                    fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, TABLE_LOCK_BYTE)
+                    at = (READERS_AT + READER_SIZE * self.entry) // 4
+                    if int(self.u32[at]) == os.getpid():
+                        self.u32[at] = 0
+                    fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, TABLE_LOCK_BYTE)
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            except OSError:
+                pass
+            finally:
+                os.close(self.fd)
+                self.fd = None
+        self.entry = None
+        mm = self.mm
+        self.u8 = self.u32 = self.u64 = self.slot_views = self.mm = None
+        _close_mmap(mm)
+
+
+def _close_mmap(mm):
+    try:
+        mm.close()
+    except BufferError:
+        pass  # frames still reference it: unmapped when the last view goes
+
+
+def _attach(path):
+    """Opens, locks (LOCK_SH), maps and registers `path`. None while it does not
+    exist or is not initialised yet; RingError if it is not a ring."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    m = None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        st = os.fstat(fd)
+        if st.st_size < HEADER_SIZE:
+            os.close(fd)
+            return None
+        m = _Map(path, fd, st)
+        magic = m.magic()
+        if magic != MAGIC:
+            if magic == bytes(8):
+                m.release()
+                return None
+            raise RingError(f"{path} is not a camhub ring (magic {magic!r})")
+        version = int(m.u32[2])
+        if version != VERSION:
+            raise RingError(f"{path}: ring version {version}, this client reads version {VERSION}")
+        m.register()
+        return m
+    except BaseException:
+        if m is not None:
+            m.release()
+        else:
+            os.close(fd)
+        raise
+
+
+# --- the ring ------------------------------------------------------------------
+
+
+class Ring:
+    """A reader attached to one ring file. See the module docstring."""
+
+    def __init__(self, path, *, timeout=None, _names=None):
+        self.path = os.fspath(path)
+        self.missed = 0
+        self._closed = False
+        self._m = None
+        self._cursor = 0  # seq of the last frame returned (or where we attached)
+        self._next_stat = 0.0
+        deadline = None if timeout is None else time.monotonic() + timeout
+        grace = time.monotonic() + 1.0  # a file that exists but is not initialised yet
+        while True:
+            m = _attach(self.path)
+            if m is not None:
+                break
+            now = time.monotonic()
+            exists = os.path.exists(self.path)
+            if (deadline is None and not exists) or (deadline is not None and now >= deadline) or (
+                    deadline is None and now >= grace):
+                if _names:
+                    hint = (f"is the camhub hub running with camera {_names[0]!r} configured with an shm "
+                            f"output {_names[1]!r}?")
+                else:
+                    hint = "is the camhub hub running with that shm output configured?"
+                raise FileNotFoundError(errno.ENOENT, f"no camhub ring at {self.path}: {hint}", self.path)
+            time.sleep(0.01)
+        try:
+            m.update_geometry()
+        except BaseException:
+            m.release()
+            raise
+        self._m = m
+        self._cursor = m.registered_seq
+
+    # -- state ------------------------------------------------------------------
+
+    def _switch(self, m):
+        old, self._m = self._m, m
+        if m is not None:
+            m.update_geometry()
+            # A new file (new geometry, restarted hub): every frame in it is new to us.
+            self._cursor = 0
+        if old is not None:
+            old.release()
+
+    def _refresh(self):
+        """Follows the file: reattach on CLOSED / replacement, build geometry on READY."""
+        if self._closed:
+            raise ValueError(f"{self.path}: the ring is closed")
+        m = self._m
+        now = time.monotonic()
+        if m is None:
+            m = _attach(self.path)
+            if m is not None:
+                self._switch(m)
+            return
+        flags = m.flags
+        if flags & CLOSED and not (flags & ENDED and self._cursor < m.write_seq):
+            # (an ENDED replay is read to its end before following the name)
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                self._switch(None)  # removed (hub exit, output gone): wait for it to come back
+                return
+            if (st.st_dev, st.st_ino) != m.ino:
+                new = _attach(self.path)
+                if new is not None and new.ino != m.ino:
+                    self._switch(new)
+                elif new is not None:
+                    new.release()
+            return
+        if now >= self._next_stat:
+            self._next_stat = now + STAT_EVERY
+            try:
+                st = os.stat(self.path)
+                if (st.st_dev, st.st_ino) != m.ino:  # replaced without CLOSED (e.g. a crashed hub)
+                    new = _attach(self.path)
+                    if new is not None:
+                        self._switch(new)
+                        return
+            except FileNotFoundError:
+                pass
+        m.update_geometry()
+
+    def _done_with(self, seq):
+        if self._m is not None:
+            self._m.set_read_seq(seq)
+
+    def _returned(self, f):
+        self._cursor = f.seq
+        self._m.set_read_seq(f.seq - 1)
+        return f
+
+    # -- picking a frame ----------------------------------------------------------
+
+    def _pick_newest(self, m):
+        for _ in range(100):
+            n = m.write_seq
+            if n <= self._cursor:
+                return None
+            f = m.read(n)
+            if f is not None:
+                return f
+        return None
+
+    def _pick_next(self, m):
+        """The oldest frame after the cursor still safe to hand out; skips count as missed."""
+        slots = m.geom.slots
+        replay = m.mode == REPLAY
+        n = self._cursor + 1
+        while True:
+            w = m.write_seq
+            if n > w:
+                return None
+            # Live: the oldest slot is where the writer goes next, so leave it.
+            lowest = w - slots + (1 if replay or slots < 2 else 2)
+            if n < lowest:
+                self.missed += lowest - n
+                n = lowest
+                self._cursor = n - 1
+            f = m.read(n)
+            if f is not None:
+                return f
+            self.missed += 1  # overwritten while we looked
+            self._cursor = n
+            n += 1
+
+    def _wait(self, pick, timeout):
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        self._done_with(self._cursor)  # moving on: done with what we returned
+        while True:
+            self._refresh()
+            m = self._m
+            sleep = DETACHED_POLL
+            if m is not None:
+                v = m.notify
+                m.heartbeat()
+                if m.geom is not None:
+                    f = pick(m)
+                    if f is not None:
+                        return self._returned(f)
+                flags = m.flags
+                if flags & ENDED:
+                    f = pick(m) if m.geom is not None else None  # write_seq may have moved first
+                    if f is not None:
+                        return self._returned(f)
+                    m.set_read_seq(m.write_seq)
+                    return None
+                closing = bool(flags & CLOSED)
+                sleep = 0.005 if closing else (WAIT_SLICE if _syscall else POLL)
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                sleep = min(sleep, left)
+            if m is not None and _syscall is not None and not closing:
+                _futex_wait(m.notify_addr, v, sleep)
+            else:
+                time.sleep(sleep)
+
+    # -- public API -----------------------------------------------------------------
+
+    def latest(self):
+        """The newest frame, or None (no frame yet). Never blocks."""
+        self._refresh()
+        m = self._m
+        if m is None or m.geom is None:
+            return None
+        m.heartbeat()
+        for _ in range(100):
+            n = m.write_seq
+            if n == 0:
+                return None
+            f = m.read(n)
+            if f is not None:
+                self._cursor = max(self._cursor, n)
+                m.set_read_seq(n - 1)
+                return f
+        return None
+
+    def get(self, seq):
+        """Frame `seq` (a ring sequence number, as in Redis records' `seq`) if its slot
+        still holds it whole, else None (overwritten, not written yet, or no frames)."""
+        self._refresh()
+        m = self._m
+        if m is None or m.geom is None or seq < 1 or seq > m.write_seq:
+            return None
+        m.heartbeat()
+        return m.read(seq)
+
+    def wait(self, timeout=None):
+        """The next frame newer than the last one returned, or None after `timeout` s
+        (or at ENDED). Live: the newest such frame; replay: the next in order."""
+        if self._m is not None and self._m.mode == REPLAY:
+            return self._wait(self._pick_next, timeout)
+        return self._wait(self._pick_newest, timeout)
+
+    def frames(self, timeout=None):
+        """Every new frame in order. Live: frames the reader was too slow for are
+        skipped and counted in `missed`. Replay: paces the writer; ends at ENDED.
+        Stops after `timeout` s without a frame."""
+        while True:
+            f = self._wait(self._pick_next, timeout)
+            if f is None:
+                return
+            yield f
+
+    def newest(self, timeout=None):
+        """The newest frame each time (skipping any in between, not counted as missed)."""
+        while True:
+            f = self._wait(self._pick_newest, timeout)
+            if f is None:
+                return
+            yield f
+
+    __iter__ = frames
+
+    @property
+    def ready(self):
+        """Whether the ring holds a geometry (the first frame has come)."""
+        return self._m is not None and self._m.geom is not None
+
+    @property
+    def write_seq(self):
+        return self._m.write_seq if self._m is not None else 0
+
+    @property
+    def mode(self):
+        """'live' or 'replay'."""
+        return ("live", "replay")[self._m.mode == REPLAY] if self._m is not None else None
+
+    @property
+    def readers(self):
+        """Registered readers whose process is alive (this one included)."""
+        return self._m.readers() if self._m is not None else 0
+
+    @property
+    def ended(self):
+        return self._m is not None and bool(self._m.flags & ENDED)
+
+    def _geom(self, k):
+        m = self._m
+        return getattr(m.geom, k) if m is not None and m.geom is not None else None
+
+    format = property(lambda self: self._geom("format"))
+    width = property(lambda self: self._geom("width"))
+    height = property(lambda self: self._geom("height"))
+    slot_count = property(lambda self: self._geom("slots"))
+
+    @property
+    def closed(self):
+        return self._closed
+
+    def close(self):
+        """Leaves the reader table, drops the lock (the hub's demand) and unmaps.
+        Frames still referenced keep their memory mapped until they go."""
+        self._closed = True
+        m, self._m = self._m, None
+        if m is not None:
+            m.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if getattr(self, "_m", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+    def __repr__(self):
+        return f"<camhub.Ring {self.path} {self.mode} write_seq={self.write_seq} missed={self.missed}>"

@@ -1,0 +1,21 @@
+import itertools
+import os
+import shutil
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PKG = os.path.dirname(HERE)  # clients/python: test the source tree, installed or not
+sys.path[:0] = [PKG, HERE]
+
+_n = itertools.count()
+
+
+@pytest.fixture
+def shm():
+    """A fresh directory under /dev/shm for one test's rings."""
+    d = f"/dev/shm/camhub-pytest-{os.getpid()}-{next(_n)}"
+    os.mkdir(d)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
