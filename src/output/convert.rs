@@ -105,3 +105,57 @@ pub fn copy_planes(src: &Video, g: Geometry, dst: &mut [u8]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Instant, SystemTime};
+
+    /// A 64x32 video-range I420 picture: luma 16 on the left half, 235 on the right.
+    fn frame(id: u64) -> Frame {
+        crate::decode::init_ffmpeg();
+        let mut v = Video::new(Pixel::YUV420P, 64, 32);
+        let stride = v.stride(0);
+        for (i, px) in v.data_mut(0).iter_mut().enumerate() {
+            *px = if i % stride < 32 { 16 } else { 235 };
+        }
+        v.data_mut(1).fill(128);
+        v.data_mut(2).fill(128);
+        Frame::new(id, SystemTime::now(), Instant::now(), true, v)
+    }
+
+    #[test]
+    fn each_geometry_is_converted_once_per_frame_and_native_i420_not_at_all() {
+        let mut c = Converter::default();
+        let f = frame(1);
+        let gray = target(&f, Some(32), None, PixelFormat::Gray);
+        assert_eq!((gray.width, gray.height), (32, 16));
+        let bgr = target(&f, None, None, PixelFormat::Bgr24);
+        for _ in 0..3 {
+            c.get(&f, gray).unwrap();
+            c.get(&f, bgr).unwrap();
+        }
+        assert_eq!(c.conversions, 2, "two geometries, one conversion each, however many outputs ask");
+        c.get(&f, target(&f, None, None, PixelFormat::I420)).unwrap();
+        assert_eq!(c.conversions, 2, "the decoder's own I420 planes need no conversion");
+        let f2 = frame(2);
+        c.get(&f2, gray).unwrap();
+        assert_eq!(c.conversions, 3, "a new frame is converted again");
+    }
+
+    #[test]
+    fn copied_planes_hold_the_converted_pixels() {
+        let mut c = Converter::default();
+        let f = frame(1);
+        let g = target(&f, None, None, PixelFormat::Bgr24);
+        let mut slot = vec![0u8; g.frame_size()];
+        copy_planes(c.get(&f, g).unwrap(), g, &mut slot);
+        let px = |x: usize, y: usize| &slot[y * 64 * 3 + x * 3..y * 64 * 3 + x * 3 + 3];
+        assert!(px(5, 5).iter().all(|v| *v < 8), "video black is black: {:?}", px(5, 5));
+        assert!(px(60, 20).iter().all(|v| *v > 247), "video white is white: {:?}", px(60, 20));
+        let i420 = target(&f, None, None, PixelFormat::I420);
+        let mut raw = vec![0u8; i420.frame_size()];
+        copy_planes(c.get(&f, i420).unwrap(), i420, &mut raw);
+        assert_eq!((raw[0], raw[63], raw[64 * 32]), (16, 235, 128), "Y left, Y right, first U");
+    }
+}

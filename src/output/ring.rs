@@ -371,7 +371,12 @@ impl Drop for RingWriter {
     /// The output is gone: readers are told, and the name is freed.
     fn drop(&mut self) {
         close_map(&self.map);
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own file: a replacement camera (config reload) may own the name by now.
+        use std::os::unix::fs::MetadataExt;
+        let ours = |m: std::fs::Metadata| self.file.metadata().is_ok_and(|f| f.ino() == m.ino() && f.dev() == m.dev());
+        if std::fs::metadata(&self.path).is_ok_and(ours) {
+            let _ = std::fs::remove_file(&self.path);
+        }
         let _ = std::fs::remove_file(self.tmp_path());
     }
 }
@@ -445,6 +450,17 @@ mod tests {
         }
         drop(w);
         assert!(!path.exists(), "a removed output frees its name");
+    }
+
+    #[test]
+    fn a_replaced_writer_leaves_its_successors_file_alone() {
+        let d = dir("successor");
+        let old = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        let new = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        drop(old); // the old camera stops after the new one started (config reload)
+        assert!(new.path().exists(), "the new camera's ring survives the old one's clean-up");
+        drop(new);
+        assert!(!d.join("camhub.cam.ai").exists());
     }
 
     #[test]
