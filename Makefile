@@ -7,15 +7,16 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LISTEN ?= 127.0.0.1:8080
 
-# Build: FFmpeg and TurboJPEG headers, clang for bindgen. Tests: ffmpeg (reference
-# decodes), GStreamer's RTSP server with its Python bindings (a real camera on
-# loopback), Chromium (the dashboard test drives it with playwright-core).
+# Build: FFmpeg, TurboJPEG and OpenSSL (WebRTC's DTLS) headers, clang for bindgen.
+# Tests: ffmpeg (reference decodes), GStreamer's RTSP server with its Python
+# bindings (a real camera on loopback), Chromium (the dashboard test drives it with
+# playwright-core), redis-server (each Redis test starts its own).
 APT_PACKAGES := pkg-config clang libclang-dev \
 	libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev \
 	libturbojpeg0-dev ffmpeg \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly chromium redis-server
+	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev
 
 VENV := .venv
 
@@ -71,6 +72,7 @@ bench: deps $(CLIENT_OK)
 	cargo bench --bench snapshot $(BENCH_ARGS)
 	cargo bench --bench fanout $(BENCH_ARGS)
 	cargo bench --bench outputs $(BENCH_ARGS)
+	cargo bench --bench whep $(BENCH_ARGS)
 
 clips: deps
 	scripts/make-clips.sh

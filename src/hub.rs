@@ -17,6 +17,8 @@ pub struct Hub {
     from_file: Mutex<BTreeSet<String>>,
     /// Where relative file paths of API-added cameras are resolved.
     pub base_dir: PathBuf,
+    /// Browser live-view sessions (WHEP).
+    pub whep: crate::whep::Whep,
 }
 
 /// What applying a reloaded config changed.

@@ -26,3 +26,4 @@ pub mod secret;
 pub mod snapshot;
 pub mod source;
 pub mod stats;
+pub mod whep;

@@ -17,12 +17,12 @@ use crate::output::OutputStats;
 use crate::stats::Counters;
 
 pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
-    Json(Value::Array(hub.list().iter().map(|c| describe(c)).collect()))
+    Json(Value::Array(hub.list().iter().map(|c| describe(&hub, c)).collect()))
 }
 
 pub async fn one(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
-    Ok(Json(describe(&cam)))
+    Ok(Json(describe(&hub, &cam)))
 }
 
 fn linger(l: Linger) -> Value {
@@ -33,7 +33,7 @@ fn linger(l: Linger) -> Value {
 }
 
 /// A camera as the API shows it. Its URL never carries credentials.
-pub fn describe(cam: &Camera) -> Value {
+pub fn describe(hub: &Hub, cam: &Camera) -> Value {
     let s = cam.status();
     let cfg = cam.config();
     let o = &cfg.options;
@@ -86,6 +86,7 @@ pub fn describe(cam: &Camera) -> Value {
         },
         "jpeg_cache_bytes": cam.jpegs().bytes(),
         "mode": o.mode,
+        "webrtc": { "viewers": hub.whep.viewers(cam.name()) },
         "outputs": cam.outputs().iter().map(|o| describe_output(o)).collect::<Vec<_>>(),
         "counters": {
             "units_in": Counters::get(&c.units_in),

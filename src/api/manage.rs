@@ -44,14 +44,14 @@ pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, A
     let name = cfg.name.clone();
     let cam = hub.add(cfg).map_err(|e| ApiError::new(StatusCode::CONFLICT, e, Some(&name)))?;
     tracing::info!(camera = %name, "camera added through the API");
-    Ok((StatusCode::CREATED, Json(describe(&cam))).into_response())
+    Ok((StatusCode::CREATED, Json(describe(&hub, &cam))).into_response())
 }
 
 pub async fn put(State(hub): State<Arc<Hub>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse(&body, Some(&name), &hub)?;
     let (cam, created) = hub.put(cfg).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(describe(&cam))).into_response())
+    Ok((status, Json(describe(&hub, &cam))).into_response())
 }
 
 pub async fn remove(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {

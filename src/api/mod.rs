@@ -8,6 +8,7 @@ mod metrics;
 mod mjpeg;
 mod query;
 mod snapshot;
+mod whep;
 
 use std::sync::Arc;
 
@@ -31,6 +32,8 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     (CAMERA, &["get", "put", "delete"]),
     (SNAPSHOT, &["get"]),
     (STREAM, &["get"]),
+    (WHEP, &["post"]),
+    (WHEP_SESSION, &["patch", "delete"]),
 ];
 const DASHBOARD: &str = "/";
 const HEALTH: &str = "/api/health";
@@ -40,6 +43,8 @@ const CAMERAS: &str = "/api/cameras";
 const CAMERA: &str = "/api/cameras/{name}";
 const SNAPSHOT: &str = "/api/cameras/{name}/snapshot.jpg";
 const STREAM: &str = "/api/cameras/{name}/stream.mjpeg";
+const WHEP: &str = "/api/cameras/{name}/whep";
+const WHEP_SESSION: &str = "/api/cameras/{name}/whep/{session}";
 
 /// Query parameters each picture route takes (documented in `openapi.json`).
 pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached"];
@@ -53,6 +58,7 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// The whole HTTP surface, behind the auth/CORS guard of `server`.
 pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
+    hub.whep.configure(server.webrtc.clone());
     Router::new()
         .route(DASHBOARD, get(|| async { axum::response::Html(DASHBOARD_HTML) }))
         .route(HEALTH, get(metrics::health))
@@ -62,6 +68,8 @@ pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
         .route(CAMERA, get(cameras::one).put(manage::put).delete(manage::remove))
         .route(SNAPSHOT, get(snapshot::get))
         .route(STREAM, get(mjpeg::get))
+        .route(WHEP, axum::routing::post(whep::offer))
+        .route(WHEP_SESSION, axum::routing::patch(whep::trickle).delete(whep::end))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub)
         .layer(axum::middleware::from_fn_with_state(Arc::new(server), auth::guard))
@@ -80,7 +88,7 @@ impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>, camera: Option<&str>) -> Self {
         ApiError { status, message: message.into(), camera: camera.map(str::to_owned), retry_after: None }
     }
-    fn unknown_camera(name: &str) -> Self {
+    pub(crate) fn unknown_camera(name: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("no camera named {name:?}"), Some(name))
     }
 }

@@ -24,9 +24,13 @@ use crate::secret::scrub;
 use crate::source::{Codec, EncodedUnit, Source, UnitStream};
 use crate::stats::Counters;
 
-pub(super) async fn run(shared: Arc<Shared>, source: Arc<dyn Source>) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    source: Arc<dyn Source>,
+    feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
+) {
     let span = tracing::info_span!("camera", camera = %shared.config.name);
-    Actor::new(shared, source).run().instrument(span).await
+    Actor::new(shared, source, feeds).run().instrument(span).await
 }
 
 /// The connection, as far as the actor holds one.
@@ -67,12 +71,18 @@ struct Actor {
     /// The encoder task of each running variant.
     variants: HashMap<VariantKey, tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Receiver<bool>,
+    /// Requests for a unit feed (GOP cache + live units).
+    feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
     /// The state last published, to log and record changes once.
     shown: (State, bool),
 }
 
 impl Actor {
-    fn new(shared: Arc<Shared>, source: Arc<dyn Source>) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        source: Arc<dyn Source>,
+        feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
+    ) -> Self {
         let seed = shared
             .config
             .name
@@ -99,6 +109,7 @@ impl Actor {
             seq: 0,
             variants: HashMap::new(),
             stop,
+            feeds,
             shown: (State::Idle, false),
         }
     }
@@ -169,6 +180,15 @@ impl Actor {
                 },
                 _ = sleep_until(wake.unwrap_or_else(far_future).into()) => Event::Tick,
                 _ = self.shared.wake.notified() => Event::Tick,
+                Some(reply) = self.feeds.recv() => {
+                    // Units reach the GOP cache and the feed in this task, so the two meet with no gap.
+                    let _ = reply.send(super::UnitFeed {
+                        gop: self.gop.units().to_vec(),
+                        live: self.shared.units.subscribe(),
+                        stopped: self.shared.stop.subscribe(),
+                    });
+                    Event::Tick
+                }
                 _ = self.stop.changed() => break,
             };
             events.push_front(event);
@@ -229,6 +249,9 @@ impl Actor {
             })));
         }
         let stored = self.gop.push(&unit);
+        if self.shared.units.receiver_count() > 0 {
+            let _ = self.shared.units.send(unit.clone());
+        }
         let mut sent = false;
         if self.decoder_pending {
             // The replay of the GOP cache includes this unit if it was kept.

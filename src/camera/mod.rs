@@ -19,7 +19,7 @@ use crate::decode::DecodeProgress;
 use crate::demand::{Demand, Tier, VariantKey};
 use crate::encode::JpegCache;
 use crate::frame::Frame;
-use crate::source::Source;
+use crate::source::{EncodedUnit, Source};
 use crate::stats::Counters;
 pub use status::{State, Status};
 pub use variant::{VariantFrame, VariantRx};
@@ -44,7 +44,23 @@ pub(crate) struct Shared {
     pub variants: Mutex<HashMap<VariantKey, watch::Sender<Option<Arc<VariantFrame>>>>>,
     /// JPEG cameras: the newest frame exactly as the camera sent it.
     pub passthrough: watch::Sender<Option<Arc<VariantFrame>>>,
+    /// Every compressed unit as it arrives (for passthrough viewers: WHEP).
+    pub units: tokio::sync::broadcast::Sender<Arc<EncodedUnit>>,
+    /// Asks the actor for the GOP cache and a unit feed that continues it with no gap.
+    pub feeds: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<UnitFeed>>,
 }
+
+/// Compressed units for a passthrough viewer: the GOP cache (from its keyframe)
+/// at the moment of subscribing, then every live unit after it.
+pub struct UnitFeed {
+    pub gop: Vec<Arc<EncodedUnit>>,
+    pub live: tokio::sync::broadcast::Receiver<Arc<EncodedUnit>>,
+    /// Turns true when the camera stops (removed, replaced, hub exiting).
+    pub stopped: watch::Receiver<bool>,
+}
+
+/// Live units a passthrough viewer may fall behind by before it skips to the next keyframe.
+pub const FEED_UNITS: usize = 256;
 
 impl Shared {
     /// The channel of a variant's newest JPEG, made on first use; at most
@@ -86,7 +102,10 @@ impl Camera {
     pub fn spawn_with_source(config: CameraConfig, source: Arc<dyn Source>) -> Arc<Camera> {
         let o = &config.options;
         let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger).with_variant_linger(o.variant_linger);
+        let (feeds, feed_rx) = tokio::sync::mpsc::channel(16);
         let shared = Arc::new(Shared {
+            units: tokio::sync::broadcast::channel(FEED_UNITS).0,
+            feeds,
             demand: Mutex::new(demand),
             wake: Notify::new(),
             status: Mutex::new(Status::new()),
@@ -99,7 +118,7 @@ impl Camera {
             passthrough: watch::channel(None).0,
             config,
         });
-        let task = tokio::spawn(actor::run(shared.clone(), source));
+        let task = tokio::spawn(actor::run(shared.clone(), source, feed_rx));
         let has_outputs = !shared.config.options.outputs.is_empty();
         let cam = Arc::new(Camera {
             shared,
@@ -169,6 +188,14 @@ impl Camera {
     /// Holds the connection and follows the camera's own JPEGs: no decode, no encode.
     pub fn lease_passthrough(&self) -> (Lease, VariantRx) {
         (self.lease(Tier::Connected), self.shared.passthrough.subscribe())
+    }
+
+    /// The GOP cache now and every unit after it, for a viewer that forwards the
+    /// camera's own stream (hold a connected lease meanwhile). None if the camera is stopping.
+    pub async fn unit_feed(&self) -> Option<UnitFeed> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.shared.feeds.send(tx).await.ok()?;
+        rx.await.ok()
     }
 
     /// The newest JPEG the camera sent, however old (JPEG cameras only).

@@ -43,11 +43,47 @@ pub struct ServerConfig {
     pub auth: AuthConfig,
     /// Origins allowed to call the API from a browser page (CORS). Empty: CORS off.
     pub cors_origins: Vec<String>,
+    /// Live view in browsers (WHEP).
+    pub webrtc: WebRtcConfig,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { listen: "127.0.0.1:8080".into(), auth: AuthConfig::default(), cors_origins: Vec::new() }
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            auth: AuthConfig::default(),
+            cors_origins: Vec::new(),
+            webrtc: WebRtcConfig::default(),
+        }
+    }
+}
+
+/// `server.webrtc`: WHEP live view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// Whether `POST .../whep` is served (default true).
+    pub enabled: bool,
+    /// UDP ports for media, one per viewer: `"40000-40100"`; default any free port.
+    pub ports: Option<String>,
+    /// Addresses offered to browsers besides the one they reached the API at
+    /// (e.g. the public IP of a NAT that forwards `ports`).
+    pub ips: Vec<std::net::IpAddr>,
+    /// Viewers per camera at most (default 10).
+    pub max_viewers: u32,
+    /// A viewer whose ICE has not connected by then is dropped (default 10 s).
+    pub ice_timeout: Seconds,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            enabled: true,
+            ports: None,
+            ips: Vec::new(),
+            max_viewers: 10,
+            ice_timeout: Seconds::from_secs(10),
+        }
     }
 }
 
@@ -398,6 +434,9 @@ impl Config {
         server.auth.tokens = server.auth.tokens.iter().map(|t| secret(t, "a token")).collect::<Result<_, _>>()?;
         for (user, pw) in server.auth.users.iter_mut() {
             *pw = secret(pw, &format!("the password of {user:?}"))?;
+        }
+        if let Some(p) = &server.webrtc.ports {
+            crate::whep::parse_ports(p).map_err(|e| ConfigError(format!("{origin}: server.{e}")))?;
         }
         server
             .listen

@@ -8,7 +8,8 @@ const [url, shot] = process.argv.slice(2);
 const browser = await chromium.launch({
   executablePath: "/usr/bin/chromium",
   args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--autoplay-policy=no-user-gesture-required", "--disable-features=WebRtcHideLocalIpsWithMdns"],
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
@@ -48,14 +49,44 @@ try {
     };
   }));
   await page.screenshot({ path: shot });
-  const healthy = tiles.find((t) => !t.failed);
-  let big = null;
-  if (healthy) {
-    await page.click(`.tile[data-camera="${healthy.camera}"]`);
-    await page.waitForFunction(() => document.getElementById("big-img").naturalWidth > 0, null, { timeout: 15000 });
-    big = await page.$eval("#big-img", (i) => ({ width: i.naturalWidth, src: i.getAttribute("src") }));
+  // The large view of every healthy camera: WebRTC (a <video> whose time advances)
+  // or MJPEG (an <img>), what it shows, and that closing it lets go.
+  const bigs = {};
+  for (const t of tiles.filter((t) => !t.failed)) {
+    const t0 = Date.now();
+    await page.click(`.tile[data-camera="${t.camera}"]`);
+    await page.waitForFunction(() => {
+      const v = document.getElementById("big-video"), i = document.getElementById("big-img");
+      return (!v.hidden && v.readyState >= 2 && v.videoWidth > 0) || (!i.hidden && i.naturalWidth > 0);
+    }, null, { timeout: 15000 });
+    const firstMs = Date.now() - t0;
+    const time0 = await page.$eval("#big-video", (v) => v.currentTime);
+    await page.waitForTimeout(1500);
+    const big = await page.evaluate(() => {
+      const v = document.getElementById("big-video"), i = document.getElementById("big-img");
+      let spread = 0;
+      const src = !v.hidden ? v : i;
+      const w = !v.hidden ? v.videoWidth : i.naturalWidth, h = !v.hidden ? v.videoHeight : i.naturalHeight;
+      if (w > 0) {
+        const c = document.createElement("canvas");
+        c.width = w; c.height = h;
+        const g = c.getContext("2d");
+        g.drawImage(src, 0, 0);
+        const d = g.getImageData(0, Math.floor(h / 8), w, h - Math.floor(h / 8)).data;
+        let sum = 0, sq = 0, n = 0;
+        for (let k = 0; k < d.length; k += 16) { sum += d[k]; sq += d[k] * d[k]; n++; }
+        spread = Math.sqrt(sq / n - (sum / n) ** 2);
+      }
+      return { mode: document.getElementById("big-mode").textContent, videoShown: !v.hidden, videoWidth: v.videoWidth,
+               time: v.currentTime, width: i.naturalWidth, src: i.getAttribute("src"), spread };
+    });
+    big.firstMs = firstMs;
+    big.time0 = time0;
     await page.keyboard.press("Escape");
     big.closedSrc = await page.$eval("#big-img", (i) => i.getAttribute("src"));
+    big.closedVideo = await page.$eval("#big-video", (v) => v.srcObject === null);
+    bigs[t.camera] = big;
+    await page.waitForTimeout(300);
   }
   // A phone: one column of tiles, nothing wider than the screen.
   await page.setViewportSize({ width: 390, height: 844 });
@@ -67,7 +98,7 @@ try {
   });
   const summary = await page.$eval("#summary", (s) => s.textContent);
   const pageText = await page.evaluate(() => document.documentElement.outerHTML + document.body.innerText);
-  console.log(JSON.stringify({ tiles, big, summary, errors, pageText, phone }));
+  console.log(JSON.stringify({ tiles, bigs, summary, errors, pageText, phone }));
 } finally {
   await browser.close();
 }

@@ -35,10 +35,11 @@ def clip_diff(a, b):
 
 
 class RtspServer:
-    def __init__(self, fps=10):
+    def __init__(self, fps=10, codec="h264"):
+        clip = CLIP if codec == "h264" else os.path.join(REPO, "tests", "clips", f"idx-{codec}.{codec}")
         self.p = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(REPO, "tests", "support", "rtsp_server.py"), "--clip", CLIP,
-             "--codec", "h264", "--fps", str(fps), "--port", "0"],
+            ["/usr/bin/python3", os.path.join(REPO, "tests", "support", "rtsp_server.py"), "--clip", clip,
+             "--codec", codec, "--fps", str(fps), "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         first = self.p.stdout.readline()
         assert first.startswith("PORT "), f"rtsp_server.py said {first!r}"
