@@ -196,6 +196,7 @@ impl Whep {
             feed,
             control: control_rx,
             ice_timeout: cfg.ice_timeout.0,
+            pace: Duration::from_secs_f64(8.0 / (cfg.burst_mbps.max(1.0) * 1e6)),
             connected,
             units_sent,
             _lease: lease,
@@ -321,6 +322,8 @@ struct Viewer {
     feed: UnitFeed,
     control: mpsc::Receiver<Candidate>,
     ice_timeout: Duration,
+    /// Time per byte sent (the burst's pace).
+    pace: Duration,
     connected: Arc<std::sync::atomic::AtomicBool>,
     units_sent: Arc<AtomicU64>,
     _lease: Lease,
@@ -360,18 +363,21 @@ impl Viewer {
         let started = Instant::now();
         let mut buf = vec![0u8; 2000];
         let mut media: Option<(Mid, Pt)> = None;
-        let mut pending: Vec<Arc<EncodedUnit>> = std::mem::take(&mut self.feed.gop);
+        let mut pending: std::collections::VecDeque<Arc<EncodedUnit>> = std::mem::take(&mut self.feed.gop).into();
+        let mut next_send = Instant::now();
         let mut clock = Clock { anchor: None, burst: pending.len() as u64, last: 0 };
         // The burst is stamped as ending now: anchor at the newest cached unit.
-        if let Some(last) = pending.last() {
+        if let Some(last) = pending.back() {
             clock.anchor = Some(last.received_mono);
         }
-        let mut need_keyframe = pending.first().is_none_or(|u| !u.keyframe);
+        let mut need_keyframe = pending.front().is_none_or(|u| !u.keyframe);
         let locals: Vec<Option<SocketAddr>> = self.sockets.iter().map(|s| s.local_addr().ok()).collect();
         loop {
             // Connected with a video m-line: forward what is waiting.
             if let (true, Some((mid, pt))) = (self.connected.load(Ordering::Relaxed), media) {
-                for unit in pending.drain(..) {
+                // Paced: a whole GOP at line rate would overrun the viewer's receive buffer.
+                while Instant::now() >= next_send {
+                    let Some(unit) = pending.pop_front() else { break };
                     if unit.codec != Codec::H264 {
                         return format!("the camera now sends {}; WebRTC takes H.264 only", pretty(unit.codec));
                     }
@@ -386,6 +392,7 @@ impl Viewer {
                         return format!("cannot send: {e}");
                     }
                     self.units_sent.fetch_add(1, Ordering::Relaxed);
+                    next_send = next_send.max(Instant::now()) + self.pace.mul_f64(unit.data.len() as f64);
                 }
             }
             // Then do what str0m wants done now.
@@ -421,10 +428,12 @@ impl Viewer {
             if !self.connected.load(Ordering::Relaxed) && started.elapsed() > self.ice_timeout {
                 return format!("no ICE connection within {} s", self.ice_timeout.as_secs_f32());
             }
-            if self.connected.load(Ordering::Relaxed) && media.is_some() && !pending.is_empty() {
+            let sending = self.connected.load(Ordering::Relaxed) && media.is_some() && !pending.is_empty();
+            if sending && Instant::now() >= next_send {
                 continue; // just connected: send the burst before waiting
             }
-            let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
+            let until = if sending { deadline.min(next_send) } else { deadline };
+            let wait = until.saturating_duration_since(Instant::now()).min(Duration::from_millis(500));
             let input = tokio::select! {
                 r = recv_any(&self.sockets, &mut buf) => match r {
                     Ok((i, n, source)) => {
@@ -437,7 +446,7 @@ impl Viewer {
                 _ = tokio::time::sleep(wait) => Input::Timeout(Instant::now()),
                 u = self.feed.live.recv() => {
                     match u {
-                        Ok(u) => pending.push(u),
+                        Ok(u) => pending.push_back(u),
                         Err(broadcast::error::RecvError::Lagged(n)) => {
                             debug!("viewer fell {n} units behind: waiting for the next keyframe");
                             pending.clear();

@@ -73,6 +73,9 @@ pub struct WebRtcConfig {
     pub max_viewers: u32,
     /// A viewer whose ICE has not connected by then is dropped (default 10 s).
     pub ice_timeout: Seconds,
+    /// How fast a new viewer gets the cached GOP, in Mbit/s (default 30): faster
+    /// shows the current picture sooner, too fast overruns a slow viewer's buffers.
+    pub burst_mbps: f64,
 }
 
 impl Default for WebRtcConfig {
@@ -83,6 +86,7 @@ impl Default for WebRtcConfig {
             ips: Vec::new(),
             max_viewers: 10,
             ice_timeout: Seconds::from_secs(10),
+            burst_mbps: 30.0,
         }
     }
 }
