@@ -246,5 +246,12 @@ fn main() {
     println!("{section}");
     let path = repo().join("BENCHMARKS.md");
     write_section(&path, "## Snapshot latency (P3, P4)", &section);
+    // Raw samples for the latency plot (benches/py/plot.py, run by the fleet bench).
+    let results = repo().join("target/bench-results");
+    let _ = std::fs::create_dir_all(&results);
+    let _ = std::fs::write(
+        results.join("snapshot.json"),
+        serde_json::json!({ "camhub_ms": lat, "reference_ms": refs }).to_string(),
+    );
     eprintln!("wrote {}", path.display());
 }

@@ -33,6 +33,10 @@ impl Frame {
     pub fn format(&self) -> Pixel {
         self.video.format()
     }
+    /// Bytes of its planes.
+    pub fn bytes(&self) -> usize {
+        (0..self.video.planes()).map(|i| self.video.stride(i) * self.video.plane_height(i) as usize).sum()
+    }
     pub fn video(&self) -> &Video {
         &self.video
     }

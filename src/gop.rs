@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::memory::Budget;
 use crate::source::EncodedUnit;
 
 #[derive(Debug)]
@@ -16,10 +17,20 @@ pub struct GopCache {
     truncated: bool,
     dropped_units: u64,
     dropped_bytes: u64,
+    /// Units dropped because a memory budget (not `limit`) was exhausted.
+    budget_drops: u64,
+    /// The shared budget the bytes are taken from (the hub's, or a test's).
+    budget: &'static Budget,
+    /// What the camera's own memory budget leaves for the cache, if it has one.
+    budget_limit: Option<usize>,
 }
 
 impl GopCache {
     pub fn new(limit_bytes: usize) -> Self {
+        Self::with_budget(limit_bytes, &crate::memory::GLOBAL)
+    }
+
+    pub fn with_budget(limit_bytes: usize, budget: &'static Budget) -> Self {
         GopCache {
             units: Vec::new(),
             bytes: 0,
@@ -27,21 +38,42 @@ impl GopCache {
             truncated: false,
             dropped_units: 0,
             dropped_bytes: 0,
+            budget_drops: 0,
+            budget,
+            budget_limit: None,
         }
+    }
+
+    fn release(&mut self) {
+        self.budget.give(self.bytes as u64);
+        self.units.clear();
+        self.bytes = 0;
+        self.truncated = false;
     }
 
     /// Adds a unit; returns whether it was kept. A keyframe starts a new GOP.
     /// Units before the first keyframe cannot be decoded and are not kept.
     pub fn push(&mut self, unit: &Arc<EncodedUnit>) -> bool {
         if unit.keyframe {
-            self.units.clear();
-            self.bytes = 0;
-            self.truncated = false;
+            self.release();
         } else if self.units.is_empty() && !self.truncated {
             return false;
         }
         let len = unit.data.len();
-        if self.truncated || self.bytes + len > self.limit {
+        let over_limit = self.truncated || self.bytes + len > self.limit;
+        let over_budget = self.budget_limit.is_some_and(|b| self.bytes + len > b);
+        let shared_ok = || {
+            if unit.keyframe {
+                self.budget.take(len as u64);
+                true
+            } else {
+                self.budget.try_take(len as u64)
+            }
+        };
+        if over_limit || over_budget || !shared_ok() {
+            if !over_limit {
+                self.budget_drops += 1;
+            }
             self.truncated = true;
             self.dropped_units += 1;
             self.dropped_bytes += len as u64;
@@ -54,9 +86,17 @@ impl GopCache {
 
     /// Forgets everything (a new connection starts from its own keyframe).
     pub fn clear(&mut self) {
-        self.units.clear();
-        self.bytes = 0;
-        self.truncated = false;
+        self.release();
+    }
+
+    /// The camera's own budget: what it leaves for this cache (None: no budget).
+    pub fn set_budget_limit(&mut self, bytes: Option<usize>) {
+        self.budget_limit = bytes;
+    }
+
+    /// Units dropped because a memory budget ran out.
+    pub fn budget_drops(&self) -> u64 {
+        self.budget_drops
     }
 
     pub fn units(&self) -> &[Arc<EncodedUnit>] {
@@ -74,6 +114,12 @@ impl GopCache {
     }
     pub fn set_limit(&mut self, limit_bytes: usize) {
         self.limit = limit_bytes;
+    }
+}
+
+impl Drop for GopCache {
+    fn drop(&mut self) {
+        self.budget.give(self.bytes as u64);
     }
 }
 
@@ -116,5 +162,28 @@ mod tests {
         assert!(!g.push(&unit(6, true, 300)));
         assert!(g.units().is_empty());
         assert_eq!(g.dropped(), (3, 345));
+    }
+
+    #[test]
+    fn a_shared_budget_bounds_several_caches_and_is_given_back() {
+        static B: Budget = Budget::new();
+        B.set_limit(300);
+        let mut a = GopCache::with_budget(1000, &B);
+        let mut b = GopCache::with_budget(1000, &B);
+        assert!(a.push(&unit(1, true, 200)));
+        assert!(b.push(&unit(2, true, 100)));
+        assert!(!a.push(&unit(3, false, 10)), "the shared budget is spent");
+        assert_eq!((a.budget_drops(), a.dropped()), (1, (1, 10)));
+        assert!(a.push(&unit(4, true, 150)), "a new GOP gives the old one's bytes back first");
+        assert_eq!(B.used(), 250);
+        assert!(b.push(&unit(5, true, 180)), "a keyframe is never refused by the shared budget");
+        assert_eq!(B.used(), 330);
+        assert!(!b.push(&unit(6, false, 1)), "but nothing more fits");
+        assert!(b.push(&unit(7, true, 100)));
+        assert_eq!(B.used(), 250);
+        drop(b);
+        assert_eq!(B.used(), 150, "a cache that goes gives its bytes back");
+        a.clear();
+        assert_eq!(B.used(), 0);
     }
 }

@@ -19,6 +19,7 @@ mod ffi;
 pub mod frame;
 pub mod gop;
 pub mod hub;
+pub mod memory;
 pub mod metrics;
 pub mod output;
 pub mod probe;

@@ -17,7 +17,7 @@ fn every_documented_route_is_served() {
         for method in ops.as_object().unwrap().keys().filter(|k| *k != "parameters") {
             // A name that does not exist, so nothing is changed; the stream gets a bad
             // query so that it answers at once instead of streaming.
-            let p = path.replace("{name}", "no-such-camera");
+            let p = path.replace("{name}", "no-such-camera").replace("{session}", "no-such-session");
             let p = if p.ends_with(".mjpeg") { format!("{p}?fps=0") } else { p };
             let url = format!("{}{p}", hub.base);
             let r = match method.as_str() {
@@ -25,6 +25,7 @@ fn every_documented_route_is_served() {
                 "delete" => http_send("DELETE", &url, None),
                 "post" => http_send("POST", &url, Some("{}")),
                 "put" => http_send("PUT", &url, Some("{}")),
+                "patch" => http_send("PATCH", &url, Some("{}")),
                 m => panic!("undocumented method kind {m}"),
             };
             assert_ne!(r.status, 405, "{method} {path}");

@@ -40,6 +40,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
     let now = Instant::now();
     let frame = cam.latest_frame();
     let c = cam.counters();
+    let mem = cam.memory();
     json!({
         "name": cam.name(),
         "url": cfg.display_url(),
@@ -85,6 +86,15 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             "dropped_bytes": s.gop_dropped_bytes,
         },
         "jpeg_cache_bytes": cam.jpegs().bytes(),
+        "memory": {
+            "gop_bytes": mem.gop,
+            "frame_bytes": mem.frame,
+            "jpeg_cache_bytes": mem.jpeg_cache,
+            "ring_bytes": mem.rings,
+            "total_bytes": mem.total(),
+            "budget_bytes": mem.budget,
+            "budget_drops": mem.budget_drops,
+        },
         "mode": o.mode,
         "webrtc": { "viewers": hub.whep.viewers(cam.name()) },
         "outputs": cam.outputs().iter().map(|o| describe_output(o)).collect::<Vec<_>>(),

@@ -97,6 +97,26 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         let _ = writeln!(o, "camhub_jpeg_cache_bytes{{camera=\"{}\"}} {}", c.name(), c.jpegs().bytes());
     }
     outputs(&mut o, &cams, &mut family);
+    family(&mut o, "camhub_memory_bytes", "gauge", "What each camera holds, by kind (rings are shared memory).");
+    let mems: Vec<_> = cams.iter().map(|c| (c.name().to_owned(), c.memory())).collect();
+    for (name, m) in &mems {
+        for (kind, v) in [("gop", m.gop), ("frame", m.frame), ("jpeg_cache", m.jpeg_cache), ("rings", m.rings)] {
+            let _ = writeln!(o, "camhub_memory_bytes{{camera=\"{name}\",kind=\"{kind}\"}} {v}");
+        }
+    }
+    family(&mut o, "camhub_memory_budget_drops_total", "counter", "GOP units dropped because a memory budget ran out.");
+    for (name, m) in &mems {
+        let _ = writeln!(o, "camhub_memory_budget_drops_total{{camera=\"{name}\"}} {}", m.budget_drops);
+    }
+    family(
+        &mut o,
+        "camhub_memory_gop_budget_bytes",
+        "gauge",
+        "The hub's budget for all GOP caches (0: none), and what is used.",
+    );
+    let g = &crate::memory::GLOBAL;
+    let _ = writeln!(o, "camhub_memory_gop_budget_bytes{{what=\"limit\"}} {}", g.limit());
+    let _ = writeln!(o, "camhub_memory_gop_budget_bytes{{what=\"used\"}} {}", g.used());
     family(&mut o, "camhub_snapshot_duration_seconds", "histogram", "Snapshot answer time, by X-Snapshot-Source.");
     for s in SnapshotSource::ALL {
         SNAPSHOT[s.index()].render(&mut o, "camhub_snapshot_duration_seconds", &format!("source=\"{}\",", s.as_str()));

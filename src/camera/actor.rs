@@ -248,6 +248,11 @@ impl Actor {
                 jpeg: unit.data.clone(),
             })));
         }
+        if let Some(b) = self.shared.config.options.memory_budget {
+            // What the camera's other holdings leave for the GOP cache.
+            let other = self.shared.jpegs.bytes() + self.shared.frame_bytes();
+            self.gop.set_budget_limit(Some((b.0 as usize).saturating_sub(other)));
+        }
         let stored = self.gop.push(&unit);
         if self.shared.units.receiver_count() > 0 {
             let _ = self.shared.units.send(unit.clone());
@@ -279,8 +284,13 @@ impl Actor {
             }
         }
         let (seq, codec) = (unit.seq, unit.codec);
-        let (units, bytes, truncated, dropped) =
-            (self.gop.units().len(), self.gop.bytes(), self.gop.truncated(), self.gop.dropped());
+        let (units, bytes, truncated, dropped, budget_drops) = (
+            self.gop.units().len(),
+            self.gop.bytes(),
+            self.gop.truncated(),
+            self.gop.dropped(),
+            self.gop.budget_drops(),
+        );
         self.shared.update_status(|s| {
             s.newest_seq = seq;
             if stored || sent {
@@ -290,6 +300,7 @@ impl Actor {
             s.gop_units = units;
             s.gop_bytes = bytes;
             s.gop_truncated = truncated;
+            s.gop_budget_drops = budget_drops;
             (s.gop_dropped_units, s.gop_dropped_bytes) = dropped;
         });
         lost

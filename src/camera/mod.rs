@@ -50,6 +50,26 @@ pub(crate) struct Shared {
     pub feeds: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<UnitFeed>>,
 }
 
+/// A camera's memory, by kind (bytes).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Memory {
+    pub gop: usize,
+    pub frame: usize,
+    pub jpeg_cache: usize,
+    /// Its SHM rings (shared memory, outside the process's heap).
+    pub rings: usize,
+    pub budget: Option<u64>,
+    /// GOP units dropped because a budget (the camera's or the hub's) ran out.
+    pub budget_drops: u64,
+}
+
+impl Memory {
+    /// What the process holds for the camera (rings are shared memory, counted apart).
+    pub fn total(&self) -> usize {
+        self.gop + self.frame + self.jpeg_cache
+    }
+}
+
 /// Compressed units for a passthrough viewer: the GOP cache (from its keyframe)
 /// at the moment of subscribing, then every live unit after it.
 pub struct UnitFeed {
@@ -71,6 +91,11 @@ impl Shared {
             return Err(format!("this camera already serves {MAX_VARIANTS} stream variants (quality and size)"));
         }
         Ok(v.entry(key).or_insert_with(|| watch::channel(None).0).clone())
+    }
+
+    /// Bytes of the newest decoded picture kept for snapshots.
+    pub(crate) fn frame_bytes(&self) -> usize {
+        self.progress.borrow().frame.as_ref().map_or(0, |f| f.bytes())
     }
 
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
@@ -210,6 +235,26 @@ impl Camera {
 
     pub fn leases(&self, tier: Tier) -> u32 {
         self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
+    }
+
+    /// What this camera holds, in bytes, by kind.
+    pub fn memory(&self) -> Memory {
+        let s = self.status();
+        let rings = self
+            .outputs()
+            .iter()
+            .filter_map(|o| o.path.as_ref())
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len() as usize)
+            .sum();
+        Memory {
+            gop: s.gop_bytes,
+            frame: self.shared.frame_bytes(),
+            jpeg_cache: self.shared.jpegs.bytes(),
+            rings,
+            budget: self.shared.config.options.memory_budget.map(|b| b.0),
+            budget_drops: s.gop_budget_drops,
+        }
     }
 
     /// The camera's outputs for programs, as the API and metrics show them.

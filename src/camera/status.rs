@@ -58,6 +58,7 @@ pub struct Status {
     pub gop_units: usize,
     pub gop_bytes: usize,
     pub gop_truncated: bool,
+    pub gop_budget_drops: u64,
     pub gop_dropped_units: u64,
     pub gop_dropped_bytes: u64,
 }
@@ -81,6 +82,7 @@ impl Status {
             gop_units: 0,
             gop_bytes: 0,
             gop_truncated: false,
+            gop_budget_drops: 0,
             gop_dropped_units: 0,
             gop_dropped_bytes: 0,
         }

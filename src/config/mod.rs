@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Live view in browsers (WHEP).
     pub webrtc: WebRtcConfig,
+    /// Bytes every camera's GOP cache may hold together (default: no limit).
+    pub memory_budget: Option<ByteSize>,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             cors_origins: Vec::new(),
             webrtc: WebRtcConfig::default(),
+            memory_budget: None,
         }
     }
 }
@@ -202,6 +205,10 @@ pub struct CameraOptions {
     /// Outputs for programs, by name: `shm` rings and `redis` streams (docs/shm.md, docs/redis.md).
     #[serde(default)]
     pub outputs: BTreeMap<String, OutputConfig>,
+    /// Bytes this camera may hold (GOP cache, decoded frame, JPEG cache); over it the
+    /// GOP cache stops growing for the rest of its GOP (counted). Default: no limit.
+    #[serde(default)]
+    pub memory_budget: Option<ByteSize>,
     /// `live` (default) or `replay`: a file's every frame, in order, once, as fast as
     /// the outputs' readers go (files only).
     #[serde(default)]
@@ -260,6 +267,7 @@ impl CameraOptions {
             warmup_frames: 0,
             warmup: defaults::warmup(),
             outputs: BTreeMap::new(),
+            memory_budget: None,
             mode: Mode::Live,
         }
     }

@@ -323,6 +323,7 @@ pub fn http_send(method: &str, url: &str, body: Option<&str>) -> Response {
     let r = match (method, body) {
         ("POST", Some(b)) => a.post(url).header("content-type", "application/json").send(b),
         ("PUT", Some(b)) => a.put(url).header("content-type", "application/json").send(b),
+        ("PATCH", Some(b)) => a.patch(url).header("content-type", "application/json").send(b),
         ("DELETE", None) => a.delete(url).call(),
         _ => panic!("unsupported {method}"),
     };

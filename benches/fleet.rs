@@ -1,0 +1,274 @@
+//! Fleet scale: P1 and P8 of PERFORMANCE.md and the scale curve, against the
+//! camera-fleet simulator (`sim/`: N RTSP H.264 streams in this process, the
+//! 720p 6 fps 10 s-GOP clip packetized once, each path on its own timeline).
+//!
+//! P1: 100 cameras connected (GOP cache warm), nobody watching: camhub's CPU and
+//!     RSS against `ffmpeg -c copy -f null` per camera on the same streams.
+//! Scale: 10..200 cameras idle, and with 10% of them decoding: CPU and RSS per camera.
+//! P8: a `keep: on_demand` camera's first snapshot: connect, first keyframe, decode.
+//!
+//! `cargo bench --bench fleet [-- --quick]` writes its section of BENCHMARKS.md,
+//! `target/bench-results/fleet.json` and PNG plots (docs/bench/). Run the
+//! simulator alone with `cargo bench --bench fleet -- --serve [--port P]`.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[path = "support.rs"]
+mod support;
+use support::*;
+
+mod sim;
+
+fn proc_stat(pid: u32) -> (f64, u64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return (0.0, 0) };
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let cpu = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0u64);
+    (cpu, rss * 1024)
+}
+
+/// CPU (% of one core) and summed RSS (bytes, at the end) of `pids` over `window`.
+fn sample(pids: &[u32], window: Duration) -> (f64, u64) {
+    let c0: f64 = pids.iter().map(|p| proc_stat(*p).0).sum();
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let (c1, rss): (f64, u64) = pids.iter().map(|p| proc_stat(*p)).fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    ((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss)
+}
+
+fn get_json(url: &str) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.get(url).call().unwrap();
+    serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap_or_default()
+}
+
+/// Cameras whose GOP cache holds a keyframe.
+fn warm(base: &str) -> usize {
+    get_json(&format!("{base}/api/cameras"))
+        .as_array()
+        .map_or(0, |a| a.iter().filter(|c| c["gop_cache"]["units"].as_u64().unwrap_or(0) > 0).count())
+}
+
+struct Point {
+    cameras: usize,
+    decoding: usize,
+    cpu: f64,
+    rss: u64,
+}
+
+/// camhub with `n` cameras on the simulator, `decoding` of them `keep: decoded`.
+fn hub_point(port: u16, n: usize, decoding: usize, window: Duration, dir: &std::path::Path) -> Point {
+    let mut cfg = String::from("cameras:\n");
+    for k in 0..n {
+        let keep = if k < decoding { "decoded" } else { "connected" };
+        cfg += &format!("  c{k}:\n    url: rtsp://127.0.0.1:{port}/cam{k}\n    keep: {keep}\n");
+    }
+    let path = dir.join(format!("fleet-{n}-{decoding}.yaml"));
+    std::fs::write(&path, cfg).unwrap();
+    let (hub, base) = start_hub(env!("CARGO_BIN_EXE_camhub"), &path);
+    let t = Instant::now();
+    // Each session joins mid-GOP: within one GOP (10 s) every cache holds a keyframe.
+    while warm(&base) < n && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let (cpu, rss) = sample(&[hub.0.id()], window);
+    drop(hub);
+    Point { cameras: n, decoding, cpu, rss }
+}
+
+fn ffmpeg_copy(port: u16, n: usize, window: Duration) -> (f64, u64) {
+    let children: Vec<Child> = (0..n)
+        .map(|k| {
+            Command::new("ffmpeg")
+                .args(["-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-i"])
+                .arg(format!("rtsp://127.0.0.1:{port}/cam{k}"))
+                .args(["-c", "copy", "-f", "null", "-"])
+                .stdin(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(5));
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let r = sample(&pids, window);
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    r
+}
+
+/// P8: first snapshot of an on-demand camera: (total, connect, keyframe wait) in ms.
+fn cold_start(port: u16, sim_t0: Instant, dir: &std::path::Path, k: u64) -> (f64, f64, f64) {
+    let path = dir.join("p8.yaml");
+    std::fs::write(&path, format!("cameras:\n  cold:\n    url: rtsp://127.0.0.1:{port}/cam{k}\n    keep: on_demand\n"))
+        .unwrap();
+    let (hub, base) = start_hub(env!("CARGO_BIN_EXE_camhub"), &path);
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    // Where this path's clip is now: frames until its next keyframe.
+    let pos = ((sim_t0.elapsed() + Duration::from_millis(k * 1370)).as_secs_f64() * FPS as f64) as u64;
+    let to_key = (GOP as u64 - pos % GOP as u64) % GOP as u64;
+    let t = Instant::now();
+    let mut r = agent.get(&format!("{base}/api/cameras/cold/snapshot.jpg")).call().unwrap();
+    let _ = r.body_mut().read_to_vec();
+    let total = t.elapsed().as_secs_f64() * 1e3;
+    let cam = get_json(&format!("{base}/api/cameras/cold"));
+    drop(hub);
+    // Connect: from the first "connecting" to "streaming" in the camera's history.
+    let at = |state: &str| -> Option<String> {
+        cam["history"].as_array()?.iter().find(|h| h["state"] == state).and_then(|h| h["at"].as_str().map(String::from))
+    };
+    let ms = |s: &str| -> f64 {
+        let t = s.split('T').nth(1).unwrap_or("0:0:0").trim_end_matches('Z');
+        let p: Vec<f64> = t.split(':').map(|v| v.parse().unwrap_or(0.0)).collect();
+        (p[0] * 3600.0 + p[1] * 60.0 + p[2]) * 1e3
+    };
+    let connect = match (at("connecting"), at("streaming")) {
+        (Some(a), Some(b)) => ms(&b) - ms(&a),
+        _ => f64::NAN,
+    };
+    (total, connect, to_key as f64 * 1e3 / FPS as f64)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let clip_path = make_720p_clip();
+    let clip = Arc::new(sim::Clip::load(&std::fs::read(&clip_path).unwrap(), FPS as f64));
+    let stats = Arc::new(sim::SimStats::default());
+    let want_port = args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(0);
+    let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", want_port))).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let sim_t0 = Instant::now();
+    rt.spawn(sim::serve(listener, clip.clone(), stats.clone()));
+    if args.iter().any(|a| a == "--serve") {
+        println!("PORT {port}");
+        eprintln!("fleet simulator: rtsp://127.0.0.1:{port}/cam<k> ({} frames, {FPS} fps)", clip.frames());
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        println!("fleet benchmark: run with `make bench` or `cargo bench --bench fleet`");
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let window = Duration::from_secs(if quick { 5 } else { 10 });
+    let dir = std::env::temp_dir().join(format!("camhub-fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sim_pid = std::process::id();
+
+    // The simulator's own cost, so no one thinks it is what gets measured.
+    let counts: &[usize] = if quick { &[10, 50, 100] } else { &[10, 25, 50, 100, 200] };
+    let mut points = Vec::new();
+    let mut sim_cpu = 0.0;
+    for &n in counts {
+        for decoding in [0, n / 10] {
+            eprintln!("scale: {n} cameras, {decoding} decoding...");
+            let c0 = proc_stat(sim_pid).0;
+            let t0 = Instant::now();
+            let p = hub_point(port, n, decoding, window, &dir);
+            if n == 100 && decoding == 0 {
+                sim_cpu = (proc_stat(sim_pid).0 - c0) / t0.elapsed().as_secs_f64() * 100.0;
+            }
+            points.push(p);
+        }
+    }
+    eprintln!("P1 reference: ffmpeg -c copy x 100...");
+    let (ff_cpu, ff_rss) = ffmpeg_copy(port, 100, window);
+    let p1 = points.iter().find(|p| p.cameras == 100 && p.decoding == 0).unwrap();
+    eprintln!("P8: cold start...");
+    let p8: Vec<(f64, f64, f64)> =
+        (0..if quick { 3 } else { 6 }).map(|i| cold_start(port, sim_t0, &dir, 300 + i)).collect();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    // Results for the plots and the summary.
+    let json = serde_json::json!({
+        "points": points.iter().map(|p| serde_json::json!({"cameras": p.cameras, "decoding": p.decoding, "cpu": p.cpu, "rss": p.rss})).collect::<Vec<_>>(),
+        "p1": {"cpu": p1.cpu, "rss": p1.rss, "ffmpeg_cpu": ff_cpu, "ffmpeg_rss": ff_rss},
+        "p8": p8,
+    });
+    let results = repo().join("target/bench-results");
+    std::fs::create_dir_all(&results).unwrap();
+    std::fs::write(results.join("fleet.json"), json.to_string()).unwrap();
+    let plot = Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("benches/py/plot.py"))
+        .arg(results.join("fleet.json"))
+        .arg(repo().join("docs/bench"))
+        .status();
+    let plotted = plot.is_ok_and(|s| s.success());
+
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let scale_rows: Vec<String> = counts
+        .iter()
+        .map(|&n| {
+            let idle = points.iter().find(|p| p.cameras == n && p.decoding == 0).unwrap();
+            let dec = points.iter().find(|p| p.cameras == n && p.decoding == n / 10).unwrap();
+            format!(
+                "| {n} | {:.1}% ({:.3}% per camera) | {:.0} MiB ({:.2} MiB per camera) | {} | {:.1}% | {:.0} MiB |",
+                idle.cpu,
+                idle.cpu / n as f64,
+                mib(idle.rss),
+                mib(idle.rss) / n as f64,
+                dec.decoding,
+                dec.cpu,
+                mib(dec.rss),
+            )
+        })
+        .collect();
+    let per_cam_ratio = (ff_cpu / 100.0) / (p1.cpu / 100.0).max(1e-9);
+    let p8_rows: Vec<String> = p8
+        .iter()
+        .map(|(total, connect, key)| {
+            format!("| {total:.0} ms | {connect:.0} ms | {key:.0} ms | {:.0} ms |", (total - connect - key).max(0.0))
+        })
+        .collect();
+    let section = format!(
+        "## Fleet scale (P1, P8, scale curve)\n\n\
+         Command: `make bench` (`cargo bench --bench fleet{}`), {}, {}.\n\
+         Cameras: the fleet simulator (`benches/sim/`, in the bench process: RTSP over TCP, the 720p 6 fps ~1 Mbit/s \
+         10 s-GOP clip packetized once; each path on its own timeline, so sessions join mid-GOP). The simulator \
+         itself used {sim_cpu:.1}% of a core serving 100 cameras. camhub release build; CPU is utime+stime from /proc \
+         over {} s windows after every camera's GOP cache holds a keyframe; RSS at the end of the window.\n\n\
+         | P1: 100 cameras connected, nobody watching | camhub | `ffmpeg -c copy -f null` x 100 | ratio | target |\n|---|---|---|---|---|\n\
+         | CPU | {:.1}% of a core | {ff_cpu:.1}% | camhub **{per_cam_ratio:.1}x cheaper** per camera | < 10% of a core; >= 6x cheaper |\n\
+         | RSS | {:.0} MiB | {:.0} MiB (sum of 100 processes) | {:.1}x | < 400 MB |\n\n\
+         Scale curve (10% decoding = `keep: decoded` on every tenth camera):\n\n\
+         | cameras | idle CPU | idle RSS | decoding | CPU with 10% decoding | RSS with 10% decoding |\n|---|---|---|---|---|---|\n{}\n\n\
+         {}\
+         P8, a `keep: on_demand` camera's first snapshot (split: connect = RTSP DESCRIBE/SETUP/PLAY, then the wait for \
+         the camera's next keyframe, computed from the path's GOP position; the rest is decoding the keyframe and the JPEG):\n\n\
+         | total | connect | wait for keyframe | decode + JPEG + HTTP |\n|---|---|---|---|\n{}\n\n",
+        if quick { " -- --quick" } else { "" },
+        stamp(),
+        machine(),
+        window.as_secs(),
+        p1.cpu,
+        mib(p1.rss),
+        mib(ff_rss),
+        ff_rss as f64 / p1.rss.max(1) as f64,
+        scale_rows.join("\n"),
+        if plotted {
+            "![CPU and RSS against camera count](docs/bench/scale.png)\n\n".to_string()
+        } else {
+            String::new()
+        },
+        p8_rows.join("\n"),
+    );
+    println!("{section}");
+    write_section(&repo().join("BENCHMARKS.md"), "## Fleet scale (P1, P8, scale curve)", &section);
+    eprintln!(
+        "simulator sent {} MiB in {} sessions",
+        stats.bytes.load(std::sync::atomic::Ordering::Relaxed) >> 20,
+        stats.sessions.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
