@@ -89,7 +89,7 @@ fn ffmpeg_copy(port: u16, n: usize, window: Duration) -> (f64, u64) {
     let children: Vec<Child> = (0..n)
         .map(|k| {
             Command::new("ffmpeg")
-                .args(["-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-i"])
+                .args(["-hide_banner", "-loglevel", "fatal", "-rtsp_transport", "tcp", "-i"])
                 .arg(format!("rtsp://127.0.0.1:{port}/cam{k}"))
                 .args(["-c", "copy", "-f", "null", "-"])
                 .stdin(Stdio::null())
@@ -107,6 +107,19 @@ fn ffmpeg_copy(port: u16, n: usize, window: Duration) -> (f64, u64) {
     r
 }
 
+/// Frames a new session of path `k` waits for its first keyframe, if it connects now
+/// (its first frame is the one after the path's current position).
+fn frames_to_key(sim_t0: Instant, k: u64) -> u64 {
+    let pos = ((sim_t0.elapsed() + Duration::from_millis(k * 1370)).as_secs_f64() * FPS as f64) as u64 + 1;
+    (GOP as u64 - pos % GOP as u64) % GOP as u64
+}
+
+/// A path whose next keyframe is about `frac` of a GOP away now (stratified trials).
+fn path_at_phase(sim_t0: Instant, frac: f64, used: &[u64]) -> u64 {
+    let want = (frac * GOP as f64) as u64;
+    (300..2000u64).filter(|k| !used.contains(k)).min_by_key(|k| frames_to_key(sim_t0, *k).abs_diff(want)).unwrap()
+}
+
 /// P8: first snapshot of an on-demand camera: (total, connect, keyframe wait) in ms.
 fn cold_start(port: u16, sim_t0: Instant, dir: &std::path::Path, k: u64) -> (f64, f64, f64) {
     let path = dir.join("p8.yaml");
@@ -114,10 +127,8 @@ fn cold_start(port: u16, sim_t0: Instant, dir: &std::path::Path, k: u64) -> (f64
         .unwrap();
     let (hub, base) = start_hub(env!("CARGO_BIN_EXE_camhub"), &path);
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    // Where this path's clip is now: frames until its next keyframe.
-    let pos = ((sim_t0.elapsed() + Duration::from_millis(k * 1370)).as_secs_f64() * FPS as f64) as u64;
-    let to_key = (GOP as u64 - pos % GOP as u64) % GOP as u64;
     let t = Instant::now();
+    let to_key = frames_to_key(sim_t0, k);
     let mut r = agent.get(&format!("{base}/api/cameras/cold/snapshot.jpg")).call().unwrap();
     let _ = r.body_mut().read_to_vec();
     let total = t.elapsed().as_secs_f64() * 1e3;
@@ -187,8 +198,15 @@ fn main() {
     let (ff_cpu, ff_rss) = ffmpeg_copy(port, 100, window);
     let p1 = points.iter().find(|p| p.cameras == 100 && p.decoding == 0).unwrap();
     eprintln!("P8: cold start...");
-    let p8: Vec<(f64, f64, f64)> =
-        (0..if quick { 3 } else { 6 }).map(|i| cold_start(port, sim_t0, &dir, 300 + i)).collect();
+    let trials = if quick { 3 } else { 6 };
+    let mut used = Vec::new();
+    let p8: Vec<(f64, f64, f64)> = (0..trials)
+        .map(|i| {
+            let k = path_at_phase(sim_t0, (i as f64 + 0.5) / trials as f64, &used);
+            used.push(k);
+            cold_start(port, sim_t0, &dir, k)
+        })
+        .collect();
     let _ = std::fs::remove_dir_all(&dir);
 
     // Results for the plots and the summary.
