@@ -115,3 +115,44 @@ pub fn write_section(path: &Path, heading: &str, section: &str) {
     };
     std::fs::write(path, out).unwrap();
 }
+
+/// Like `write_section`, but a new section goes first (before every other `## `).
+pub fn write_section_first(path: &Path, heading: &str, section: &str) {
+    let old = std::fs::read_to_string(path).unwrap_or_default();
+    if old.contains(heading) {
+        return write_section(path, heading, section);
+    }
+    let out = match old.find("\n## ") {
+        Some(i) => format!("{}{}{}", &old[..=i], section, &old[i + 1..]),
+        None => format!("{old}{section}"),
+    };
+    std::fs::write(path, out).unwrap();
+}
+
+/// Every table row of BENCHMARKS.md that reports a PERFORMANCE.md scenario
+/// (its first cell starts with `P<n>`), plus the WebRTC first-picture row: the
+/// scenario and the rest of its cells, in P order.
+pub fn scenario_rows(text: &str) -> Vec<(String, String)> {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        if let Some(h) = line.strip_prefix("## ") {
+            section = h.to_string();
+            continue;
+        }
+        if section.starts_with("Summary") || !line.starts_with('|') {
+            continue;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        let first = cells.first().copied().unwrap_or("");
+        let webrtc = section.starts_with("WebRTC") && first.starts_with("first picture");
+        let is_p = first.len() > 1 && first.starts_with('P') && first.as_bytes()[1].is_ascii_digit();
+        if is_p || webrtc {
+            let name = if webrtc { format!("WebRTC {first}") } else { first.to_string() };
+            let rest: Vec<&str> = cells[1..].iter().copied().filter(|c| !c.is_empty()).collect();
+            rows.push((name, rest.join(" · ")));
+        }
+    }
+    rows.sort_by_key(|(n, _)| n.strip_prefix('P').and_then(|r| r[..1].parse::<u32>().ok()).unwrap_or(9));
+    rows
+}
