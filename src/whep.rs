@@ -64,8 +64,6 @@ pub struct Whep {
     config: Mutex<WebRtcConfig>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
     next: AtomicU64,
-    /// First-frame times (ms from the offer), for `/metrics`.
-    pub started: AtomicU64,
 }
 
 /// What the browser reached the API at: the address it can reach us at over UDP too.

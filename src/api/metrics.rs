@@ -97,6 +97,13 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         let _ = writeln!(o, "camhub_jpeg_cache_bytes{{camera=\"{}\"}} {}", c.name(), c.jpegs().bytes());
     }
     outputs(&mut o, &cams, &mut family);
+    family(&mut o, "camhub_webrtc_viewers", "gauge", "WebRTC (WHEP) viewers, and how many of them are connected.");
+    for c in &cams {
+        let v = hub.whep.viewers(c.name());
+        let connected = v.iter().filter(|v| v.connected).count();
+        let _ = writeln!(o, "camhub_webrtc_viewers{{camera=\"{}\",state=\"all\"}} {}", c.name(), v.len());
+        let _ = writeln!(o, "camhub_webrtc_viewers{{camera=\"{}\",state=\"connected\"}} {connected}", c.name());
+    }
     family(&mut o, "camhub_memory_bytes", "gauge", "What each camera holds, by kind (rings are shared memory).");
     let mems: Vec<_> = cams.iter().map(|c| (c.name().to_owned(), c.memory())).collect();
     for (name, m) in &mems {

@@ -324,3 +324,24 @@ def test_fps_spaces_frames_evenly(rtsp, hub):
     assert min(gaps) >= 0.3, f"frames closer than 0.3 s: {gaps}"
     ring.close()
     stop_and_check_gone(h, ring_file(name))
+
+
+def test_a_ring_is_recreated_after_a_crash_and_a_reader_follows(rtsp, hub):
+    name = camera_name("crash")
+    cfg = config(name, rtsp.url, {"format": "gray", "width": 320, "slots": 4})
+    h = hub(cfg, ring_file(name))
+    ring = camhub.open(name, "ai", timeout=10)
+    first = ring.wait(timeout=20)
+    assert first is not None, h.log()
+    h.p.kill()  # a crash: no clean-up, the ring file stays
+    h.p.wait()
+    assert os.path.exists(ring_file(name)), "a crashed hub leaves its ring behind"
+    stale = os.stat(ring_file(name)).st_ino
+    h2 = hub(cfg)
+    f = ring.wait(timeout=30)  # the reader follows the replacement by itself
+    assert f is not None, h2.log()
+    assert os.stat(ring_file(name)).st_ino != stale, "the stale file was replaced"
+    assert spread(luma(f)) > 20 and f.width == 320
+    assert ring.readers >= 1, "the reader registered in the new file"
+    ring.close()
+    stop_and_check_gone(h2, ring_file(name))

@@ -114,8 +114,24 @@ def test_bad_requests_get_clear_errors_and_the_viewer_cap_holds(rtsp, hub):
     assert status == 404, body
     status, body = request("POST", url, offer)
     assert status == 201 and "a=candidate:" in body
+    # Trickle ICE on the session: a candidate fragment is taken, nonsense is not.
+    session = [line for line in body.splitlines() if line.startswith("a=ice-ufrag")]
+    assert session, body
+    viewer = viewers(h, name)[0]["id"]
+    frag = "a=candidate:1 1 udp 2130706431 192.0.2.77 50000 typ host\r\n"
+    status, _ = request("PATCH", f"{url}/{viewer}", frag.encode(), "application/trickle-ice-sdpfrag")
+    assert status == 204
+    status, body = request("PATCH", f"{url}/{viewer}", b"a=candidate:garbage\r\n", "application/trickle-ice-sdpfrag")
+    assert status == 400 and "candidate" in body, body
+    status, _ = request("PATCH", f"{url}/{viewer}", frag.encode(), "application/sdp")
+    assert status == 415
+    status, _ = request("PATCH", f"{url}/nope", frag.encode(), "application/trickle-ice-sdpfrag")
+    assert status == 404
     status, body = request("POST", url, an_offer().encode())
     assert status == 503 and "max_viewers" in body, body
+    metrics = urllib.request.urlopen(f"{h.base}/metrics", timeout=10).read().decode()
+    assert f'camhub_webrtc_viewers{{camera="{name}",state="all"}} 1' in metrics
+    assert f'camhub_webrtc_viewers{{camera="{name}",state="connected"}} 0' in metrics
     h.stop()
 
 
