@@ -75,10 +75,11 @@ fn camhub_run(url: &str, cameras: usize, format: &str, window: Duration, dir: &P
     let pid = hub.0.id();
     let t = Instant::now();
     // Each session joins the camera mid-GOP: wait until every camera has had its first keyframe.
-    while published(&base).1 < 6 && t.elapsed() < Duration::from_secs(60) {
+    let wait = if window < Duration::from_secs(10) { Duration::from_secs(6) } else { Duration::from_secs(60) };
+    while published(&base).1 < 6 && t.elapsed() < wait {
         std::thread::sleep(Duration::from_millis(250));
     }
-    std::thread::sleep(Duration::from_secs(2));
+    std::thread::sleep(Duration::from_secs(1));
     let reader = Command::new(python())
         .arg(repo().join("benches/py/shm_latency.py"))
         .args(["c0", "ai", &format!("{}", window.as_secs_f64() - 1.0)])
@@ -160,18 +161,22 @@ fn main() {
             )
         })
     };
+    // CPU per frame: camhub's per frame it published, the reference's per frame of the
+    // streams (taken as all of them: a reference still waiting for its first keyframe
+    // only makes it look cheaper, so the ratio errs against camhub).
+    let per_frame = |cpu: f64, fps: f64, reference: f64| (cpu / fps.max(0.1)) / (reference / expected);
     let rows = [
         format!(
-            "| P2: {CAMERAS} cameras decoded into I420 rings | camhub {:.1}% of a core ({:.0} of {expected:.0} frames/s published) | `ffmpeg -threads 1 -f null` x {CAMERAS}: {ffmpeg:.1}% | **{:.2}x** | within 1.15x |",
+            "| P2: {CAMERAS} cameras decoded into I420 rings | camhub {:.1}% of a core ({:.0} of {expected:.0} frames/s published) | `ffmpeg -threads 1 -f null` x {CAMERAS}: {ffmpeg:.1}% | **{:.2}x** per frame | within 1.15x |",
             i420.cpu,
             i420.fps,
-            i420.cpu / ffmpeg,
+            per_frame(i420.cpu, i420.fps, ffmpeg),
         ),
         format!(
-            "| P2: {CAMERAS} cameras decoded into BGR24 rings | camhub {:.1}% ({:.0} of {expected:.0} frames/s) | Python/OpenCV reader x {CAMERAS}: {opencv:.1}% | **{:.2}x** | beat it (< 1x) |",
+            "| P2: {CAMERAS} cameras decoded into BGR24 rings | camhub {:.1}% ({:.0} of {expected:.0} frames/s) | Python/OpenCV reader x {CAMERAS}: {opencv:.1}% | **{:.2}x** per frame | beat it (< 1x) |",
             bgr.cpu,
             bgr.fps,
-            bgr.cpu / opencv,
+            per_frame(bgr.cpu, bgr.fps, opencv),
         ),
         format!(
             "| P7: Python reader, BGR24 720p, one camera, machine otherwise idle | {} | | | < 2 ms after decode, zero copies |",

@@ -26,7 +26,7 @@ fn main() {
         return;
     }
     let quick = std::env::args().any(|a| a == "--quick");
-    let trials = if quick { 8 } else { 20 };
+    let trials = if quick { 5 } else { 20 };
     let clip = make_720p_clip();
     let (_server, url) = start_rtsp_server(&clip);
     let dir = std::env::temp_dir().join(format!("camhub-whep-{}", std::process::id()));
