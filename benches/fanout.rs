@@ -19,13 +19,6 @@ use tokio::net::TcpStream;
 mod support;
 use support::*;
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = stat.rsplit_once(')').unwrap().1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-}
-
 /// One keep-alive HTTP/1.1 GET; returns the status and the body length.
 async fn get(conn: &mut TokioBufReader<TcpStream>, host: &str, path: &str) -> std::io::Result<(u16, usize)> {
     conn.get_mut().write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes()).await?;
@@ -50,10 +43,7 @@ async fn get(conn: &mut TokioBufReader<TcpStream>, host: &str, path: &str) -> st
 }
 
 fn camera_counter(base: &str, key: &str) -> u64 {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut r = agent.get(&format!("{base}/api/cameras/cam")).call().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    v["counters"][key].as_u64().unwrap()
+    get_json(&format!("{base}/api/cameras/cam"))["counters"][key].as_u64().unwrap()
 }
 
 fn main() {

@@ -21,35 +21,6 @@ use support::*;
 
 mod sim;
 
-fn proc_stat(pid: u32) -> (f64, u64) {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return (0.0, 0) };
-    let rest = stat.rsplit_once(')').unwrap().1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let cpu = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0;
-    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0u64);
-    (cpu, rss * 1024)
-}
-
-/// CPU (% of one core) and summed RSS (bytes, at the end) of `pids` over `window`.
-fn sample(pids: &[u32], window: Duration) -> (f64, u64) {
-    let c0: f64 = pids.iter().map(|p| proc_stat(*p).0).sum();
-    let t0 = Instant::now();
-    std::thread::sleep(window);
-    let (c1, rss): (f64, u64) = pids.iter().map(|p| proc_stat(*p)).fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
-    ((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss)
-}
-
-fn get_json(url: &str) -> serde_json::Value {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut r = agent.get(url).call().unwrap();
-    serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap_or_default()
-}
-
 /// Cameras whose GOP cache holds a keyframe.
 fn warm(base: &str) -> usize {
     get_json(&format!("{base}/api/cameras"))
@@ -104,14 +75,7 @@ fn ffmpeg_copy(port: u16, n: usize, window: Duration) -> (f64, u64) {
                 .unwrap()
         })
         .collect();
-    std::thread::sleep(Duration::from_secs(5));
-    let pids: Vec<u32> = children.iter().map(Child::id).collect();
-    let r = sample(&pids, window);
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    r
+    measure_references(children, Duration::from_secs(5), window)
 }
 
 /// Frames a new session of path `k` waits for its first keyframe, if it connects now

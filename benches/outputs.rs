@@ -20,34 +20,13 @@ use support::*;
 
 const CAMERAS: usize = 20;
 
-fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    let rest = stat.rsplit_once(')').unwrap().1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
-}
-
-fn cpu_of(pids: &[u32]) -> f64 {
-    pids.iter().map(|p| cpu_seconds(*p)).sum()
-}
-
-/// CPU of `pids` over `window`, in % of one core.
-fn sample(pids: &[u32], window: Duration) -> f64 {
-    let (c0, t0) = (cpu_of(pids), Instant::now());
-    std::thread::sleep(window);
-    (cpu_of(pids) - c0) / t0.elapsed().as_secs_f64() * 100.0
-}
-
 fn python() -> String {
     repo().join(".venv/bin/python").display().to_string()
 }
 
 /// Frames published by every camera's outputs: (total, the fewest of any camera).
 fn published(base: &str) -> (u64, u64) {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut r = agent.get(&format!("{base}/api/cameras")).call().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    let cams = v.as_array().cloned().or_else(|| v["cameras"].as_array().cloned()).unwrap_or_default();
+    let cams = get_json(&format!("{base}/api/cameras")).as_array().cloned().unwrap_or_default();
     let per: Vec<u64> = cams
         .iter()
         .map(|c| c["outputs"].as_array().into_iter().flatten().map(|o| o["published"].as_u64().unwrap_or(0)).sum())
@@ -88,7 +67,7 @@ fn camhub_run(url: &str, cameras: usize, format: &str, window: Duration, dir: &P
         .unwrap();
     let p0 = published(&base).0;
     let t0 = Instant::now();
-    let cpu = sample(&[pid], window);
+    let cpu = sample(&[pid], window).0;
     let fps = (published(&base).0 - p0) as f64 / t0.elapsed().as_secs_f64();
     let out = reader.wait_with_output().unwrap();
     let p7 = serde_json::from_slice(&out.stdout).ok();
@@ -98,15 +77,7 @@ fn camhub_run(url: &str, cameras: usize, format: &str, window: Duration, dir: &P
 
 /// One reference process per camera; their summed CPU over the window.
 fn reference(window: Duration, spawn: impl Fn() -> Child) -> f64 {
-    let children: Vec<Child> = (0..CAMERAS).map(|_| spawn()).collect();
-    std::thread::sleep(Duration::from_secs(4));
-    let pids: Vec<u32> = children.iter().map(Child::id).collect();
-    let cpu = sample(&pids, window);
-    for mut c in children {
-        let _ = c.kill();
-        let _ = c.wait();
-    }
-    cpu
+    measure_references((0..CAMERAS).map(|_| spawn()).collect(), Duration::from_secs(4), window).0
 }
 
 fn main() {

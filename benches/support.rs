@@ -5,6 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 pub const FPS: u32 = 6;
 pub const GOP: usize = 60;
@@ -155,4 +156,52 @@ pub fn scenario_rows(text: &str) -> Vec<(String, String)> {
     }
     rows.sort_by_key(|(n, _)| n.strip_prefix('P').and_then(|r| r[..1].parse::<u32>().ok()).unwrap_or(9));
     rows
+}
+
+/// CPU seconds (utime + stime) and resident bytes of a process, from /proc (0 if gone).
+pub fn proc_stat(pid: u32) -> (f64, u64) {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return (0.0, 0) };
+    let rest = stat.rsplit_once(')').unwrap().1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let cpu = (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0;
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0u64);
+    (cpu, rss * 1024)
+}
+
+pub fn cpu_seconds(pid: u32) -> f64 {
+    proc_stat(pid).0
+}
+
+/// CPU (% of one core, summed) and summed RSS (bytes, at the end) of `pids` over `window`.
+pub fn sample(pids: &[u32], window: Duration) -> (f64, u64) {
+    let c0: f64 = pids.iter().map(|p| cpu_seconds(*p)).sum();
+    let t0 = Instant::now();
+    std::thread::sleep(window);
+    let (c1, rss) = pids.iter().map(|p| proc_stat(*p)).fold((0.0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+    ((c1 - c0) / t0.elapsed().as_secs_f64() * 100.0, rss)
+}
+
+/// A reference run: `children` (one process per camera) settle for `warmup`, then
+/// their CPU and RSS over `window`; they are killed after.
+pub fn measure_references(children: Vec<Child>, warmup: Duration, window: Duration) -> (f64, u64) {
+    std::thread::sleep(warmup);
+    let pids: Vec<u32> = children.iter().map(Child::id).collect();
+    let r = sample(&pids, window);
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    r
+}
+
+/// GET `url` as JSON (null if it is not JSON).
+pub fn get_json(url: &str) -> serde_json::Value {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut r = agent.get(url).call().unwrap();
+    serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap_or_default()
 }

@@ -14,10 +14,7 @@ mod support;
 use support::*;
 
 fn gop_units(base: &str) -> u64 {
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let mut r = agent.get(&format!("{base}/api/cameras/cam")).call().unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap();
-    v["gop_cache"]["units"].as_u64().unwrap_or(0)
+    get_json(&format!("{base}/api/cameras/cam"))["gop_cache"]["units"].as_u64().unwrap_or(0)
 }
 
 fn main() {

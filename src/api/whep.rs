@@ -19,8 +19,24 @@ fn refused(e: crate::whep::WhepError, name: &str) -> ApiError {
     ApiError::new(status, e.message, Some(name))
 }
 
-fn content_type(headers: &HeaderMap) -> &str {
-    headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("")
+/// A body of the content type the route takes, and not too large.
+fn check_body(headers: &HeaderMap, body: &str, want: &str, what: &str, name: &str) -> Result<(), ApiError> {
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ctype.starts_with(want) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("{what} takes Content-Type: {want}"),
+            Some(name),
+        ));
+    }
+    if body.len() > MAX_SDP {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body of {what} is too large"),
+            Some(name),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn offer(
@@ -30,16 +46,7 @@ pub async fn offer(
     body: String,
 ) -> Result<Response, ApiError> {
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
-    if !content_type(&headers).starts_with("application/sdp") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "a WHEP offer is an SDP body with Content-Type: application/sdp",
-            Some(&name),
-        ));
-    }
-    if body.len() > MAX_SDP {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the SDP offer is too large", Some(&name)));
-    }
+    check_body(&headers, &body, "application/sdp", "a WHEP offer", &name)?;
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let ip = crate::whep::host_ip(host, None);
     let (id, answer) = hub.whep.create(&cam, &body, ip).await.map_err(|e| refused(e, &name))?;
@@ -60,16 +67,7 @@ pub async fn trickle(
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    if !content_type(&headers).starts_with("application/trickle-ice-sdpfrag") {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "trickle ICE takes Content-Type: application/trickle-ice-sdpfrag",
-            Some(&name),
-        ));
-    }
-    if body.len() > MAX_SDP {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "the SDP fragment is too large", Some(&name)));
-    }
+    check_body(&headers, &body, "application/trickle-ice-sdpfrag", "trickle ICE", &name)?;
     hub.whep.trickle(&name, &session, &body).map_err(|e| refused(e, &name))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -96,7 +96,6 @@ impl Geometry {
 pub struct Reader {
     pub pid: u32,
     pub read_seq: u64,
-    pub heartbeat_ns: u64,
 }
 
 pub fn unix_ns(t: SystemTime) -> u64 {
@@ -169,15 +168,6 @@ impl RingWriter {
 
     pub fn path(&self) -> &Path {
         &self.path
-    }
-    pub fn geometry(&self) -> Option<Geometry> {
-        self.geometry
-    }
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-    pub fn slots(&self) -> u32 {
-        self.slots
     }
 
     fn tmp_path(&self) -> PathBuf {
@@ -296,11 +286,7 @@ impl RingWriter {
                 let alive = rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| {
                     matches!(rustix::process::test_kill_process(p), Ok(()) | Err(rustix::io::Errno::PERM))
                 });
-                alive.then(|| Reader {
-                    pid,
-                    read_seq: self.map.u64_at(o + 8).load(Ordering::Acquire),
-                    heartbeat_ns: self.map.u64_at(o + 16).load(Ordering::Relaxed),
-                })
+                alive.then(|| Reader { pid, read_seq: self.map.u64_at(o + 8).load(Ordering::Acquire) })
             })
             .collect()
     }
