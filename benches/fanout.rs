@@ -47,11 +47,7 @@ fn camera_counter(base: &str, key: &str) -> u64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("fan-out benchmark: run with `make bench` or `cargo bench --bench fanout`");
-        return;
-    }
-    let quick = std::env::args().any(|a| a == "--quick");
+    let Some(quick) = bench_mode("fanout") else { return };
     let window = Duration::from_secs(if quick { 8 } else { 20 });
     let (pollers, viewers) = (500usize, 200usize);
     let clip = make_720p_clip();

@@ -139,11 +139,7 @@ fn main() {
             std::thread::sleep(Duration::from_secs(3600));
         }
     }
-    if !args.iter().any(|a| a == "--bench") {
-        println!("fleet benchmark: run with `make bench` or `cargo bench --bench fleet`");
-        return;
-    }
-    let quick = args.iter().any(|a| a == "--quick");
+    let Some(quick) = bench_mode("fleet") else { return };
     let window = Duration::from_secs(if quick { 4 } else { 10 });
     let dir = std::env::temp_dir().join(format!("camhub-fleet-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

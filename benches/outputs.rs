@@ -81,11 +81,7 @@ fn reference(window: Duration, spawn: impl Fn() -> Child) -> f64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("outputs benchmark: run with `make bench` or `cargo bench --bench outputs`");
-        return;
-    }
-    let quick = std::env::args().any(|a| a == "--quick");
+    let Some(quick) = bench_mode("outputs") else { return };
     let window = Duration::from_secs(if quick { 5 } else { 20 });
     let clip = make_720p_clip();
     let (_server, url) = start_rtsp_server(&clip);

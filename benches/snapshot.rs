@@ -100,11 +100,7 @@ fn camera_json(agent: &ureq::Agent, base: &str, cam: &str) -> serde_json::Value 
 
 fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: only measure when asked.
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("snapshot benchmark: run with `make bench` or `cargo bench --bench snapshot`");
-        return;
-    }
-    let quick = std::env::args().any(|a| a == "--quick");
+    let Some(quick) = bench_mode("snapshot") else { return };
     let (n_cold, n_warm, n_keyframe) = if quick { (12, 20, 2) } else { (40, 60, 5) };
     camhub::decode::init_ffmpeg();
     let clip = make_720p_clip();

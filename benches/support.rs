@@ -205,3 +205,14 @@ pub fn get_json(url: &str) -> serde_json::Value {
     let mut r = agent.get(url).call().unwrap();
     serde_json::from_slice(&r.body_mut().read_to_vec().unwrap()).unwrap_or_default()
 }
+
+/// `Some(quick)` when run as a benchmark (`cargo bench` passes `--bench`); otherwise
+/// (`cargo test` building benches) says how to run it and gives `None`.
+pub fn bench_mode(name: &str) -> Option<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--bench") {
+        println!("{name} benchmark: run with `make bench` or `cargo bench --bench {name}`");
+        return None;
+    }
+    Some(args.iter().any(|a| a == "--quick"))
+}

@@ -18,11 +18,7 @@ fn gop_units(base: &str) -> u64 {
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
-        println!("WHEP benchmark: run with `make bench` or `cargo bench --bench whep`");
-        return;
-    }
-    let quick = std::env::args().any(|a| a == "--quick");
+    let Some(quick) = bench_mode("whep") else { return };
     let trials = if quick { 5 } else { 20 };
     let clip = make_720p_clip();
     let (_server, url) = start_rtsp_server(&clip);
