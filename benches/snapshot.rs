@@ -65,7 +65,14 @@ fn reference_decode(units: &[(Vec<u8>, bool)]) -> Duration {
         }
     }
     let video = last.expect("a decoded picture");
-    let f = camhub::frame::Frame::new(0, std::time::SystemTime::now(), Instant::now(), true, video);
+    let f = camhub::media::Frame::new(
+        0,
+        std::time::SystemTime::now(),
+        Instant::now(),
+        true,
+        std::time::SystemTime::now(),
+        video,
+    );
     let jpeg = camhub::encode::encode_jpeg(&f, 80, (WIDTH, HEIGHT)).unwrap();
     assert!(jpeg.len() > 1000);
     t.elapsed()
@@ -102,7 +109,7 @@ fn main() {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: only measure when asked.
     let Some(quick) = bench_mode("snapshot") else { return };
     let (n_cold, n_warm, n_keyframe) = if quick { (12, 20, 2) } else { (40, 60, 5) };
-    camhub::decode::init_ffmpeg();
+    camhub::media::init_ffmpeg();
     let clip = make_720p_clip();
     let units = access_units(&std::fs::read(&clip).unwrap());
     assert!(units[0].1 && units[GOP].1, "keyframes every {GOP} units");

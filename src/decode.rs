@@ -5,17 +5,18 @@
 //! hand and exits.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Once};
 use std::thread::{self, JoinHandle};
 
 use ffmpeg_next::codec;
 use tokio::sync::watch;
 
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::Frame;
-use crate::source::{Codec, EncodedUnit};
-use crate::stats::Counters;
+use crate::media::Frame;
+use crate::media::{Codec, EncodedUnit};
+use crate::telemetry::stats::Counters;
 
 /// Live units the decoder may fall behind by before it is restarted from the GOP cache.
 pub const QUEUE_UNITS: usize = 64;
@@ -27,14 +28,6 @@ pub struct DecodeProgress {
     pub processed_seq: u64,
     /// The newest picture decoded, by any decoder of this camera so far.
     pub frame: Option<Arc<Frame>>,
-}
-
-pub fn init_ffmpeg() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        let _ = ffmpeg_next::init();
-        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Fatal);
-    });
 }
 
 enum Msg {
@@ -64,12 +57,13 @@ impl Decoder {
         replay: Vec<Arc<EncodedUnit>>,
         out: watch::Sender<DecodeProgress>,
         counters: Arc<Counters>,
+        clock: Clock,
     ) -> Result<Decoder> {
         let (tx, rx) = mpsc::sync_channel(QUEUE_UNITS);
         if !replay.is_empty() {
             let _ = tx.try_send(Msg::Replay(replay));
         }
-        let ctx = SyncDecoder::new(codec)?;
+        let ctx = SyncDecoder::new(codec, clock)?;
         let span = tracing::info_span!("decoder", camera = camera);
         let thread = thread::Builder::new()
             .name(format!("decode-{camera}"))
@@ -136,16 +130,18 @@ pub struct SyncDecoder {
     pending: Pending,
     need_keyframe: bool,
     decoded: ffmpeg_next::frame::Video,
+    clock: Clock,
 }
 
 impl SyncDecoder {
-    pub fn new(codec: Codec) -> Result<Self> {
-        init_ffmpeg();
+    pub fn new(codec: Codec, clock: Clock) -> Result<Self> {
+        crate::media::init_ffmpeg();
         Ok(SyncDecoder {
             dec: open_codec(codec)?,
             pending: Pending(VecDeque::new()),
             need_keyframe: true,
             decoded: ffmpeg_next::frame::Video::empty(),
+            clock,
         })
     }
 
@@ -163,14 +159,14 @@ impl SyncDecoder {
         if self.pending.0.len() > 32 {
             self.pending.0.pop_front();
         }
-        let t = std::time::Instant::now();
+        let t = self.clock.now();
         if let Err(e) = self.dec.send_packet(&packet) {
             Counters::add(&counters.decode_errors, 1);
             tracing::debug!("decode error at unit {seq}: {e}; waiting for the next keyframe");
             self.need_keyframe = true;
         }
         self.receive(counters, &mut out);
-        crate::metrics::DECODE.observe(t.elapsed());
+        crate::telemetry::metrics::DECODE.observe(self.clock.since(t));
     }
 
     /// The pictures still inside the decoder, at the end of a stream.
@@ -186,7 +182,8 @@ impl SyncDecoder {
                 continue;
             };
             let video = std::mem::replace(&mut self.decoded, ffmpeg_next::frame::Video::empty());
-            out(Arc::new(Frame::new(src.seq, src.received, src.received_mono, src.keyframe, video)));
+            let decoded = self.clock.wall();
+            out(Arc::new(Frame::new(src.seq, src.received, src.received_mono, src.keyframe, decoded, video)));
         }
     }
 }

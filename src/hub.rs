@@ -1,17 +1,52 @@
-//! The registry of cameras, by name (a camera's identity is its name, never an
-//! index): add, replace and remove at run time, and apply a reloaded config file
-//! by its difference only.
+//! The composition root: the cameras by name (a camera's identity is its name,
+//! never an index), and what consumes each of them. The hub starts a camera and
+//! then its outputs, and stops them in the reverse order; a camera never knows
+//! who consumes it. Add, replace and remove at run time, and apply a reloaded
+//! config file by its difference only. Process-wide settings (the memory
+//! budget, WebRTC ports) are applied here, at start.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 
-use crate::camera::Camera;
-use crate::config::CameraConfig;
+use tokio_util::sync::CancellationToken;
 
-#[derive(Default)]
+use crate::camera::{Camera, Memory};
+use crate::clock::Clock;
+use crate::config::{CameraConfig, ServerConfig};
+use crate::output::{OutputStats, Outputs};
+
+/// One camera and the consumers the hub started for it.
+struct Member {
+    camera: Arc<Camera>,
+    /// Outputs for programs (SHM rings, Redis); stopped before the camera.
+    outputs: Mutex<Option<Outputs>>,
+    output_stats: Vec<Arc<OutputStats>>,
+}
+
+impl Member {
+    /// The camera first, then its outputs, each with its token in the tree
+    /// (hub -> camera -> outputs), made before anything is spawned.
+    fn start(cfg: CameraConfig, clock: &Clock, hub: &CancellationToken) -> Arc<Member> {
+        let has_outputs = !cfg.options.outputs.is_empty();
+        let camera = Camera::spawn(cfg, clock.clone(), hub.child_token());
+        let outputs = has_outputs.then(|| Outputs::start(&camera, &camera.stop_token().child_token()));
+        let output_stats = outputs.as_ref().map_or_else(Vec::new, |o| o.stats().to_vec());
+        Arc::new(Member { camera, outputs: Mutex::new(outputs), output_stats })
+    }
+
+    /// Outputs first (they hold leases on the camera), then the camera.
+    async fn stop(&self) {
+        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(o) = outputs {
+            o.stop().await;
+        }
+        self.camera.stop().await;
+    }
+}
+
 pub struct Hub {
-    cameras: RwLock<BTreeMap<String, Arc<Camera>>>,
+    members: RwLock<BTreeMap<String, Arc<Member>>>,
     /// Cameras that came from the config file (a reload may remove them;
     /// cameras added through the API are left alone unless the file names them).
     from_file: Mutex<BTreeSet<String>>,
@@ -19,6 +54,9 @@ pub struct Hub {
     pub base_dir: PathBuf,
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
+    clock: Clock,
+    /// The root of the cancellation tree: every camera's token is its child.
+    stop: CancellationToken,
 }
 
 /// What applying a reloaded config changed.
@@ -31,59 +69,74 @@ pub struct Applied {
 }
 
 impl Hub {
-    /// Starts every camera of `cameras` (from the config file); call inside a tokio runtime.
-    pub fn start(cameras: Vec<CameraConfig>, base_dir: PathBuf) -> Arc<Hub> {
-        let hub = Arc::new(Hub { base_dir, ..Hub::default() });
+    /// Applies the process-wide settings of `server`, then starts every camera of
+    /// `cameras` (from the config file) and its outputs; call inside a tokio runtime.
+    pub fn start(server: &ServerConfig, cameras: Vec<CameraConfig>, base_dir: PathBuf) -> Arc<Hub> {
+        crate::telemetry::memory::GLOBAL.set_limit(server.memory_budget.map_or(0, |b| b.0));
+        let clock = Clock::real();
+        let hub = Arc::new(Hub {
+            base_dir,
+            whep: crate::whep::Whep::new(clock.clone()),
+            clock,
+            members: RwLock::default(),
+            from_file: Mutex::default(),
+            stop: CancellationToken::new(),
+        });
+        hub.whep.configure(server.webrtc.clone());
         let mut names = hub.from_file.lock().unwrap_or_else(|p| p.into_inner());
         for c in cameras {
             names.insert(c.name.clone());
-            hub.insert(Camera::spawn(c));
+            hub.insert(Member::start(c, &hub.clock, &hub.stop));
         }
         drop(names);
         hub
     }
 
-    fn insert(&self, cam: Arc<Camera>) -> Option<Arc<Camera>> {
-        self.cameras.write().unwrap_or_else(|p| p.into_inner()).insert(cam.name().to_owned(), cam)
+    fn insert(&self, m: Arc<Member>) -> Option<Arc<Member>> {
+        self.members.write().unwrap_or_else(|p| p.into_inner()).insert(m.camera.name().to_owned(), m)
+    }
+
+    fn member(&self, name: &str) -> Option<Arc<Member>> {
+        self.members.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     /// Adds a camera; fails if the name is taken.
     pub fn add(&self, cfg: CameraConfig) -> Result<Arc<Camera>, String> {
-        let mut cams = self.cameras.write().unwrap_or_else(|p| p.into_inner());
-        if cams.contains_key(&cfg.name) {
+        let mut all = self.members.write().unwrap_or_else(|p| p.into_inner());
+        if all.contains_key(&cfg.name) {
             return Err(format!("a camera named {:?} exists already", cfg.name));
         }
-        let cam = Camera::spawn(cfg);
-        cams.insert(cam.name().to_owned(), cam.clone());
-        Ok(cam)
+        let m = Member::start(cfg, &self.clock, &self.stop);
+        all.insert(m.camera.name().to_owned(), m.clone());
+        Ok(m.camera.clone())
     }
 
     /// Adds or replaces a camera. An identical config leaves the running camera
     /// untouched. Returns the camera and whether it is new.
     pub async fn put(&self, cfg: CameraConfig) -> (Arc<Camera>, bool) {
-        if let Some(old) = self.get(&cfg.name) {
-            if *old.config() == cfg {
-                return (old, false);
+        if let Some(old) = self.member(&cfg.name) {
+            if *old.camera.config() == cfg {
+                return (old.camera.clone(), false);
             }
             let name = cfg.name.clone();
-            let cam = Camera::spawn(cfg);
-            self.insert(cam.clone());
+            let m = Member::start(cfg, &self.clock, &self.stop);
+            self.insert(m.clone());
             old.stop().await;
             tracing::info!(camera = %name, "camera replaced");
-            return (cam, false);
+            return (m.camera.clone(), false);
         }
-        let cam = Camera::spawn(cfg);
-        self.insert(cam.clone());
-        (cam, true)
+        let m = Member::start(cfg, &self.clock, &self.stop);
+        self.insert(m.clone());
+        (m.camera.clone(), true)
     }
 
     /// Stops and removes a camera, freeing everything it held.
     pub async fn remove(&self, name: &str) -> bool {
-        let cam = self.cameras.write().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let m = self.members.write().unwrap_or_else(|p| p.into_inner()).remove(name);
         self.from_file.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-        match cam {
-            Some(c) => {
-                c.stop().await;
+        match m {
+            Some(m) => {
+                m.stop().await;
                 tracing::info!(camera = %name, "camera removed");
                 true
             }
@@ -117,16 +170,40 @@ impl Hub {
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Camera>> {
-        self.cameras.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.member(name).map(|m| m.camera.clone())
     }
 
     pub fn list(&self) -> Vec<Arc<Camera>> {
-        self.cameras.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.members.read().unwrap_or_else(|p| p.into_inner()).values().map(|m| m.camera.clone()).collect()
     }
 
-    /// Stops every camera and waits for their actors to finish.
+    /// A camera's outputs for programs, as the API and metrics show them.
+    pub fn outputs(&self, name: &str) -> Vec<Arc<OutputStats>> {
+        self.member(name).map_or_else(Vec::new, |m| m.output_stats.clone())
+    }
+
+    /// What a camera holds, in bytes, by kind, its rings included.
+    pub fn memory(&self, cam: &Camera) -> Memory {
+        let mut m = cam.memory();
+        m.rings = self
+            .outputs(cam.name())
+            .iter()
+            .filter_map(|o| o.path.as_ref())
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len() as usize)
+            .sum();
+        m
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Stops every camera (outputs first, so they flush) and waits for them to
+    /// finish; then cancels the whole tree, so anything still subscribed to it ends.
     pub async fn shutdown(&self) {
-        let all = self.list();
-        futures::future::join_all(all.iter().map(|c| c.stop())).await;
+        let all: Vec<_> = self.members.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        futures::future::join_all(all.iter().map(|m| m.stop())).await;
+        self.stop.cancel();
     }
 }

@@ -7,24 +7,29 @@
 //! and served by `api`/`snapshot`.
 #![deny(unsafe_code)]
 
-pub mod api;
-pub mod camera;
+// The floors, bottom up (ARCHITECTURE.md, "Layers"; `tests/layers.rs` checks them).
+// L0 vocabulary
+pub mod backoff;
+pub mod clock;
 pub mod config;
-pub mod decode;
-pub mod demand;
-pub mod demo;
-pub mod encode;
 pub mod error;
 mod ffi;
-pub mod frame;
-pub mod gop;
-pub mod hub;
-pub mod memory;
-pub mod metrics;
-pub mod output;
-pub mod probe;
 pub mod secret;
-pub mod snapshot;
+pub mod telemetry;
+// L1 media
+pub mod media;
+// L2 stages
+pub mod decode;
+pub mod encode;
 pub mod source;
-pub mod stats;
+// L3 camera
+pub mod camera;
+// L4 consumers
+pub mod output;
+pub mod snapshot;
 pub mod whep;
+// L5 composition
+pub mod hub;
+// L6 faces
+pub mod api;
+pub mod cli;

@@ -75,7 +75,7 @@ fn probe(url: &str, seconds: f64, udp: bool) -> anyhow::Result<()> {
     let window = Duration::from_secs_f64(seconds.clamp(0.5, 600.0));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt
-        .block_on(camhub::probe::probe(&cfg, window))
+        .block_on(camhub::cli::probe::probe(&cfg, window))
         .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cfg.display_url()))?;
     println!("{report}");
     Ok(())
@@ -86,7 +86,7 @@ fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -
     let shown = cfg.display_url();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let shot = rt.block_on(async {
-        let cam = camhub::camera::Camera::spawn(cfg);
+        let cam = camhub::camera::Camera::spawn(cfg, camhub::clock::Clock::real(), Default::default());
         let shot = camhub::snapshot::take(&cam, &req).await;
         cam.stop().await;
         shot
@@ -137,7 +137,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
     let (cfg, _demo) = match &config {
         Some(path) => (Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?, None),
         None => {
-            let (cameras, file) = camhub::demo::cameras().context("cannot write the demo clip")?;
+            let (cameras, file) = camhub::cli::demo::cameras().context("cannot write the demo clip")?;
             tracing::info!("no --config: serving the built-in demo cameras");
             (Config { server: Default::default(), cameras }, Some(file))
         }
@@ -152,7 +152,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         let listener =
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
-        let hub = Hub::start(cfg.cameras, base_dir);
+        let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
         let (first_signal, drained) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");

@@ -13,11 +13,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 
+use crate::camera::demand::Tier;
 use crate::camera::{Camera, State, VariantFrame};
-use crate::demand::Tier;
 use crate::encode::{fit_size, jpeg_size};
 use crate::error::Error;
-use crate::frame::Frame;
+use crate::media::Frame;
 
 /// What the client asked for.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +96,7 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
     }
     let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
     if req.cached || req.max_age.is_some() {
-        let now = Instant::now();
+        let now = cam.clock().now();
         if let Some(f) = cam.latest_frame().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
             return encode(cam, f, quality, req, SnapshotSource::Cache).await;
         }
@@ -111,7 +111,7 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
 
     let status = cam.status();
     if status.state.is_failed() {
-        return Err(offline(&status));
+        return Err(offline(&status, cam.clock().now()));
     }
     let source = match (status.state, status.decoder_running) {
         (State::Streaming, true) => SnapshotSource::Warm,
@@ -122,13 +122,13 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
     let mut progress_rx = cam.subscribe_progress();
     let _lease = cam.lease(Tier::Decoding);
     let timeout = cam.config().options.snapshot_timeout.0;
-    let deadline = Instant::now() + timeout;
+    let deadline = cam.clock().now() + timeout;
     let mut target: Option<u64> = None;
     loop {
         status_rx.borrow_and_update();
         let status = cam.status();
         if status.state.is_failed() {
-            return Err(offline(&status));
+            return Err(offline(&status, cam.clock().now()));
         }
         if status.state == State::Streaming
             && target.is_none()
@@ -153,7 +153,7 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
         tokio::select! {
             _ = status_rx.changed() => {}
             _ = progress_rx.changed() => {}
-            _ = tokio::time::sleep_until(deadline.into()) => {
+            _ = cam.clock().sleep_until(deadline) => {
                 return Err(SnapshotError::Timeout(timeout.as_secs_f64()));
             }
         }
@@ -175,7 +175,7 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
         }
     };
     if req.cached || req.max_age.is_some() {
-        let now = Instant::now();
+        let now = cam.clock().now();
         let young =
             |f: &Arc<VariantFrame>| req.max_age.is_none_or(|m| now.saturating_duration_since(f.captured_mono) <= m);
         if let Some(f) = cam.latest_passthrough().filter(young) {
@@ -187,7 +187,7 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
     }
     let status = cam.status();
     if status.state.is_failed() {
-        return Err(offline(&status));
+        return Err(offline(&status, cam.clock().now()));
     }
     let (source, want) = match status.state {
         State::Streaming => (SnapshotSource::Warm, status.newest_seq),
@@ -196,12 +196,12 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
     let mut status_rx = cam.subscribe_status();
     let (_lease, mut frames) = cam.lease_passthrough();
     let timeout = cam.config().options.snapshot_timeout.0;
-    let deadline = Instant::now() + timeout;
+    let deadline = cam.clock().now() + timeout;
     loop {
         status_rx.borrow_and_update();
         let st = cam.status();
         if st.state.is_failed() {
-            return Err(offline(&st));
+            return Err(offline(&st, cam.clock().now()));
         }
         let first_ok = st.session_first_seq.max(1) + u64::from(cam.config().options.warmup_frames);
         let newest = frames.borrow_and_update().clone();
@@ -213,15 +213,15 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
         tokio::select! {
             _ = status_rx.changed() => {}
             _ = frames.changed() => {}
-            _ = tokio::time::sleep_until(deadline.into()) => return Err(SnapshotError::Timeout(timeout.as_secs_f64())),
+            _ = cam.clock().sleep_until(deadline) => return Err(SnapshotError::Timeout(timeout.as_secs_f64())),
         }
     }
 }
 
-fn offline(status: &crate::camera::Status) -> SnapshotError {
+fn offline(status: &crate::camera::Status, now: Instant) -> SnapshotError {
     let reason =
         status.last_error.as_ref().map_or_else(|| format!("{:?}", status.state).to_lowercase(), |e| e.to_string());
-    let retry_after = status.retry_at.map(|t| t.saturating_duration_since(Instant::now()));
+    let retry_after = status.retry_at.map(|t| t.saturating_duration_since(now));
     SnapshotError::Offline { reason, retry_after }
 }
 

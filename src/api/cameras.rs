@@ -2,19 +2,18 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use serde_json::{Value, json};
 
 use super::{ApiError, rfc3339_ms};
+use crate::camera::demand::Tier;
 use crate::camera::{Camera, State as CamState};
 use crate::config::Linger;
-use crate::demand::Tier;
 use crate::hub::Hub;
 use crate::output::OutputStats;
-use crate::stats::Counters;
+use crate::telemetry::stats::Counters;
 
 pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
     Json(Value::Array(hub.list().iter().map(|c| describe(&hub, c)).collect()))
@@ -37,10 +36,10 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
     let s = cam.status();
     let cfg = cam.config();
     let o = &cfg.options;
-    let now = Instant::now();
+    let now = cam.clock().now();
     let frame = cam.latest_frame();
     let c = cam.counters();
-    let mem = cam.memory();
+    let mem = hub.memory(cam);
     json!({
         "name": cam.name(),
         "url": cfg.display_url(),
@@ -97,7 +96,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
         },
         "mode": o.mode,
         "webrtc": { "viewers": hub.whep.viewers(cam.name()) },
-        "outputs": cam.outputs().iter().map(|o| describe_output(o)).collect::<Vec<_>>(),
+        "outputs": hub.outputs(cam.name()).iter().map(|o| describe_output(o)).collect::<Vec<_>>(),
         "counters": {
             "units_in": Counters::get(&c.units_in),
             "bytes_in": Counters::get(&c.bytes_in),

@@ -10,13 +10,13 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::camera::demand::Tier;
 use crate::camera::{Camera, State as CamState};
-use crate::demand::Tier;
 use crate::hub::Hub;
-use crate::metrics::{DECODE, ENCODE, SNAPSHOT};
 use crate::output::OutputStats;
 use crate::snapshot::SnapshotSource;
-use crate::stats::Counters;
+use crate::telemetry::metrics::{DECODE, ENCODE, SNAPSHOT};
+use crate::telemetry::stats::Counters;
 
 const STATES: [CamState; 8] = [
     CamState::Idle,
@@ -96,7 +96,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     for c in &cams {
         let _ = writeln!(o, "camhub_jpeg_cache_bytes{{camera=\"{}\"}} {}", c.name(), c.jpegs().bytes());
     }
-    outputs(&mut o, &cams, &mut family);
+    outputs(&mut o, &hub, &cams, &mut family);
     family(&mut o, "camhub_webrtc_viewers", "gauge", "WebRTC (WHEP) viewers, and how many of them are connected.");
     for c in &cams {
         let v = hub.whep.viewers(c.name());
@@ -105,7 +105,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         let _ = writeln!(o, "camhub_webrtc_viewers{{camera=\"{}\",state=\"connected\"}} {connected}", c.name());
     }
     family(&mut o, "camhub_memory_bytes", "gauge", "What each camera holds, by kind (rings are shared memory).");
-    let mems: Vec<_> = cams.iter().map(|c| (c.name().to_owned(), c.memory())).collect();
+    let mems: Vec<_> = cams.iter().map(|c| (c.name().to_owned(), hub.memory(c))).collect();
     for (name, m) in &mems {
         for (kind, v) in [("gop", m.gop), ("frame", m.frame), ("jpeg_cache", m.jpeg_cache), ("rings", m.rings)] {
             let _ = writeln!(o, "camhub_memory_bytes{{camera=\"{name}\",kind=\"{kind}\"}} {v}");
@@ -121,7 +121,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
         "gauge",
         "The hub's budget for all GOP caches (0: none), and what is used.",
     );
-    let g = &crate::memory::GLOBAL;
+    let g = &crate::telemetry::memory::GLOBAL;
     let _ = writeln!(o, "camhub_memory_gop_budget_bytes{{what=\"limit\"}} {}", g.limit());
     let _ = writeln!(o, "camhub_memory_gop_budget_bytes{{what=\"used\"}} {}", g.used());
     family(&mut o, "camhub_snapshot_duration_seconds", "histogram", "Snapshot answer time, by X-Snapshot-Source.");
@@ -139,7 +139,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
 }
 
 /// Outputs for programs, labelled by camera and output name (both plain names).
-fn outputs(o: &mut String, cams: &[Arc<Camera>], family: &mut impl FnMut(&mut String, &str, &str, &str)) {
+fn outputs(o: &mut String, hub: &Hub, cams: &[Arc<Camera>], family: &mut impl FnMut(&mut String, &str, &str, &str)) {
     type Get = fn(&OutputStats) -> Option<u64>;
     let rows: [(&str, &str, &str, Get); 7] = [
         ("camhub_output_frames_total", "counter", "Frames published by an output (SHM slots, Redis records).", |s| {
@@ -167,7 +167,7 @@ fn outputs(o: &mut String, cams: &[Arc<Camera>], family: &mut impl FnMut(&mut St
     for (name, kind, help, get) in rows {
         family(o, name, kind, help);
         for c in cams {
-            for s in c.outputs() {
+            for s in hub.outputs(c.name()) {
                 if let Some(v) = get(&s) {
                     let _ = writeln!(o, "{name}{{camera=\"{}\",output=\"{}\"}} {v}", c.name(), s.name);
                 }

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures::StreamExt;
 
 use super::{ApiError, query, rfc3339_ms};
+use crate::camera::demand::VariantKey;
 use crate::camera::{Camera, Lease, State as CamState, VariantRx};
-use crate::demand::VariantKey;
 use crate::hub::Hub;
 
 const BOUNDARY: &str = "camhubframe";
@@ -43,7 +43,8 @@ pub async fn get(
         cam.lease_variant(key).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?
     };
     let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
-    let viewer = Viewer { cam, _lease: lease, rx, interval, next: Instant::now(), last: 0 };
+    let next = cam.clock().now();
+    let viewer = Viewer { cam, _lease: lease, rx, interval, next, last: 0 };
     let parts = futures::stream::unfold(viewer, |mut v| async move {
         let part = v.next_part().await?;
         Some((part, v))
@@ -78,9 +79,9 @@ impl Viewer {
             let newest = self.rx.borrow_and_update().clone();
             if let Some(f) = newest.filter(|f| f.frame_id > self.last) {
                 if let Some(iv) = self.interval {
-                    let now = Instant::now();
+                    let now = self.cam.clock().now();
                     if now < self.next {
-                        tokio::time::sleep_until(self.next.into()).await;
+                        self.cam.clock().sleep_until(self.next).await;
                         continue;
                     }
                     self.next = self.next.max(now - iv) + iv;

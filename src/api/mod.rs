@@ -58,8 +58,6 @@ pub const OPENAPI_JSON: &str = include_str!("openapi.json");
 
 /// The whole HTTP surface, behind the auth/CORS guard of `server`.
 pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
-    hub.whep.configure(server.webrtc.clone());
-    crate::memory::GLOBAL.set_limit(server.memory_budget.map_or(0, |b| b.0));
     Router::new()
         .route(DASHBOARD, get(|| async { axum::response::Html(DASHBOARD_HTML) }))
         .route(HEALTH, get(metrics::health))

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -17,8 +16,8 @@ pub async fn get(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
+    let started = cam.clock().now();
     let q =
         query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
     let req =
@@ -35,8 +34,8 @@ pub async fn get(
         }
         err
     })?;
-    crate::metrics::SNAPSHOT[shot.source.index()].observe(started.elapsed());
-    let age = Instant::now().saturating_duration_since(shot.captured_mono);
+    crate::telemetry::metrics::SNAPSHOT[shot.source.index()].observe(cam.clock().since(started));
+    let age = cam.clock().since(shot.captured_mono);
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

@@ -10,19 +10,20 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
-use tokio::time::sleep_until;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
 use super::reconcile::{Action, Event, Reconciler, Wants};
 use super::variant;
 use super::{Shared, State};
+use crate::camera::demand::{Tier, VariantKey};
 use crate::decode::{Decoder, SendError};
-use crate::demand::{Tier, VariantKey};
 use crate::error::{Error, ErrorKind, Result};
-use crate::gop::GopCache;
+use crate::media::GopCache;
+use crate::media::{Codec, EncodedUnit};
 use crate::secret::scrub;
-use crate::source::{Codec, EncodedUnit, Source, UnitStream};
-use crate::stats::Counters;
+use crate::source::{Source, UnitStream};
+use crate::telemetry::stats::Counters;
 
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -54,23 +55,36 @@ async fn next_conn_event(conn: &mut Conn) -> ConnEvent {
     }
 }
 
+/// The decoder, as far as the actor runs one.
+enum DecoderState {
+    /// Nobody wants decoded frames.
+    Off,
+    /// Wanted, but no unit has said which codec to decode yet: the first one starts it.
+    AwaitingCodec,
+    /// Started from a truncated (or empty) GOP: gets nothing until the next keyframe.
+    Syncing(Decoder),
+    /// Fed every unit (or every keyframe, in keyframe-only mode).
+    Running(Decoder),
+}
+
+impl DecoderState {
+    fn is_running(&self) -> bool {
+        matches!(self, DecoderState::Syncing(_) | DecoderState::Running(_))
+    }
+}
+
 struct Actor {
     shared: Arc<Shared>,
     source: Arc<dyn Source>,
     rec: Reconciler,
     gop: GopCache,
-    decoder: Option<Decoder>,
-    /// False while a decoder that started from a truncated GOP waits for a keyframe.
-    decoder_synced: bool,
-    /// The decoder is wanted but no unit has said which codec to decode yet.
-    decoder_pending: bool,
+    decoder: DecoderState,
     /// Only keyframes are wanted: the decoder gets keyframes alone.
     keyframes_only: bool,
     codec: Option<Codec>,
     seq: u64,
-    /// The encoder task of each running variant.
-    variants: HashMap<VariantKey, tokio::task::JoinHandle<()>>,
-    stop: tokio::sync::watch::Receiver<bool>,
+    /// The encoder task of each running variant, with its token (a child of the camera's).
+    variants: HashMap<VariantKey, CancellationToken>,
     /// Requests for a unit feed (GOP cache + live units).
     feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
     /// The state last published, to log and record changes once.
@@ -83,32 +97,19 @@ impl Actor {
         source: Arc<dyn Source>,
         feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
     ) -> Self {
-        let seed = shared
-            .config
-            .name
-            .bytes()
-            .fold(0x9e37_79b9_7f4a_7c15u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
-            ^ std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
         let o = &shared.config.options;
-        let rec = Reconciler::new(o.connect_timeout.0, o.stall_timeout.0, seed);
+        let rec = Reconciler::new(o.connect_timeout.0, o.stall_timeout.0, fastrand::u64(..), shared.clock.stamp());
         let gop = GopCache::new(o.gop_cache_bytes.0 as usize);
-        let stop = shared.stop.subscribe();
         Actor {
             shared,
             source,
             rec,
             gop,
-            decoder: None,
-            decoder_synced: false,
-            decoder_pending: false,
+            decoder: DecoderState::Off,
             keyframes_only: false,
             codec: None,
             seq: 0,
             variants: HashMap::new(),
-            stop,
             feeds,
             shown: (State::Idle, false),
         }
@@ -129,7 +130,7 @@ impl Actor {
         let mut events = VecDeque::from([Event::Tick]);
         loop {
             while let Some(event) = events.pop_front() {
-                let now = Instant::now();
+                let now = self.shared.clock.now();
                 let wants = self.wants(now);
                 self.set_keyframes_only(now);
                 for action in self.rec.handle(event, now, wants) {
@@ -151,8 +152,12 @@ impl Actor {
                 }
                 self.publish_state();
             }
-            let wake = self.rec.next_wake(&self.wants(Instant::now()));
+            let clock = self.shared.clock.clone();
+            let wake = self.rec.next_wake(&self.wants(clock.now()));
+            let stop = self.shared.stop.clone();
             let event = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
                 ev = next_conn_event(&mut conn) => match ev {
                     ConnEvent::Opened(Ok(stream)) => {
                         conn = Conn::Open(stream);
@@ -178,18 +183,17 @@ impl Actor {
                         Event::StreamEnded(Error::new(ErrorKind::EndOfStream, "the camera closed the stream"))
                     }
                 },
-                _ = sleep_until(wake.unwrap_or_else(far_future).into()) => Event::Tick,
+                _ = clock.sleep_until(wake.unwrap_or_else(|| clock.now() + FAR)) => Event::Tick,
                 _ = self.shared.wake.notified() => Event::Tick,
                 Some(reply) = self.feeds.recv() => {
                     // Units reach the GOP cache and the feed in this task, so the two meet with no gap.
                     let _ = reply.send(super::UnitFeed {
                         gop: self.gop.units().to_vec(),
                         live: self.shared.units.subscribe(),
-                        stopped: self.shared.stop.subscribe(),
+                        stopped: self.shared.stop.clone(),
                     });
                     Event::Tick
                 }
-                _ = self.stop.changed() => break,
             };
             events.push_front(event);
         }
@@ -197,14 +201,16 @@ impl Actor {
         for k in self.variants.keys().copied().collect::<Vec<_>>() {
             self.stop_variant(k);
         }
-        if let Some(d) = self.decoder.take()
+        if let DecoderState::Syncing(d) | DecoderState::Running(d) =
+            std::mem::replace(&mut self.decoder, DecoderState::Off)
             && let Some(thread) = d.stop()
         {
             // Shutdown and removal wait for the decoder thread to finish.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        let now = self.shared.clock.wall();
         self.shared.update_status(|s| {
-            s.set_state(State::Stopped);
+            s.set_state(State::Stopped, now);
             s.retry_at = None;
             s.decoder_running = false;
         });
@@ -214,10 +220,11 @@ impl Actor {
     fn on_connected(&mut self) {
         self.gop.clear();
         let first = self.seq + 1;
+        let now = self.shared.clock.now();
         self.shared.update_status(|s| {
             s.session += 1;
             s.session_first_seq = first;
-            s.connected_at = Some(Instant::now());
+            s.connected_at = Some(now);
         });
         info!("connected");
     }
@@ -232,7 +239,7 @@ impl Actor {
         let mut lost = None;
         if self.codec != Some(unit.codec) {
             // A different codec needs a different decoder.
-            if self.decoder.is_some() {
+            if self.decoder.is_running() {
                 self.stop_decoder();
                 lost = Some(Event::DecoderLost(None));
             }
@@ -258,15 +265,19 @@ impl Actor {
             let _ = self.shared.units.send(unit.clone());
         }
         let mut sent = false;
-        if self.decoder_pending {
+        if unit.keyframe
+            && let DecoderState::Syncing(d) = std::mem::replace(&mut self.decoder, DecoderState::Off)
+        {
+            self.decoder = DecoderState::Running(d);
+        }
+        if matches!(self.decoder, DecoderState::AwaitingCodec) {
             // The replay of the GOP cache includes this unit if it was kept.
             if let Err(e) = self.start_decoder() {
                 lost = Some(Event::DecoderLost(Some(e)));
             }
             sent = stored;
-        } else if let Some(dec) = &self.decoder {
-            self.decoder_synced |= unit.keyframe;
-            if self.decoder_synced && (unit.keyframe || !self.keyframes_only) {
+        } else if let DecoderState::Running(dec) = &self.decoder {
+            if unit.keyframe || !self.keyframes_only {
                 match dec.send(unit.clone()) {
                     Ok(()) => sent = true,
                     Err(e) => {
@@ -309,10 +320,10 @@ impl Actor {
     fn start_decoder(&mut self) -> Result<()> {
         let Some(codec) = self.codec else {
             // No unit yet: the first one says which codec, and starts the decoder.
-            self.decoder_pending = true;
+            self.decoder = DecoderState::AwaitingCodec;
             return Ok(());
         };
-        self.decoder_pending = false;
+        self.decoder = DecoderState::Off;
         let units = self.gop.units();
         // Keyframes only: the GOP's keyframe is all the decoder needs.
         let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
@@ -323,10 +334,11 @@ impl Actor {
             replay,
             self.shared.progress.clone(),
             self.shared.counters.clone(),
+            self.shared.clock.clone(),
         )?;
         debug!("decoder started, replaying {n} units");
-        self.decoder = Some(d);
-        self.decoder_synced = !self.gop.truncated() && n > 0;
+        let synced = !self.gop.truncated() && n > 0;
+        self.decoder = if synced { DecoderState::Running(d) } else { DecoderState::Syncing(d) };
         Ok(())
     }
 
@@ -339,7 +351,7 @@ impl Actor {
         };
         if only != self.keyframes_only {
             self.keyframes_only = only;
-            if self.decoder.is_some() {
+            if self.decoder.is_running() {
                 self.stop_decoder();
                 if let Err(e) = self.start_decoder() {
                     warn!("cannot restart the decoder: {e}");
@@ -350,8 +362,9 @@ impl Actor {
     }
 
     fn stop_decoder(&mut self) {
-        self.decoder_pending = false;
-        if let Some(d) = self.decoder.take() {
+        if let DecoderState::Syncing(d) | DecoderState::Running(d) =
+            std::mem::replace(&mut self.decoder, DecoderState::Off)
+        {
             // The thread exits once its channel closes; joining would block this task.
             drop(d.stop());
             debug!("decoder stopped");
@@ -363,16 +376,18 @@ impl Actor {
         let Ok(tx) = self.shared.variant_sender(key) else {
             return;
         };
-        let task = tokio::spawn(variant::run(self.shared.clone(), key, tx).in_current_span());
-        if let Some(old) = self.variants.insert(key, task) {
-            old.abort();
+        // The token exists before the task: a stop sent at any moment is seen.
+        let stop = self.shared.stop.child_token();
+        tokio::spawn(variant::run(self.shared.clone(), key, tx, stop.clone()).in_current_span());
+        if let Some(old) = self.variants.insert(key, stop) {
+            old.cancel();
         }
         debug!("variant {key:?} started");
     }
 
     fn stop_variant(&mut self, key: VariantKey) {
-        if let Some(task) = self.variants.remove(&key) {
-            task.abort();
+        if let Some(stop) = self.variants.remove(&key) {
+            stop.cancel();
             debug!("variant {key:?} stopped");
         }
         let mut v = self.shared.variants.lock().unwrap_or_else(|p| p.into_inner());
@@ -384,13 +399,14 @@ impl Actor {
     /// Publishes the machine's state, logging each change once.
     fn publish_state(&mut self) {
         let state = self.rec.state();
-        let running = self.decoder.is_some();
+        let running = self.decoder.is_running();
         if (state, running) == self.shown {
             return;
         }
         self.shown = (state, running);
         if let (true, Some(e)) = (state.is_failed(), self.rec.last_error()) {
-            let wait = self.rec.retry_at().map_or(0.0, |t| t.saturating_duration_since(Instant::now()).as_secs_f64());
+            let now = self.shared.clock.now();
+            let wait = self.rec.retry_at().map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
             warn!("{e}; retrying in {wait:.1} s");
             if state != State::Stopped {
                 Counters::add(&self.shared.counters.reconnects, 1);
@@ -398,8 +414,9 @@ impl Actor {
         }
         let history: Vec<_> = self.rec.history().cloned().collect();
         let (error, retry_at, attempts) = (self.rec.last_error().cloned(), self.rec.retry_at(), self.rec.attempts());
+        let now = self.shared.clock.wall();
         self.shared.update_status(|s| {
-            s.set_state(state);
+            s.set_state(state, now);
             s.decoder_running = running;
             s.retry_at = retry_at;
             s.attempts = attempts;
@@ -420,6 +437,5 @@ impl Actor {
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(86_400)
-}
+/// How long the actor sleeps with nothing due.
+const FAR: std::time::Duration = std::time::Duration::from_secs(86_400);

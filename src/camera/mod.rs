@@ -3,24 +3,26 @@
 //! leases, read state and wait for pictures.
 
 mod actor;
-pub(crate) mod backoff;
+pub mod demand;
 pub mod reconcile;
 mod status;
 mod variant;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
-
 use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
 
+use crate::clock::Clock;
+
+use crate::camera::demand::{Demand, Tier, VariantKey};
 use crate::config::CameraConfig;
 use crate::decode::DecodeProgress;
-use crate::demand::{Demand, Tier, VariantKey};
 use crate::encode::JpegCache;
-use crate::frame::Frame;
-use crate::source::{EncodedUnit, Source};
-use crate::stats::Counters;
+use crate::media::EncodedUnit;
+use crate::media::Frame;
+use crate::source::Source;
+use crate::telemetry::stats::Counters;
 pub use status::{State, Status};
 pub use variant::{VariantFrame, VariantRx};
 
@@ -33,13 +35,14 @@ pub(crate) struct Shared {
     pub demand: Mutex<Demand>,
     /// Wakes the actor when demand changes.
     pub wake: Notify,
-    pub status: Mutex<Status>,
-    /// Bumped on every status change, so waiters can sleep on it.
-    pub status_seq: watch::Sender<u64>,
+    /// The state as the API shows it; waiters sleep on its changes.
+    pub status: watch::Sender<Status>,
     pub progress: watch::Sender<DecodeProgress>,
     pub counters: Arc<Counters>,
     pub jpegs: JpegCache,
-    pub stop: watch::Sender<bool>,
+    /// Cancelled when the camera stops; its variants' and consumers' tokens are its children.
+    pub stop: CancellationToken,
+    pub clock: Clock,
     /// Each variant's newest JPEG; created by the first lease, dropped when its encoder stops unwatched.
     pub variants: Mutex<HashMap<VariantKey, watch::Sender<Option<Arc<VariantFrame>>>>>,
     /// JPEG cameras: the newest frame exactly as the camera sent it.
@@ -75,8 +78,8 @@ impl Memory {
 pub struct UnitFeed {
     pub gop: Vec<Arc<EncodedUnit>>,
     pub live: tokio::sync::broadcast::Receiver<Arc<EncodedUnit>>,
-    /// Turns true when the camera stops (removed, replaced, hub exiting).
-    pub stopped: watch::Receiver<bool>,
+    /// Cancelled when the camera stops (removed, replaced, hub exiting).
+    pub stopped: CancellationToken,
 }
 
 /// Live units a passthrough viewer may fall behind by before it skips to the next keyframe.
@@ -99,11 +102,7 @@ impl Shared {
     }
 
     fn update_status(&self, f: impl FnOnce(&mut Status)) {
-        {
-            let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut s);
-        }
-        self.status_seq.send_modify(|v| *v += 1);
+        self.status.send_modify(f);
     }
 }
 
@@ -111,20 +110,24 @@ impl Shared {
 pub struct Camera {
     shared: Arc<Shared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
-    /// Outputs for programs (SHM rings, Redis); stopped before the actor.
-    outputs: Mutex<Option<crate::output::Outputs>>,
-    output_stats: Mutex<Vec<Arc<crate::output::OutputStats>>>,
 }
 
 impl Camera {
-    /// Starts the camera's actor on the current tokio runtime.
-    pub fn spawn(config: CameraConfig) -> Arc<Camera> {
-        let source = crate::source::for_camera(&config);
-        Self::spawn_with_source(config, source)
+    /// Starts the camera's actor on the current tokio runtime. `stop` is the
+    /// camera's own token (a child of its owner's): cancelling it stops the camera.
+    pub fn spawn(config: CameraConfig, clock: Clock, stop: CancellationToken) -> Arc<Camera> {
+        let source = crate::source::for_camera(&config, &clock);
+        Self::spawn_with_source(config, source, clock, stop)
     }
 
-    /// Starts a camera reading from the given source (tests script their own).
-    pub fn spawn_with_source(config: CameraConfig, source: Arc<dyn Source>) -> Arc<Camera> {
+    /// Starts a camera reading from the given source (tests script their own,
+    /// and drive it with a stepped clock).
+    pub fn spawn_with_source(
+        config: CameraConfig,
+        source: Arc<dyn Source>,
+        clock: Clock,
+        stop: CancellationToken,
+    ) -> Arc<Camera> {
         let o = &config.options;
         let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger).with_variant_linger(o.variant_linger);
         let (feeds, feed_rx) = tokio::sync::mpsc::channel(16);
@@ -133,30 +136,18 @@ impl Camera {
             feeds,
             demand: Mutex::new(demand),
             wake: Notify::new(),
-            status: Mutex::new(Status::new()),
-            status_seq: watch::channel(0).0,
+            status: watch::channel(Status::new(clock.wall())).0,
             progress: watch::channel(DecodeProgress::default()).0,
             counters: Arc::default(),
-            jpegs: JpegCache::new(2 * MAX_VARIANTS),
-            stop: watch::channel(false).0,
+            jpegs: JpegCache::new(2 * MAX_VARIANTS, clock.clone()),
+            stop,
+            clock,
             variants: Mutex::default(),
             passthrough: watch::channel(None).0,
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source, feed_rx));
-        let has_outputs = !shared.config.options.outputs.is_empty();
-        let cam = Arc::new(Camera {
-            shared,
-            task: Mutex::new(Some(task)),
-            outputs: Mutex::new(None),
-            output_stats: Mutex::default(),
-        });
-        if has_outputs {
-            let outputs = crate::output::Outputs::start(&cam);
-            *cam.output_stats.lock().unwrap_or_else(|p| p.into_inner()) = outputs.stats().to_vec();
-            *cam.outputs.lock().unwrap_or_else(|p| p.into_inner()) = Some(outputs);
-        }
-        cam
+        Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
     }
 
     pub fn name(&self) -> &str {
@@ -167,6 +158,13 @@ impl Camera {
     }
     pub fn counters(&self) -> &Arc<Counters> {
         &self.shared.counters
+    }
+    pub fn clock(&self) -> &Clock {
+        &self.shared.clock
+    }
+    /// Cancelled when the camera stops; consumers take child tokens of it.
+    pub fn stop_token(&self) -> &CancellationToken {
+        &self.shared.stop
     }
     pub fn jpegs(&self) -> &JpegCache {
         &self.shared.jpegs
@@ -237,36 +235,24 @@ impl Camera {
         self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
     }
 
-    /// What this camera holds, in bytes, by kind.
+    /// What this camera holds, in bytes, by kind (its consumers' rings are the hub's to add).
     pub fn memory(&self) -> Memory {
         let s = self.status();
-        let rings = self
-            .outputs()
-            .iter()
-            .filter_map(|o| o.path.as_ref())
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len() as usize)
-            .sum();
         Memory {
             gop: s.gop_bytes,
             frame: self.shared.frame_bytes(),
             jpeg_cache: self.shared.jpegs.bytes(),
-            rings,
+            rings: 0,
             budget: self.shared.config.options.memory_budget.map(|b| b.0),
             budget_drops: s.gop_budget_drops,
         }
     }
 
-    /// The camera's outputs for programs, as the API and metrics show them.
-    pub fn outputs(&self) -> Vec<Arc<crate::output::OutputStats>> {
-        self.output_stats.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
     pub fn status(&self) -> Status {
-        self.shared.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.shared.status.borrow().clone()
     }
-    pub fn subscribe_status(&self) -> watch::Receiver<u64> {
-        self.shared.status_seq.subscribe()
+    pub fn subscribe_status(&self) -> watch::Receiver<Status> {
+        self.shared.status.subscribe()
     }
     pub fn subscribe_progress(&self) -> watch::Receiver<DecodeProgress> {
         self.shared.progress.subscribe()
@@ -279,11 +265,7 @@ impl Camera {
     /// Stops the actor: the connection and decoder are torn down, and this
     /// returns when the actor has finished.
     pub async fn stop(&self) {
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(o) = outputs {
-            o.stop().await;
-        }
-        self.shared.stop.send_replace(true);
+        self.shared.stop.cancel();
         let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = task {
             let _ = t.await;
@@ -301,7 +283,7 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        let now = Instant::now();
+        let now = self.shared.clock.now();
         {
             let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
             for t in self.tiers {

@@ -7,9 +7,9 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime};
 
-use super::backoff::Backoff;
 use super::status::State;
-use crate::demand::VariantKey;
+use crate::backoff::Backoff;
+use crate::camera::demand::VariantKey;
 use crate::error::{Error, ErrorKind};
 
 /// A connection that stayed up this long resets the backoff.
@@ -88,10 +88,16 @@ pub struct Reconciler {
     last_error: Option<Error>,
     history: VecDeque<(State, SystemTime)>,
     attempts: u64,
+    /// A moment on both clocks, to stamp history in wall-clock time from `now`.
+    epoch: (Instant, SystemTime),
+    /// The `now` of the event being handled.
+    now: Instant,
 }
 
 impl Reconciler {
-    pub fn new(connect_timeout: Duration, stall_timeout: Duration, seed: u64) -> Self {
+    /// `epoch` is one moment on the monotonic and the wall clock (`Clock::stamp`).
+    pub fn new(connect_timeout: Duration, stall_timeout: Duration, seed: u64, epoch: (SystemTime, Instant)) -> Self {
+        let (wall, now) = epoch;
         Reconciler {
             conn: Conn::Idle,
             decoder: false,
@@ -102,8 +108,10 @@ impl Reconciler {
             connect_timeout,
             stall_timeout,
             last_error: None,
-            history: VecDeque::from([(State::Idle, SystemTime::now())]),
+            history: VecDeque::from([(State::Idle, wall)]),
             attempts: 0,
+            epoch: (now, wall),
+            now,
         }
     }
 
@@ -153,6 +161,7 @@ impl Reconciler {
 
     /// Applies an event, then reconciles with demand; returns what to do, in order.
     pub fn handle(&mut self, event: Event, now: Instant, wants: Wants) -> Vec<Action> {
+        self.now = now;
         let mut out = Vec::new();
         match event {
             Event::Tick => {}
@@ -296,7 +305,8 @@ impl Reconciler {
             if self.history.len() == HISTORY {
                 self.history.pop_front();
             }
-            self.history.push_back((after, SystemTime::now()));
+            let wall = self.epoch.1 + self.now.saturating_duration_since(self.epoch.0);
+            self.history.push_back((after, wall));
         }
     }
 }

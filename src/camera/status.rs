@@ -3,7 +3,7 @@
 use std::time::{Instant, SystemTime};
 
 use crate::error::Error;
-use crate::source::Codec;
+use crate::media::Codec;
 
 /// Where a camera is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -64,10 +64,10 @@ pub struct Status {
 }
 
 impl Status {
-    pub fn new() -> Self {
+    pub fn new(now: SystemTime) -> Self {
         Status {
             state: State::Idle,
-            since: SystemTime::now(),
+            since: now,
             last_error: None,
             retry_at: None,
             codec: None,
@@ -88,16 +88,10 @@ impl Status {
         }
     }
 
-    pub fn set_state(&mut self, state: State) {
+    pub fn set_state(&mut self, state: State, now: SystemTime) {
         if self.state != state {
             self.state = state;
-            self.since = SystemTime::now();
+            self.since = now;
         }
-    }
-}
-
-impl Default for Status {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use tokio::sync::watch;
 
 use super::Shared;
-use crate::demand::VariantKey;
+use crate::camera::demand::VariantKey;
 use crate::encode::fit_size;
 
 /// The newest JPEG of a variant.
@@ -24,9 +24,14 @@ pub struct VariantFrame {
 
 pub type VariantRx = watch::Receiver<Option<Arc<VariantFrame>>>;
 
-/// Encodes every new decoded frame for `key` until aborted. The JPEG cache is
+/// Encodes every new decoded frame for `key` until `stop` is cancelled. The JPEG cache is
 /// shared with snapshots, so a snapshot of the same key costs nothing more.
-pub(super) async fn run(shared: Arc<Shared>, key: VariantKey, tx: watch::Sender<Option<Arc<VariantFrame>>>) {
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    key: VariantKey,
+    tx: watch::Sender<Option<Arc<VariantFrame>>>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut progress = shared.progress.subscribe();
     let mut last = 0u64;
     loop {
@@ -46,8 +51,9 @@ pub(super) async fn run(shared: Arc<Shared>, key: VariantKey, tx: watch::Sender<
                 Err(e) => tracing::warn!("variant {key:?}: {e}"),
             }
         }
-        if progress.changed().await.is_err() {
-            return;
+        tokio::select! {
+            r = progress.changed() => if r.is_err() { return },
+            _ = stop.cancelled() => return,
         }
     }
 }

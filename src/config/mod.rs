@@ -15,7 +15,7 @@ use url::Url;
 
 use crate::secret::{Secret, redact_url};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
-pub use values::{ByteSize, Keep, Linger, Seconds, Transport};
+pub use values::{ByteSize, Keep, Linger, PortRange, Seconds, Transport};
 
 /// A configuration error, already formatted with file, line and column.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -68,7 +68,7 @@ pub struct WebRtcConfig {
     /// Whether `POST .../whep` is served (default true).
     pub enabled: bool,
     /// UDP ports for media, one per viewer: `"40000-40100"`; default any free port.
-    pub ports: Option<String>,
+    pub ports: Option<PortRange>,
     /// Addresses offered to browsers besides the one they reached the API at
     /// (e.g. the public IP of a NAT that forwards `ports`).
     pub ips: Vec<std::net::IpAddr>,
@@ -446,9 +446,6 @@ impl Config {
         server.auth.tokens = server.auth.tokens.iter().map(|t| secret(t, "a token")).collect::<Result<_, _>>()?;
         for (user, pw) in server.auth.users.iter_mut() {
             *pw = secret(pw, &format!("the password of {user:?}"))?;
-        }
-        if let Some(p) = &server.webrtc.ports {
-            crate::whep::parse_ports(p).map_err(|e| ConfigError(format!("{origin}: server.{e}")))?;
         }
         server
             .listen

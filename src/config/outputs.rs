@@ -22,16 +22,6 @@ pub enum PixelFormat {
 }
 
 impl PixelFormat {
-    /// The code written in a ring's header (docs/shm.md).
-    pub fn code(self) -> u32 {
-        match self {
-            PixelFormat::Gray => 1,
-            PixelFormat::I420 => 2,
-            PixelFormat::Nv12 => 3,
-            PixelFormat::Rgb24 => 4,
-            PixelFormat::Bgr24 => 5,
-        }
-    }
     pub fn name(self) -> &'static str {
         match self {
             PixelFormat::Gray => "gray",
@@ -53,17 +43,6 @@ pub enum Fps {
     Rate(f64),
     /// Keyframes only, decoded alone (the decoder skips everything else).
     Keyframes,
-}
-
-impl Fps {
-    /// As written in a ring's header: rate x 1000, 0 every frame, 1 keyframes.
-    pub fn milli(self) -> u64 {
-        match self {
-            Fps::All => 0,
-            Fps::Keyframes => 1,
-            Fps::Rate(r) => ((r * 1000.0).round() as u64).max(2),
-        }
-    }
 }
 
 impl<'de> Deserialize<'de> for Fps {

@@ -30,6 +30,33 @@ impl Seconds {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
+/// An inclusive range of UDP ports: `"40000-40100"`, or one port (`50000`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortRange {
+    pub first: u16,
+    pub last: u16,
+}
+
+impl PortRange {
+    pub fn ports(self) -> std::ops::RangeInclusive<u16> {
+        self.first..=self.last
+    }
+}
+
+impl std::str::FromStr for PortRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not a port or a range like \"40000-40100\"");
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let p = |v: &str| v.trim().parse::<u16>().map_err(|_| bad());
+        let (first, last) = (p(a)?, p(b)?);
+        if first == 0 || last < first {
+            return Err(bad());
+        }
+        Ok(PortRange { first, last })
+    }
+}
+
 /// RTP transport for RTSP.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -151,9 +178,30 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl<'de> Deserialize<'de> for PortRange {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        fn num(v: f64) -> Option<PortRange> {
+            (v.fract() == 0.0 && (1.0..=65535.0).contains(&v)).then_some(PortRange { first: v as u16, last: v as u16 })
+        }
+        fn text(s: &str) -> Option<PortRange> {
+            s.parse().ok()
+        }
+        d.deserialize_any(NumOrStr(num, text, "a UDP port or a range like \"40000-40100\""))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn port_ranges_are_validated() {
+        assert_eq!("40000-40100".parse(), Ok(PortRange { first: 40000, last: 40100 }));
+        assert_eq!("50000".parse(), Ok(PortRange { first: 50000, last: 50000 }));
+        assert!("40100-40000".parse::<PortRange>().is_err());
+        assert!("0".parse::<PortRange>().is_err());
+        assert!("lots".parse::<PortRange>().is_err());
+    }
 
     #[test]
     fn durations_read_as_people_write_them() {

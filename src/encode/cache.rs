@@ -8,9 +8,10 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::OnceCell;
 
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::Frame;
-use crate::stats::Counters;
+use crate::media::Frame;
+use crate::telemetry::stats::Counters;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct JpegKey {
@@ -25,11 +26,12 @@ type Cell = Arc<OnceCell<Result<Bytes>>>;
 pub struct JpegCache {
     entries: Mutex<VecDeque<(JpegKey, Cell)>>,
     capacity: usize,
+    clock: Clock,
 }
 
 impl JpegCache {
-    pub fn new(capacity: usize) -> Self {
-        JpegCache { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1) }
+    pub fn new(capacity: usize, clock: Clock) -> Self {
+        JpegCache { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1), clock }
     }
 
     /// The JPEG for `frame` at `quality` and `size`; encodes at most once per key.
@@ -58,12 +60,13 @@ impl JpegCache {
         };
         let hit = cell.initialized();
         let counters = counters.clone();
+        let clock = self.clock.clone();
         let bytes = cell
             .get_or_init(|| async move {
                 let out = tokio::task::spawn_blocking(move || {
-                    let t = std::time::Instant::now();
+                    let t = clock.now();
                     let r = super::encode_jpeg(&frame, quality, size);
-                    crate::metrics::ENCODE.observe(t.elapsed());
+                    crate::telemetry::metrics::ENCODE.observe(clock.since(t));
                     r
                 })
                 .await

@@ -8,7 +8,7 @@ use ffmpeg_next::util::color::Range;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::ffi::{Subsampling, compress_yuv_planes};
-use crate::frame::Frame;
+use crate::media::Frame;
 
 /// The size a picture of `src` gets for a requested width and/or height, aspect kept:
 /// one side given scales the other; both given fit the picture inside that box.

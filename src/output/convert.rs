@@ -12,7 +12,7 @@ use super::ring::Geometry;
 use crate::config::PixelFormat;
 use crate::encode::fit_size;
 use crate::error::{Error, ErrorKind, Result};
-use crate::frame::Frame;
+use crate::media::Frame;
 
 /// The geometry a frame takes for an output's width, height and format.
 pub fn target(frame: &Frame, width: Option<u32>, height: Option<u32>, format: PixelFormat) -> Geometry {
@@ -109,11 +109,10 @@ pub fn copy_planes(src: &Video, g: Geometry, dst: &mut [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{Instant, SystemTime};
 
     /// A 64x32 video-range I420 picture: luma 16 on the left half, 235 on the right.
     fn frame(id: u64) -> Frame {
-        crate::decode::init_ffmpeg();
+        crate::media::init_ffmpeg();
         let mut v = Video::new(Pixel::YUV420P, 64, 32);
         let stride = v.stride(0);
         for (i, px) in v.data_mut(0).iter_mut().enumerate() {
@@ -121,7 +120,8 @@ mod tests {
         }
         v.data_mut(1).fill(128);
         v.data_mut(2).fill(128);
-        Frame::new(id, SystemTime::now(), Instant::now(), true, v)
+        let (wall, now) = crate::clock::Clock::real().stamp();
+        Frame::new(id, wall, now, true, wall, v)
     }
 
     #[test]

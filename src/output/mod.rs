@@ -16,21 +16,22 @@ pub mod ring;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use self::convert::{Converter, copy_planes};
 use self::pace::{Pacer, SimilarSkip, Thumb};
 use self::redis::{Record, RecordQueue};
 use self::ring::{RingWriter, SlotMeta, unix_ns};
+use crate::camera::demand::Tier;
 use crate::camera::{Camera, Lease};
+use crate::clock::Clock;
 use crate::config::{Fps, Mode, OutputConfig, OutputDemand, RedisOptions, ShmOptions, SourceSpec};
-use crate::demand::Tier;
 use crate::encode::fit_size;
-use crate::frame::Frame;
+use crate::media::Frame;
 use crate::secret::scrub;
 
 /// Replay: how long a ring waits for a reader to register in a new file before
@@ -91,9 +92,9 @@ impl OutputStats {
 /// The running outputs of one camera.
 pub struct Outputs {
     stats: Vec<Arc<OutputStats>>,
-    stop: Arc<AtomicBool>,
-    stop_worker: watch::Sender<bool>,
-    stop_publishers: watch::Sender<bool>,
+    stop_worker: CancellationToken,
+    stop_publishers: CancellationToken,
+    clock: Clock,
     thread: Option<std::thread::JoinHandle<()>>,
     publishers: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -138,13 +139,16 @@ fn takes(fps: Fps, pacer: &mut Pacer, f: &Frame) -> bool {
 
 impl Outputs {
     /// Creates the camera's rings (so readers can attach at once) and starts its
-    /// worker and publishers. Call inside the tokio runtime.
-    pub fn start(cam: &Arc<Camera>) -> Outputs {
+    /// worker and publishers. Call inside the tokio runtime. `stop` is the
+    /// outputs' token in the hub's tree (a child of the camera's).
+    pub fn start(cam: &Arc<Camera>, stop: &CancellationToken) -> Outputs {
         let cfg = cam.config();
         let (name, opts) = (cfg.name.clone(), &cfg.options);
         let dir = shm_dir();
-        let (stop_worker, _) = watch::channel(false);
-        let (stop_publishers, _) = watch::channel(false);
+        // Subscribed before anything is spawned: a stop sent at any moment is seen.
+        let stop_worker = stop.child_token();
+        let stop_publishers = stop.child_token();
+        let clock = cam.clock().clone();
         let mut shms = Vec::new();
         let mut rediss = Vec::new();
         let mut stats = Vec::new();
@@ -154,13 +158,22 @@ impl Outputs {
                 let mut st = OutputStats::new(oname, "shm");
                 st.path = Some(ring::ring_path(&dir, &name, oname));
                 let st = Arc::new(st);
-                let ring = RingWriter::create(&dir, &name, oname, o.slots, o.mode(), opts.mode, o.fps.milli())
-                    .map_err(|e| {
-                        let msg = format!("cannot create {}: {e}", ring::ring_path(&dir, &name, oname).display());
-                        warn!(camera = %name, output = %oname, "{msg}");
-                        st.set_error(Some(msg));
-                    })
-                    .ok();
+                let ring = RingWriter::create(
+                    &dir,
+                    &name,
+                    oname,
+                    o.slots,
+                    o.mode(),
+                    opts.mode,
+                    ring::fps_code(o.fps),
+                    clock.clone(),
+                )
+                .map_err(|e| {
+                    let msg = format!("cannot create {}: {e}", ring::ring_path(&dir, &name, oname).display());
+                    warn!(camera = %name, output = %oname, "{msg}");
+                    st.set_error(Some(msg));
+                })
+                .ok();
                 shms.push(ShmOut {
                     opts: o.clone(),
                     ring,
@@ -192,7 +205,12 @@ impl Outputs {
                     secrets: cfg.secrets().iter().map(|s| s.to_string()).collect(),
                     label: format!("{name}/{oname}"),
                 };
-                publishers.push(tokio::spawn(redis::run(queue.clone(), target, stop_publishers.subscribe())));
+                publishers.push(tokio::spawn(redis::run(
+                    queue.clone(),
+                    target,
+                    stop_publishers.clone(),
+                    clock.clone(),
+                )));
                 rediss.push(RedisOut {
                     opts: o.clone(),
                     pacer: pacer(o.fps),
@@ -205,33 +223,32 @@ impl Outputs {
                 stats.push(st);
             }
         }
-        let stop = Arc::new(AtomicBool::new(false));
         let worker = Worker {
             cam: cam.clone(),
             shms,
             rediss,
             replay: opts.mode == Mode::Replay,
-            stop: stop.clone(),
+            stop: stop_worker.clone(),
             handle: Handle::current(),
+            clock: clock.clone(),
         };
         let replay_path = match (&cfg.source, opts.mode) {
             (SourceSpec::File(p), Mode::Replay) => Some(p.clone()),
             _ => None,
         };
-        let stop_rx = stop_worker.subscribe();
         let span = tracing::info_span!("outputs", camera = %name);
         let thread = std::thread::Builder::new()
             .name(format!("out-{name}"))
             .spawn(move || {
                 let _g = span.enter();
                 match replay_path {
-                    Some(p) => worker.run_replay(&p, stop_rx),
-                    None => worker.run_live(stop_rx),
+                    Some(p) => worker.run_replay(&p),
+                    None => worker.run_live(),
                 }
             })
             .map_err(|e| warn!(camera = %name, "cannot start the output worker: {e}"))
             .ok();
-        Outputs { stats, stop, stop_worker, stop_publishers, thread, publishers }
+        Outputs { stats, stop_worker, stop_publishers, clock, thread, publishers }
     }
 
     pub fn stats(&self) -> &[Arc<OutputStats>] {
@@ -241,22 +258,21 @@ impl Outputs {
     /// Stops the worker (rings are closed and unlinked, leases released), gives
     /// publishers a moment to flush what is queued, then stops them.
     pub async fn stop(mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.stop_worker.send_replace(true);
+        self.stop_worker.cancel();
         if let Some(t) = self.thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
-        let deadline = Instant::now() + Duration::from_secs(1);
-        while Instant::now() < deadline
+        let deadline = self.clock.now() + Duration::from_secs(1);
+        while self.clock.now() < deadline
             && self
                 .stats
                 .iter()
                 .filter_map(|s| s.queue.as_ref())
                 .any(|q| !q.is_empty() && q.connected.load(Ordering::Relaxed))
         {
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            self.clock.sleep(Duration::from_millis(10)).await;
         }
-        self.stop_publishers.send_replace(true);
+        self.stop_publishers.cancel();
         for p in self.publishers.drain(..) {
             let _ = p.await;
         }
@@ -268,13 +284,14 @@ struct Worker {
     shms: Vec<ShmOut>,
     rediss: Vec<RedisOut>,
     replay: bool,
-    stop: Arc<AtomicBool>,
+    stop: CancellationToken,
     handle: Handle,
+    clock: Clock,
 }
 
 impl Worker {
     fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+        self.stop.is_cancelled()
     }
 
     /// Looks at the rings' readers; takes or drops each output's decode lease.
@@ -308,13 +325,13 @@ impl Worker {
         any
     }
 
-    fn run_live(mut self, mut stop_rx: watch::Receiver<bool>) {
+    fn run_live(mut self) {
         let mut conv = Converter::default();
         let mut progress = self.cam.subscribe_progress();
         let mut last_id = 0u64;
-        let mut next_check = Instant::now();
+        let mut next_check = self.clock.now();
         while !self.stopped() {
-            let now = Instant::now();
+            let now = self.clock.now();
             if now >= next_check {
                 self.update_demand();
                 next_check = now + PRESENCE_EVERY;
@@ -324,12 +341,12 @@ impl Worker {
                 last_id = f.frame_id;
                 self.process(&f, &mut conv);
             }
-            let wait = next_check.saturating_duration_since(Instant::now());
+            let wait = next_check.saturating_duration_since(self.clock.now());
             let gone = self.handle.block_on(async {
                 tokio::select! {
                     r = progress.changed() => r.is_err(),
-                    _ = tokio::time::sleep(wait) => false,
-                    _ = stop_rx.changed() => false,
+                    _ = self.clock.sleep(wait) => false,
+                    _ = self.stop.cancelled() => false,
                 }
             });
             if gone {
@@ -339,44 +356,44 @@ impl Worker {
         }
     }
 
-    fn run_replay(mut self, path: &Path, mut stop_rx: watch::Receiver<bool>) {
+    fn run_replay(mut self, path: &Path) {
         let counters = self.cam.counters().clone();
         let mut conv = Converter::default();
-        let wait_for_demand = |w: &mut Worker, stop_rx: &mut watch::Receiver<bool>| {
+        let wait_for_demand = |w: &mut Worker| {
             while !w.stopped() && !w.update_demand() {
                 w.handle.block_on(async {
                     tokio::select! {
-                        _ = tokio::time::sleep(PRESENCE_EVERY) => {}
-                        _ = stop_rx.changed() => {}
+                        _ = w.clock.sleep(PRESENCE_EVERY) => {}
+                        _ = w.stop.cancelled() => {}
                     }
                 });
             }
         };
-        wait_for_demand(&mut self, &mut stop_rx);
+        wait_for_demand(&mut self);
         if self.stopped() {
             return;
         }
         info!("replaying {}", path.display());
-        let mut units = match crate::source::replay_units(path.to_path_buf()) {
+        let mut units = match crate::source::replay_units(path.to_path_buf(), self.clock.clone()) {
             Ok(rx) => rx,
-            Err(e) => return self.fail(&e.to_string(), &mut stop_rx),
+            Err(e) => return self.fail(&e.to_string()),
         };
         let mut decoder: Option<crate::decode::SyncDecoder> = None;
-        let (mut seq, mut frames, mut next_check) = (0u64, Vec::new(), Instant::now());
+        let (mut seq, mut frames, mut next_check) = (0u64, Vec::new(), self.clock.now());
         while let Some(item) = units.blocking_recv() {
             if self.stopped() {
                 return;
             }
             let mut unit = match item {
                 Ok(u) => u,
-                Err(e) => return self.fail(&e.to_string(), &mut stop_rx),
+                Err(e) => return self.fail(&e.to_string()),
             };
             seq += 1;
             unit.seq = seq;
             if decoder.is_none() {
-                match crate::decode::SyncDecoder::new(unit.codec) {
+                match crate::decode::SyncDecoder::new(unit.codec, self.clock.clone()) {
                     Ok(d) => decoder = Some(d),
-                    Err(e) => return self.fail(&e.to_string(), &mut stop_rx),
+                    Err(e) => return self.fail(&e.to_string()),
                 }
             }
             let dec = decoder.as_mut().expect("made above");
@@ -384,10 +401,10 @@ impl Worker {
             for f in frames.drain(..) {
                 self.process(&f, &mut conv);
             }
-            if Instant::now() >= next_check {
+            if self.clock.now() >= next_check {
                 // Everyone left: pause until a reader comes back.
-                wait_for_demand(&mut self, &mut stop_rx);
-                next_check = Instant::now() + PRESENCE_EVERY;
+                wait_for_demand(&mut self);
+                next_check = self.clock.now() + PRESENCE_EVERY;
             }
         }
         if let Some(dec) = decoder.as_mut() {
@@ -402,22 +419,22 @@ impl Worker {
             }
         }
         info!("replay finished: {seq} frames");
-        let _ = self.handle.block_on(stop_rx.wait_for(|s| *s));
+        self.handle.block_on(self.stop.cancelled());
     }
 
     /// Replay cannot go on: say why on every output and wait to be stopped.
-    fn fail(&self, msg: &str, stop_rx: &mut watch::Receiver<bool>) {
+    fn fail(&self, msg: &str) {
         let msg = scrub(msg, &self.cam.config().secrets());
         warn!("replay stopped: {msg}");
         for s in self.shms.iter().map(|s| &s.stats).chain(self.rediss.iter().map(|r| &r.stats)) {
             s.set_error(Some(msg.clone()));
         }
-        let _ = self.handle.block_on(stop_rx.wait_for(|s| *s));
+        self.handle.block_on(self.stop.cancelled());
     }
 
     /// Hands one decoded frame to every output that takes it.
     fn process(&mut self, f: &Arc<Frame>, conv: &mut Converter) {
-        let Worker { cam, shms, rediss, replay, stop, handle } = self;
+        let Worker { cam, shms, rediss, replay, stop, handle, clock } = self;
         let replay = *replay;
         let mut thumb: Option<Thumb> = None;
         let mut thumb_of = |f: &Frame| -> Thumb {
@@ -467,12 +484,12 @@ impl Worker {
                 // also waits for one to register (each new file starts with an empty table:
                 // readers reopen into it), but not forever for one that has left.
                 let reader_driven = s.opts.demand == OutputDemand::Auto && s.followers.is_empty();
-                let since = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
+                let since = clock.now();
+                while !stop.is_cancelled() {
                     match ring.may_write_next() {
                         Some(true) => break,
                         None if !reader_driven => break,
-                        None if since.elapsed() > REREGISTER_WAIT && !ring.attached() => break,
+                        None if clock.since(since) > REREGISTER_WAIT && !ring.attached() => break,
                         _ => std::thread::sleep(Duration::from_micros(500)),
                     }
                 }

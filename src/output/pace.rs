@@ -97,7 +97,7 @@ mod tests {
     use super::*;
 
     fn times(fps: f64, n: usize, jitter_ms: &[i64]) -> Vec<Instant> {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         (0..n)
             .map(|i| {
                 let j = jitter_ms[i % jitter_ms.len()];
@@ -122,7 +122,7 @@ mod tests {
         let mut all = Pacer::new(None);
         assert!(ts.iter().all(|t| all.accept(*t)));
         let mut p = Pacer::new(Some(1.0));
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         assert!(p.accept(t0));
         assert!(!p.accept(t0 + Duration::from_millis(500)));
         // After a long gap (decoder paused) the next frame is taken at once, and the grid restarts there.

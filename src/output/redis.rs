@@ -9,10 +9,12 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, watch};
-use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio::sync::Notify;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
 
-use crate::camera::backoff::Backoff;
+use crate::backoff::Backoff;
+use crate::clock::Clock;
 use crate::secret::{Secret, scrub};
 
 /// Records per pipeline at most.
@@ -87,10 +89,10 @@ impl RecordQueue {
     }
 
     /// Replay: waits for room (the publisher sets the pace) unless `stop` is set.
-    pub fn push_wait(&self, r: Record, stop: &AtomicBool) -> bool {
+    pub fn push_wait(&self, r: Record, stop: &CancellationToken) -> bool {
         let mut q = self.lock();
         while q.len() >= self.cap {
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_cancelled() {
                 return false;
             }
             q = self.space.wait_timeout(q, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
@@ -139,7 +141,7 @@ pub struct Target {
 }
 
 /// Flushes `queue` to Redis until `stop`.
-pub async fn run(queue: Arc<RecordQueue>, target: Target, mut stop: watch::Receiver<bool>) {
+pub async fn run(queue: Arc<RecordQueue>, target: Target, stop: CancellationToken, clock: Clock) {
     let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
     let clean = |e: &dyn std::fmt::Display| scrub(&e.to_string(), &secrets);
     let client = match redis::Client::open(target.url.expose()) {
@@ -158,15 +160,15 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, mut stop: watch::Recei
         while queue.is_empty() {
             tokio::select! {
                 _ = queue.notify.notified() => {}
-                _ = stop.changed() => return,
+                _ = stop.cancelled() => return,
             }
         }
-        let deadline = Instant::now() + LINGER;
-        while queue.len() < BATCH && Instant::now() < deadline {
+        let deadline = clock.now() + LINGER;
+        while queue.len() < BATCH && clock.now() < deadline {
             tokio::select! {
                 _ = queue.notify.notified() => {}
-                _ = sleep_until(deadline) => {}
-                _ = stop.changed() => return,
+                _ = clock.sleep_until(deadline) => {}
+                _ = stop.cancelled() => return,
             }
         }
         if conn.is_none() {
@@ -184,7 +186,7 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, mut stop: watch::Recei
             }
         }
         let Some(c) = conn.as_mut() else {
-            if wait_or_stop(backoff.next_delay(false), &mut stop).await {
+            if wait_or_stop(backoff.next_delay(false), &stop, &clock).await {
                 return;
             }
             continue;
@@ -211,7 +213,7 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, mut stop: watch::Recei
                 queue.put_back(batch);
                 conn = None;
                 fail(&queue, &target.label, format!("redis write failed: {why}"));
-                if wait_or_stop(backoff.next_delay(false), &mut stop).await {
+                if wait_or_stop(backoff.next_delay(false), &stop, &clock).await {
                     return;
                 }
             }
@@ -227,10 +229,10 @@ fn fail(queue: &RecordQueue, label: &str, msg: String) {
 }
 
 /// Sleeps `d`; true if told to stop meanwhile.
-async fn wait_or_stop(d: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+async fn wait_or_stop(d: Duration, stop: &CancellationToken, clock: &Clock) -> bool {
     tokio::select! {
-        _ = sleep(d) => false,
-        _ = stop.changed() => true,
+        _ = clock.sleep(d) => false,
+        _ = stop.cancelled() => true,
     }
 }
 

@@ -12,7 +12,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::config::{Mode, PixelFormat};
+use crate::clock::Clock;
+use crate::config::{Fps, Mode, PixelFormat};
 use crate::ffi::SharedMap;
 
 pub const MAGIC: &[u8; 8] = b"CAMHUBRG";
@@ -107,6 +108,26 @@ pub fn ring_path(dir: &Path, camera: &str, output: &str) -> PathBuf {
     dir.join(format!("camhub.{camera}.{output}"))
 }
 
+/// A pixel format's code in the header (docs/shm.md).
+pub fn format_code(f: PixelFormat) -> u32 {
+    match f {
+        PixelFormat::Gray => 1,
+        PixelFormat::I420 => 2,
+        PixelFormat::Nv12 => 3,
+        PixelFormat::Rgb24 => 4,
+        PixelFormat::Bgr24 => 5,
+    }
+}
+
+/// An output's rate as the header says it: rate x 1000, 0 every frame, 1 keyframes.
+pub fn fps_code(fps: Fps) -> u64 {
+    match fps {
+        Fps::All => 0,
+        Fps::Keyframes => 1,
+        Fps::Rate(r) => ((r * 1000.0).round() as u64).max(2),
+    }
+}
+
 pub struct RingWriter {
     path: PathBuf,
     file: File,
@@ -122,6 +143,7 @@ pub struct RingWriter {
     /// Frames skipped as similar, and the newest frame seen.
     skipped: u64,
     last_frame_id: u64,
+    clock: Clock,
 }
 
 /// What a frame carries into its slot besides the pixels.
@@ -143,6 +165,7 @@ impl RingWriter {
         perms: u32,
         mode: Mode,
         fps_milli: u64,
+        clock: Clock,
     ) -> io::Result<RingWriter> {
         let path = ring_path(dir, camera, output);
         let (file, map) = Self::make_file(&path, HEADER_SIZE, perms)?;
@@ -160,6 +183,7 @@ impl RingWriter {
             seq: 0,
             skipped: 0,
             last_frame_id: 0,
+            clock,
         };
         w.write_header(0);
         w.install()?;
@@ -201,7 +225,7 @@ impl RingWriter {
         let put64 = |m: &mut SharedMap, o: usize, v: u64| m.bytes_mut(o, 8).copy_from_slice(&v.to_le_bytes());
         put32(m, 8, VERSION);
         put32(m, 12, HEADER_SIZE as u32);
-        put32(m, off::FORMAT, g.map_or(0, |g| g.format.code()));
+        put32(m, off::FORMAT, g.map_or(0, |g| format_code(g.format)));
         put32(m, off::WIDTH, g.map_or(0, |g| g.width));
         put32(m, off::HEIGHT, g.map_or(0, |g| g.height));
         put32(m, off::SLOT_COUNT, if g.is_some() { self.slots } else { 0 });
@@ -217,7 +241,7 @@ impl RingWriter {
             }
         }
         put64(m, off::FPS_MILLI, self.fps_milli);
-        put64(m, off::CREATED_NS, unix_ns(SystemTime::now()));
+        put64(m, off::CREATED_NS, unix_ns(self.clock.wall()));
         for (o, name) in [(off::CAMERA, &self.camera), (off::OUTPUT, &self.output)] {
             let b = name.as_bytes();
             m.bytes_mut(o, b.len().min(63)).copy_from_slice(&b[..b.len().min(63)]);
@@ -326,7 +350,7 @@ impl RingWriter {
         m.u64_at(base + off::FRAME_ID).store(meta.frame_id, Ordering::Relaxed);
         m.u64_at(base + off::CAPTURED_NS).store(unix_ns(meta.captured), Ordering::Relaxed);
         m.u64_at(base + off::DECODED_NS).store(unix_ns(meta.decoded), Ordering::Relaxed);
-        m.u64_at(base + off::PUBLISHED_NS).store(unix_ns(SystemTime::now()), Ordering::Relaxed);
+        m.u64_at(base + off::PUBLISHED_NS).store(unix_ns(self.clock.wall()), Ordering::Relaxed);
         m.u64_at(base + off::SEQ_END).store(n, Ordering::Release);
         m.u64_at(off::WRITE_SEQ).store(n, Ordering::Release);
         m.u64_at(off::LAST_FRAME_ID).store(meta.frame_id, Ordering::Relaxed);
@@ -388,7 +412,7 @@ mod tests {
     #[test]
     fn header_slots_and_replacement_follow_the_documented_layout() {
         let d = dir("layout");
-        let mut w = RingWriter::create(&d, "cam", "ai", 3, 0o640, Mode::Live, 5000).unwrap();
+        let mut w = RingWriter::create(&d, "cam", "ai", 3, 0o640, Mode::Live, 5000, Clock::real()).unwrap();
         let path = d.join("camhub.cam.ai");
         let header_only = std::fs::read(&path).unwrap();
         assert_eq!(header_only.len(), HEADER_SIZE);
@@ -441,8 +465,8 @@ mod tests {
     #[test]
     fn a_replaced_writer_leaves_its_successors_file_alone() {
         let d = dir("successor");
-        let old = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
-        let new = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        let old = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
+        let new = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
         drop(old); // the old camera stops after the new one started (config reload)
         assert!(new.path().exists(), "the new camera's ring survives the old one's clean-up");
         drop(new);
@@ -452,11 +476,11 @@ mod tests {
     #[test]
     fn a_crashed_hubs_ring_is_closed_and_replaced() {
         let d = dir("crash");
-        let w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        let w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
         let path = w.path().to_path_buf();
         std::mem::forget(w); // a crash: no clean-up ran
         let stale = File::open(&path).unwrap();
-        let _w2 = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0).unwrap();
+        let _w2 = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
         let mut h = vec![0u8; 32];
         std::os::unix::fs::FileExt::read_at(&stale, &mut h, 0).unwrap();
         assert_eq!(u32_at(&h, off::FLAGS) & CLOSED, CLOSED);
@@ -467,7 +491,7 @@ mod tests {
     #[test]
     fn readers_are_seen_by_lock_and_table_and_pace_replay() {
         let d = dir("readers");
-        let mut w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Replay, 0).unwrap();
+        let mut w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Replay, 0, Clock::real()).unwrap();
         w.ensure_geometry(Geometry { width: 4, height: 2, format: PixelFormat::Gray }).unwrap();
         assert!(!w.attached());
         let reader = File::open(w.path()).unwrap();
@@ -479,7 +503,8 @@ mod tests {
         w.map.u32_at(off::READERS + 32).store(0x3fff_fff0, Ordering::Release);
         w.map.u64_at(off::READERS + 32 + 8).store(0, Ordering::Release);
         assert_eq!(w.readers().iter().map(|r| r.pid).collect::<Vec<_>>(), vec![me], "dead pids do not count");
-        let meta = SlotMeta { frame_id: 1, captured: SystemTime::now(), decoded: SystemTime::now() };
+        let now = Clock::real().wall();
+        let meta = SlotMeta { frame_id: 1, captured: now, decoded: now };
         w.publish(meta, |_| {});
         w.publish(meta, |_| {});
         assert_eq!(w.may_write_next(), Some(false), "frame 3 would overwrite frame 1, which the reader still uses");

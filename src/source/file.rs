@@ -3,29 +3,31 @@
 
 use std::path::PathBuf;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use tokio::sync::mpsc;
 
-use super::annexb::{self, Framing};
 use super::{Codec, EncodedUnit, Source, UnitStream};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
+use crate::media::annexb::{self, Framing};
 
 pub struct FileSource {
     path: PathBuf,
+    clock: Clock,
 }
 
 impl FileSource {
-    pub fn new(path: PathBuf) -> Self {
-        FileSource { path }
+    pub fn new(path: PathBuf, clock: Clock) -> Self {
+        FileSource { path, clock }
     }
 }
 
 impl Source for FileSource {
     fn open(&self) -> BoxFuture<'static, Result<UnitStream>> {
-        let path = self.path.clone();
+        let (path, clock) = (self.path.clone(), self.clock.clone());
         Box::pin(async move {
             // Opening probes the file: do it off the async workers.
             let (tx, rx) = mpsc::channel::<Result<EncodedUnit>>(4);
@@ -36,7 +38,7 @@ impl Source for FileSource {
                     match Reader::open(&path) {
                         Ok(reader) => {
                             let _ = ready_tx.send(Ok(()));
-                            reader.run(&path, &tx, true);
+                            reader.run(&path, &tx, true, &clock);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
@@ -53,12 +55,12 @@ impl Source for FileSource {
 
 /// Every unit of a file once, in order, as fast as the receiver takes them
 /// (replay mode: the consumer's pace is the file's pace).
-pub fn replay_units(path: PathBuf) -> Result<mpsc::Receiver<Result<EncodedUnit>>> {
+pub fn replay_units(path: PathBuf, clock: Clock) -> Result<mpsc::Receiver<Result<EncodedUnit>>> {
     let reader = Reader::open(&path)?;
     let (tx, rx) = mpsc::channel::<Result<EncodedUnit>>(4);
     thread::Builder::new()
         .name("camhub-replay-read".into())
-        .spawn(move || reader.run(&path, &tx, false))
+        .spawn(move || reader.run(&path, &tx, false, &clock))
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")))?;
     Ok(rx)
 }
@@ -73,7 +75,7 @@ struct Reader {
 
 impl Reader {
     fn open(path: &std::path::Path) -> Result<Reader> {
-        crate::decode::init_ffmpeg();
+        crate::media::init_ffmpeg();
         if !path.exists() {
             return Err(Error::new(ErrorKind::NotFound, format!("no such file: {}", path.display())));
         }
@@ -104,8 +106,8 @@ impl Reader {
 
     /// Live: sends units paced by their timestamps, looping, until the receiver
     /// goes away. Otherwise: every unit once, unpaced.
-    fn run(mut self, path: &std::path::Path, tx: &mpsc::Sender<Result<EncodedUnit>>, live: bool) {
-        let start = Instant::now();
+    fn run(mut self, path: &std::path::Path, tx: &mpsc::Sender<Result<EncodedUnit>>, live: bool, clock: &Clock) {
+        let start = clock.now();
         // Seconds of media already played in earlier loops.
         let mut offset = 0.0f64;
         let default_step = 0.1;
@@ -129,12 +131,12 @@ impl Reader {
                 };
                 last = t;
                 let due = start + Duration::from_secs_f64((offset + t).max(0.0));
-                let now = Instant::now();
+                let now = clock.now();
                 if live && due > now {
                     thread::sleep(due - now);
                 }
                 let unit = annexb::to_annexb(&self.framing, data, packet.is_key())
-                    .map(|d| EncodedUnit::new(self.codec, d.into(), packet.is_key()))
+                    .map(|d| EncodedUnit::new(self.codec, d.into(), packet.is_key(), clock))
                     .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())));
                 if tx.blocking_send(unit).is_err() {
                     return;

@@ -17,6 +17,7 @@ use url::Url;
 
 use super::multipart::Multipart;
 use super::{Codec, EncodedUnit, Source, UnitStream};
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::Secret;
 
@@ -27,22 +28,23 @@ pub struct HttpSource {
     url: Url,
     authorization: Option<String>,
     poll: Duration,
+    clock: Clock,
 }
 
 impl HttpSource {
     /// `url` must carry no user info; credentials come separately (sent as Basic auth).
-    pub fn new(url: Url, username: Option<String>, password: Option<Secret>, poll: Duration) -> Self {
+    pub fn new(url: Url, username: Option<String>, password: Option<Secret>, poll: Duration, clock: Clock) -> Self {
         let authorization = username.map(|u| {
             let pair = format!("{u}:{}", password.as_ref().map_or("", |p| p.expose()));
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         });
-        HttpSource { url, authorization, poll }
+        HttpSource { url, authorization, poll, clock }
     }
 }
 
 impl Source for HttpSource {
     fn open(&self) -> BoxFuture<'static, Result<UnitStream>> {
-        let (url, auth, poll) = (self.url.clone(), self.authorization.clone(), self.poll);
+        let (url, auth, poll, clock) = (self.url.clone(), self.authorization.clone(), self.poll, self.clock.clone());
         Box::pin(async move {
             let resp = get(&url, auth.as_deref()).await?;
             let ctype =
@@ -54,10 +56,10 @@ impl Source for HttpSource {
                     .find_map(|p| p.trim().strip_prefix("boundary=").or_else(|| p.trim().strip_prefix("BOUNDARY=")))
                     .ok_or_else(|| Error::new(ErrorKind::Protocol, format!("{ctype:?} names no boundary")))?
                     .to_owned();
-                Ok(multipart_stream(resp.into_body(), Multipart::new(&boundary, MAX_FRAME_BYTES)))
+                Ok(multipart_stream(resp.into_body(), Multipart::new(&boundary, MAX_FRAME_BYTES), clock))
             } else if lower.starts_with("image/jpeg") {
-                let first = jpeg_unit(read_body(resp.into_body()).await?)?;
-                Ok(poll_stream(url, auth, poll, first))
+                let first = jpeg_unit(read_body(resp.into_body()).await?, &clock)?;
+                Ok(poll_stream(url, auth, poll, first, clock))
             } else {
                 Err(Error::new(
                     ErrorKind::Unsupported,
@@ -125,45 +127,51 @@ async fn read_body(mut body: Incoming) -> Result<Bytes> {
     Ok(out.into())
 }
 
-fn jpeg_unit(data: Bytes) -> Result<EncodedUnit> {
+fn jpeg_unit(data: Bytes, clock: &Clock) -> Result<EncodedUnit> {
     if !data.starts_with(&[0xFF, 0xD8]) {
         return Err(Error::new(ErrorKind::Protocol, format!("a frame of {} bytes that is not a JPEG", data.len())));
     }
-    Ok(EncodedUnit::new(Codec::Mjpeg, data, true))
+    Ok(EncodedUnit::new(Codec::Mjpeg, data, true, clock))
 }
 
-fn multipart_stream(body: Incoming, parser: Multipart) -> UnitStream {
+fn multipart_stream(body: Incoming, parser: Multipart, clock: Clock) -> UnitStream {
     let state = (body, parser, VecDeque::<Bytes>::new(), false);
-    futures::stream::unfold(state, |(mut body, mut parser, mut ready, done)| async move {
-        loop {
-            if let Some(part) = ready.pop_front() {
-                return Some((jpeg_unit(part), (body, parser, ready, done)));
-            }
-            if done {
-                return None;
-            }
-            match body.frame().await {
-                Some(Ok(frame)) => {
-                    if let Ok(data) = frame.into_data() {
-                        match parser.push(&data) {
-                            Ok(parts) => ready.extend(parts),
-                            Err(e) => {
-                                return Some((Err(Error::new(ErrorKind::Protocol, e)), (body, parser, ready, true)));
+    futures::stream::unfold(state, move |(mut body, mut parser, mut ready, done)| {
+        let clock = clock.clone();
+        async move {
+            loop {
+                if let Some(part) = ready.pop_front() {
+                    return Some((jpeg_unit(part, &clock), (body, parser, ready, done)));
+                }
+                if done {
+                    return None;
+                }
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        if let Ok(data) = frame.into_data() {
+                            match parser.push(&data) {
+                                Ok(parts) => ready.extend(parts),
+                                Err(e) => {
+                                    return Some((
+                                        Err(Error::new(ErrorKind::Protocol, e)),
+                                        (body, parser, ready, true),
+                                    ));
+                                }
                             }
                         }
                     }
-                }
-                Some(Err(e)) => {
-                    let err = Error::new(ErrorKind::EndOfStream, format!("stream cut short: {e}"));
-                    return Some((Err(err), (body, parser, ready, true)));
-                }
-                None => {
-                    let why = if parser.between_parts() {
-                        "the camera closed the stream"
-                    } else {
-                        "the stream ended inside a part (truncated frame)"
-                    };
-                    return Some((Err(Error::new(ErrorKind::EndOfStream, why)), (body, parser, ready, true)));
+                    Some(Err(e)) => {
+                        let err = Error::new(ErrorKind::EndOfStream, format!("stream cut short: {e}"));
+                        return Some((Err(err), (body, parser, ready, true)));
+                    }
+                    None => {
+                        let why = if parser.between_parts() {
+                            "the camera closed the stream"
+                        } else {
+                            "the stream ended inside a part (truncated frame)"
+                        };
+                        return Some((Err(Error::new(ErrorKind::EndOfStream, why)), (body, parser, ready, true)));
+                    }
                 }
             }
         }
@@ -172,19 +180,23 @@ fn multipart_stream(body: Incoming, parser: Multipart) -> UnitStream {
 }
 
 /// A snapshot URL asked again every `poll`; the first answer is already in hand.
-fn poll_stream(url: Url, auth: Option<String>, poll: Duration, first: EncodedUnit) -> UnitStream {
+fn poll_stream(url: Url, auth: Option<String>, poll: Duration, first: EncodedUnit, clock: Clock) -> UnitStream {
     let first = futures::stream::once(async move { Ok(first) });
-    let rest = futures::stream::unfold((url, auth, tokio::time::Instant::now()), move |(url, auth, last)| async move {
-        let next = last + poll;
-        tokio::time::sleep_until(next).await;
-        let unit = match get(&url, auth.as_deref()).await {
-            Ok(resp) => match read_body(resp.into_body()).await {
-                Ok(b) => jpeg_unit(b),
+    let start = clock.now();
+    let rest = futures::stream::unfold((url, auth, start), move |(url, auth, last)| {
+        let clock = clock.clone();
+        async move {
+            let next = last + poll;
+            clock.sleep_until(next).await;
+            let unit = match get(&url, auth.as_deref()).await {
+                Ok(resp) => match read_body(resp.into_body()).await {
+                    Ok(b) => jpeg_unit(b, &clock),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
-            },
-            Err(e) => Err(e),
-        };
-        Some((unit, (url, auth, next.max(tokio::time::Instant::now() - poll))))
+            };
+            Some((unit, (url, auth, next.max(clock.now() - poll))))
+        }
     });
     first.chain(rest).boxed()
 }

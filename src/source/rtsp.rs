@@ -9,6 +9,7 @@ use retina::codec::{CodecItem, FrameFormat};
 use url::Url;
 
 use super::{Codec, EncodedUnit, Source, UnitStream};
+use crate::clock::Clock;
 use crate::config::Transport;
 use crate::error::{Error, ErrorKind, Result};
 use crate::secret::{Secret, scrub};
@@ -17,16 +18,23 @@ pub struct RtspSource {
     url: Url,
     creds: Option<Credentials>,
     transport: Transport,
+    clock: Clock,
 }
 
 impl RtspSource {
     /// `url` must carry no user info; credentials come separately.
-    pub fn new(url: Url, username: Option<String>, password: Option<Secret>, transport: Transport) -> Self {
+    pub fn new(
+        url: Url,
+        username: Option<String>,
+        password: Option<Secret>,
+        transport: Transport,
+        clock: Clock,
+    ) -> Self {
         let creds = username.map(|u| Credentials {
             username: u,
             password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
         });
-        RtspSource { url, creds, transport }
+        RtspSource { url, creds, transport, clock }
     }
 
     fn map_err(&self, e: retina::Error) -> Error {
@@ -59,7 +67,8 @@ impl Source for RtspSource {
         let url = self.url.clone();
         let creds = self.creds.clone();
         let transport = self.transport;
-        let mapper = RtspSource { url: url.clone(), creds: creds.clone(), transport };
+        let clock = self.clock.clone();
+        let mapper = RtspSource { url: url.clone(), creds: creds.clone(), transport, clock: clock.clone() };
         Box::pin(async move {
             let opts =
                 SessionOptions::default().creds(creds).user_agent(format!("camhub/{}", env!("CARGO_PKG_VERSION")));
@@ -102,7 +111,7 @@ impl Source for RtspSource {
                 let out = match item {
                     Ok(CodecItem::VideoFrame(f)) if f.stream_id() == index => {
                         let key = f.is_random_access_point();
-                        Some(Ok(EncodedUnit::new(codec, f.into_data().into(), key)))
+                        Some(Ok(EncodedUnit::new(codec, f.into_data().into(), key, &clock)))
                     }
                     Ok(_) => None,
                     Err(e) => Some(Err(mapper.map_err(e))),

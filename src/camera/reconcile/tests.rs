@@ -1,6 +1,6 @@
 use super::*;
+use crate::camera::demand::{Demand, Tier};
 use crate::config::{Keep, Linger};
-use crate::demand::{Demand, Tier};
 
 const S: Duration = Duration::from_secs(1);
 
@@ -13,10 +13,11 @@ struct Sim {
 
 impl Sim {
     fn new(keep: Keep, decode_linger: Linger) -> Self {
+        let clock = crate::clock::Clock::stepped();
         Sim {
-            t: Instant::now(),
+            t: clock.now(),
             demand: Demand::new(keep, Linger::After(30 * S), decode_linger),
-            rec: Reconciler::new(10 * S, 5 * S, 7),
+            rec: Reconciler::new(10 * S, 5 * S, 7, clock.stamp()),
         }
     }
     fn wants(&mut self) -> Wants {
@@ -210,7 +211,7 @@ fn end_of_stream_is_a_disconnect() {
 
 #[test]
 fn variants_run_while_leased_and_linger_then_stop_before_the_decoder() {
-    use crate::demand::VariantKey;
+    use crate::camera::demand::VariantKey;
     let mut s = Sim::new(Keep::Connected, Linger::After(Duration::ZERO));
     s.demand = Demand::new(Keep::Connected, Linger::After(30 * S), Linger::After(Duration::ZERO))
         .with_variant_linger(Linger::After(2 * S));

@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use crate::memory::Budget;
-use crate::source::EncodedUnit;
+use crate::media::EncodedUnit;
+use crate::telemetry::memory::Budget;
 
 #[derive(Debug)]
 pub struct GopCache {
@@ -27,7 +27,7 @@ pub struct GopCache {
 
 impl GopCache {
     pub fn new(limit_bytes: usize) -> Self {
-        Self::with_budget(limit_bytes, &crate::memory::GLOBAL)
+        Self::with_budget(limit_bytes, &crate::telemetry::memory::GLOBAL)
     }
 
     pub fn with_budget(limit_bytes: usize, budget: &'static Budget) -> Self {
@@ -126,10 +126,10 @@ impl Drop for GopCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Codec;
+    use crate::media::Codec;
 
     fn unit(seq: u64, key: bool, len: usize) -> Arc<EncodedUnit> {
-        let mut u = EncodedUnit::new(Codec::H264, vec![0u8; len].into(), key);
+        let mut u = EncodedUnit::new(Codec::H264, vec![0u8; len].into(), key, &crate::clock::Clock::real());
         u.seq = seq;
         Arc::new(u)
     }

@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn decoder_stops_linger_after_last_lease() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut d = demand(Keep::Connected, Linger::After(10 * S));
         assert!(d.wanted(Tier::Connected, t0), "keep: connected is the floor");
         assert!(!d.wanted(Tier::Decoding, t0));
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn new_lease_within_linger_cancels_the_stop() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut d = demand(Keep::Connected, Linger::After(10 * S));
         d.acquire(Tier::Decoding);
         d.release(Tier::Decoding, t0);
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn zero_linger_stops_at_once_and_forever_starts_at_boot() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut d = demand(Keep::Connected, Linger::After(Duration::ZERO));
         d.acquire(Tier::Decoding);
         d.release(Tier::Decoding, t0);
@@ -213,7 +213,7 @@ mod tests {
 
     #[test]
     fn on_demand_idles_until_leased_and_decoding_implies_connected() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut d = Demand::new(Keep::OnDemand, Linger::After(5 * S), Linger::After(Duration::ZERO));
         assert!(!d.wanted(Tier::Connected, t0));
         d.acquire(Tier::Decoding);
@@ -230,7 +230,7 @@ mod tests {
 
     #[test]
     fn keyframes_tier_lingers_like_decoding_and_holds_the_connection() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut d = Demand::new(Keep::OnDemand, Linger::After(Duration::ZERO), Linger::After(2 * S));
         d.acquire(Tier::Keyframes);
         assert!(d.wanted(Tier::Keyframes, t0) && d.wanted(Tier::Connected, t0));
@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn a_variant_lingers_on_its_own_and_implies_decoding() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut d = Demand::new(Keep::OnDemand, Linger::After(Duration::ZERO), Linger::After(Duration::ZERO))
             .with_variant_linger(Linger::After(3 * S));
         let small = VariantKey { quality: 50, width: Some(320), height: None };

@@ -8,7 +8,7 @@ use crate::config::{CameraConfig, CameraOptions, Keep, Linger};
 
 /// 640x360, 10 fps, 20 s, keyframe every 4 s; each frame shows its index as a
 /// barcode along the top (made by `scripts/make-clips.sh`).
-pub const CLIP: &[u8] = include_bytes!("../assets/demo.mp4");
+pub const CLIP: &[u8] = include_bytes!("../../assets/demo.mp4");
 
 /// Writes the clip to a private temporary file and returns the demo cameras:
 /// `demo` (connected, decodes on demand) and `demo-decoded` (always decoding).

@@ -9,7 +9,7 @@ use futures::StreamExt;
 
 use crate::config::{CameraConfig, SourceSpec, Transport};
 use crate::error::{Error, ErrorKind, Result};
-use crate::source::Codec;
+use crate::media::Codec;
 
 #[derive(Debug, Clone)]
 pub struct ProbeReport {
@@ -49,18 +49,19 @@ impl fmt::Display for ProbeReport {
 
 /// Watches the camera for up to `window` (stopping early after a second keyframe).
 pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> {
-    let source = crate::source::for_camera(cfg);
+    let clock = crate::clock::Clock::real();
+    let source = crate::source::for_camera(cfg, &clock);
     let timeout = cfg.options.connect_timeout.0;
     let mut stream = tokio::time::timeout(timeout, source.open())
         .await
         .map_err(|_| Error::new(ErrorKind::Timeout, format!("no answer within {:.1} s", timeout.as_secs_f64())))??;
-    let start = Instant::now();
+    let start = clock.now();
     let (mut units, mut bytes, mut keys) = (0u64, 0u64, Vec::<Instant>::new());
     let (mut first_unit, mut last_unit) = (None::<Instant>, start);
     let mut codec = None;
     let mut first_key: Option<bytes::Bytes> = None;
-    while start.elapsed() < window && keys.len() < 2 {
-        let left = window.saturating_sub(start.elapsed());
+    while clock.since(start) < window && keys.len() < 2 {
+        let left = window.saturating_sub(clock.since(start));
         let item = match tokio::time::timeout(left, stream.next()).await {
             Err(_) => break,
             Ok(None) => {
@@ -68,7 +69,7 @@ pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> 
             }
             Ok(Some(item)) => item?,
         };
-        let now = Instant::now();
+        let now = clock.now();
         if item.keyframe {
             keys.push(now);
             first_key.get_or_insert(item.data.clone());
@@ -96,17 +97,17 @@ pub async fn probe(cfg: &CameraConfig, window: Duration) -> Result<ProbeReport> 
         fps: (units >= 3 && span > 0.0).then(|| (units - 1) as f64 / span),
         keyframe_interval: match keys.as_slice() {
             [a, b, ..] => Ok(b.duration_since(*a).as_secs_f64()),
-            [a] => Err(Instant::now().duration_since(*a).as_secs_f64()),
+            [a] => Err(clock.now().duration_since(*a).as_secs_f64()),
             [] => Err(0.0),
         },
         bitrate_kbps: if span > 0.0 { bytes as f64 * 8.0 / span / 1000.0 } else { 0.0 },
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: clock.since(start).as_secs_f64(),
     })
 }
 
 /// Decodes one keyframe to learn its size and profile.
 fn describe_keyframe(codec: Codec, data: &[u8]) -> Result<(u32, u32, String)> {
-    crate::decode::init_ffmpeg();
+    crate::media::init_ffmpeg();
     let id = match codec {
         Codec::H264 => ffmpeg_next::codec::Id::H264,
         Codec::H265 => ffmpeg_next::codec::Id::HEVC,

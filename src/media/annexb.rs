@@ -2,7 +2,7 @@
 //! sets in the container's `avcC`/`hvcC` box; camhub's units are Annex B with
 //! parameter sets on every keyframe. This converts the one into the other.
 
-use crate::source::Codec;
+use crate::media::Codec;
 
 const START: [u8; 4] = [0, 0, 0, 1];
 

@@ -21,8 +21,15 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn new(frame_id: u64, captured: SystemTime, captured_mono: Instant, keyframe: bool, video: Video) -> Self {
-        Frame { frame_id, captured, captured_mono, keyframe, decoded: SystemTime::now(), video }
+    pub fn new(
+        frame_id: u64,
+        captured: SystemTime,
+        captured_mono: Instant,
+        keyframe: bool,
+        decoded: SystemTime,
+        video: Video,
+    ) -> Self {
+        Frame { frame_id, captured, captured_mono, keyframe, decoded, video }
     }
     pub fn width(&self) -> u32 {
         self.video.width()
