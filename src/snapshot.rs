@@ -245,3 +245,6 @@ async fn encode(
         source,
     })
 }
+
+#[cfg(test)]
+mod tests;

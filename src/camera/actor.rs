@@ -68,6 +68,15 @@ enum DecoderState {
 }
 
 impl DecoderState {
+    /// A syncing decoder starts taking units at a keyframe.
+    fn keyframe_arrived(&mut self) {
+        if matches!(self, DecoderState::Syncing(_))
+            && let DecoderState::Syncing(d) = std::mem::replace(self, DecoderState::Off)
+        {
+            *self = DecoderState::Running(d);
+        }
+    }
+
     fn is_running(&self) -> bool {
         matches!(self, DecoderState::Syncing(_) | DecoderState::Running(_))
     }
@@ -265,10 +274,8 @@ impl Actor {
             let _ = self.shared.units.send(unit.clone());
         }
         let mut sent = false;
-        if unit.keyframe
-            && let DecoderState::Syncing(d) = std::mem::replace(&mut self.decoder, DecoderState::Off)
-        {
-            self.decoder = DecoderState::Running(d);
+        if unit.keyframe {
+            self.decoder.keyframe_arrived();
         }
         if matches!(self.decoder, DecoderState::AwaitingCodec) {
             // The replay of the GOP cache includes this unit if it was kept.
@@ -276,21 +283,21 @@ impl Actor {
                 lost = Some(Event::DecoderLost(Some(e)));
             }
             sent = stored;
-        } else if let DecoderState::Running(dec) = &self.decoder {
-            if unit.keyframe || !self.keyframes_only {
-                match dec.send(unit.clone()) {
-                    Ok(()) => sent = true,
-                    Err(e) => {
-                        if e == SendError::Full {
-                            Counters::add(&c.decoder_overruns, 1);
-                            debug!(
-                                "decoder behind by {} units; restarting it from the GOP cache",
-                                crate::decode::QUEUE_UNITS
-                            );
-                        }
-                        self.stop_decoder();
-                        lost = Some(Event::DecoderLost(None));
+        } else if let DecoderState::Running(dec) = &self.decoder
+            && (unit.keyframe || !self.keyframes_only)
+        {
+            match dec.send(unit.clone()) {
+                Ok(()) => sent = true,
+                Err(e) => {
+                    if e == SendError::Full {
+                        Counters::add(&c.decoder_overruns, 1);
+                        debug!(
+                            "decoder behind by {} units; restarting it from the GOP cache",
+                            crate::decode::QUEUE_UNITS
+                        );
                     }
+                    self.stop_decoder();
+                    lost = Some(Event::DecoderLost(None));
                 }
             }
         }

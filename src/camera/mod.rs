@@ -6,6 +6,10 @@ mod actor;
 pub mod demand;
 pub mod reconcile;
 mod status;
+#[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
+mod tests;
 mod variant;
 
 use std::collections::HashMap;

@@ -25,7 +25,7 @@ use tracing::{info, warn};
 use self::convert::{Converter, copy_planes};
 use self::pace::{Pacer, SimilarSkip, Thumb};
 use self::redis::{Record, RecordQueue};
-use self::ring::{RingWriter, SlotMeta, unix_ns};
+use self::ring::{RingSpec, RingWriter, SlotMeta, unix_ns};
 use crate::camera::demand::Tier;
 use crate::camera::{Camera, Lease};
 use crate::clock::Clock;
@@ -158,22 +158,14 @@ impl Outputs {
                 let mut st = OutputStats::new(oname, "shm");
                 st.path = Some(ring::ring_path(&dir, &name, oname));
                 let st = Arc::new(st);
-                let ring = RingWriter::create(
-                    &dir,
-                    &name,
-                    oname,
-                    o.slots,
-                    o.mode(),
-                    opts.mode,
-                    ring::fps_code(o.fps),
-                    clock.clone(),
-                )
-                .map_err(|e| {
-                    let msg = format!("cannot create {}: {e}", ring::ring_path(&dir, &name, oname).display());
-                    warn!(camera = %name, output = %oname, "{msg}");
-                    st.set_error(Some(msg));
-                })
-                .ok();
+                let spec = RingSpec { slots: o.slots, perms: o.mode(), mode: opts.mode, fps: o.fps };
+                let ring = RingWriter::create(&dir, &name, oname, spec, clock.clone())
+                    .map_err(|e| {
+                        let msg = format!("cannot create {}: {e}", ring::ring_path(&dir, &name, oname).display());
+                        warn!(camera = %name, output = %oname, "{msg}");
+                        st.set_error(Some(msg));
+                    })
+                    .ok();
                 shms.push(ShmOut {
                     opts: o.clone(),
                     ring,

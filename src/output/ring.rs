@@ -146,6 +146,15 @@ pub struct RingWriter {
     clock: Clock,
 }
 
+/// What a ring is asked to be: its slots, file mode, replay or live, and rate.
+#[derive(Debug, Clone, Copy)]
+pub struct RingSpec {
+    pub slots: u32,
+    pub perms: u32,
+    pub mode: Mode,
+    pub fps: Fps,
+}
+
 /// What a frame carries into its slot besides the pixels.
 #[derive(Debug, Clone, Copy)]
 pub struct SlotMeta {
@@ -157,16 +166,9 @@ pub struct SlotMeta {
 impl RingWriter {
     /// Creates the ring, header only, replacing any file left under its name
     /// (a crashed hub's: its readers see CLOSED and reopen).
-    pub fn create(
-        dir: &Path,
-        camera: &str,
-        output: &str,
-        slots: u32,
-        perms: u32,
-        mode: Mode,
-        fps_milli: u64,
-        clock: Clock,
-    ) -> io::Result<RingWriter> {
+    pub fn create(dir: &Path, camera: &str, output: &str, spec: RingSpec, clock: Clock) -> io::Result<RingWriter> {
+        let RingSpec { slots, perms, mode, fps } = spec;
+        let fps_milli = fps_code(fps);
         let path = ring_path(dir, camera, output);
         let (file, map) = Self::make_file(&path, HEADER_SIZE, perms)?;
         let mut w = RingWriter {
@@ -412,7 +414,14 @@ mod tests {
     #[test]
     fn header_slots_and_replacement_follow_the_documented_layout() {
         let d = dir("layout");
-        let mut w = RingWriter::create(&d, "cam", "ai", 3, 0o640, Mode::Live, 5000, Clock::real()).unwrap();
+        let mut w = RingWriter::create(
+            &d,
+            "cam",
+            "ai",
+            RingSpec { slots: 3, perms: 0o640, mode: Mode::Live, fps: Fps::Rate(5.0) },
+            Clock::real(),
+        )
+        .unwrap();
         let path = d.join("camhub.cam.ai");
         let header_only = std::fs::read(&path).unwrap();
         assert_eq!(header_only.len(), HEADER_SIZE);
@@ -465,8 +474,22 @@ mod tests {
     #[test]
     fn a_replaced_writer_leaves_its_successors_file_alone() {
         let d = dir("successor");
-        let old = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
-        let new = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
+        let old = RingWriter::create(
+            &d,
+            "cam",
+            "ai",
+            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
+            Clock::real(),
+        )
+        .unwrap();
+        let new = RingWriter::create(
+            &d,
+            "cam",
+            "ai",
+            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
+            Clock::real(),
+        )
+        .unwrap();
         drop(old); // the old camera stops after the new one started (config reload)
         assert!(new.path().exists(), "the new camera's ring survives the old one's clean-up");
         drop(new);
@@ -476,11 +499,25 @@ mod tests {
     #[test]
     fn a_crashed_hubs_ring_is_closed_and_replaced() {
         let d = dir("crash");
-        let w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
+        let w = RingWriter::create(
+            &d,
+            "cam",
+            "ai",
+            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
+            Clock::real(),
+        )
+        .unwrap();
         let path = w.path().to_path_buf();
         std::mem::forget(w); // a crash: no clean-up ran
         let stale = File::open(&path).unwrap();
-        let _w2 = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Live, 0, Clock::real()).unwrap();
+        let _w2 = RingWriter::create(
+            &d,
+            "cam",
+            "ai",
+            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
+            Clock::real(),
+        )
+        .unwrap();
         let mut h = vec![0u8; 32];
         std::os::unix::fs::FileExt::read_at(&stale, &mut h, 0).unwrap();
         assert_eq!(u32_at(&h, off::FLAGS) & CLOSED, CLOSED);
@@ -491,7 +528,14 @@ mod tests {
     #[test]
     fn readers_are_seen_by_lock_and_table_and_pace_replay() {
         let d = dir("readers");
-        let mut w = RingWriter::create(&d, "cam", "ai", 2, 0o600, Mode::Replay, 0, Clock::real()).unwrap();
+        let mut w = RingWriter::create(
+            &d,
+            "cam",
+            "ai",
+            RingSpec { slots: 2, perms: 0o600, mode: Mode::Replay, fps: Fps::All },
+            Clock::real(),
+        )
+        .unwrap();
         w.ensure_geometry(Geometry { width: 4, height: 2, format: PixelFormat::Gray }).unwrap();
         assert!(!w.attached());
         let reader = File::open(w.path()).unwrap();

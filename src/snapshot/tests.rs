@@ -1,0 +1,89 @@
+//! The three paths of the snapshot contract, through the `Source` seam with a
+//! scripted source and a stepped clock: cold (connect on request), gop (a fresh
+//! decoder replays the cache) and warm (the running decoder's newest picture),
+//! each answering with the newest unit received and its honest age.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::camera::testing::{ScriptedSource, camera, clip_units, until, until_frame};
+use crate::clock::Clock;
+use crate::config::{Keep, Linger};
+
+fn req() -> SnapshotRequest {
+    SnapshotRequest::default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_gop_and_warm_snapshots_each_show_the_newest_unit() {
+    let clock = Clock::stepped();
+    let units = clip_units("h264");
+
+    // Cold: nothing runs until the snapshot asks; it connects and waits for a picture.
+    let src = Arc::new(ScriptedSource::default());
+    let feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| {
+        o.keep = Keep::OnDemand;
+        o.decode_linger = Linger::After(Duration::ZERO);
+    });
+    assert_eq!(src.opens(), 0, "on_demand: no connection before anyone asks");
+    let shot = tokio::spawn({
+        let cam = cam.clone();
+        async move { take(&cam, &req()).await }
+    });
+    until(&cam, "connected by the snapshot", |s| s.state == State::Streaming).await;
+    feed.send(&units[0]);
+    let cold = shot.await.unwrap().expect("a cold snapshot");
+    assert_eq!((cold.source, cold.frame_id), (SnapshotSource::Cold, 1));
+    assert!(cold.jpeg.starts_with(&[0xFF, 0xD8]) && cold.width == 640, "a real JPEG of the frame");
+
+    // Gop: connected with the decoder off; a fresh decoder replays the cache to the newest unit.
+    for u in &units[1..25] {
+        feed.send(u);
+    }
+    until(&cam, "25 units, decoder stopped", |s| s.newest_seq == 25 && !s.decoder_running).await;
+    clock.advance(Duration::from_millis(400));
+    let gop = take(&cam, &req()).await.expect("a gop snapshot");
+    assert_eq!((gop.source, gop.frame_id), (SnapshotSource::Gop, 25));
+    assert_eq!(clock.since(gop.captured_mono), Duration::from_millis(400), "the age is the unit's, on the clock");
+
+    // Warm: a decoder running (someone holds a lease); the snapshot waits for the newest unit.
+    let lease = cam.lease(crate::camera::demand::Tier::Decoding);
+    until(&cam, "a running decoder", |s| s.decoder_running).await;
+    until_frame(&cam, 25).await;
+    for u in &units[25..30] {
+        feed.send(u);
+    }
+    until(&cam, "30 units", |s| s.newest_seq == 30).await;
+    let warm = take(&cam, &req()).await.expect("a warm snapshot");
+    assert_eq!((warm.source, warm.frame_id), (SnapshotSource::Warm, 30));
+
+    // Cache: an existing picture within max_age costs nothing new.
+    let cached = take(&cam, &SnapshotRequest { max_age: Some(Duration::from_secs(1)), ..req() }).await.unwrap();
+    assert_eq!((cached.source, cached.frame_id), (SnapshotSource::Cache, 30));
+    clock.advance(Duration::from_secs(5));
+    let stale = take(&cam, &SnapshotRequest { cached: true, max_age: Some(Duration::from_secs(1)), ..req() }).await;
+    assert!(matches!(stale, Err(SnapshotError::NoPicture(_))), "a 5 s old picture is not within 1 s: {stale:?}");
+    drop(lease);
+    cam.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_times_out_on_the_clock_when_no_picture_comes() {
+    let clock = Clock::stepped();
+    let src = Arc::new(ScriptedSource::default());
+    let _feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| o.snapshot_timeout = crate::config::Seconds::from_secs(10));
+    until(&cam, "streaming", |s| s.state == State::Streaming).await;
+    let shot = tokio::spawn({
+        let cam = cam.clone();
+        async move { take(&cam, &req()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!shot.is_finished(), "the camera sent nothing yet: still waiting");
+    clock.advance(Duration::from_secs(11));
+    let r = tokio::time::timeout(Duration::from_secs(5), shot).await.expect("answered").unwrap();
+    assert!(matches!(r, Err(SnapshotError::Timeout(t)) if t == 10.0), "{r:?}");
+    cam.stop().await;
+}
