@@ -10,7 +10,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::thread::{self, JoinHandle};
 
 use ffmpeg_next::codec;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
@@ -30,13 +30,21 @@ pub struct DecodeProgress {
     pub frame: Option<Arc<Frame>>,
 }
 
+/// Every decoded picture in order, for a lossless consumer (replay); `None`
+/// says the stream ended and every picture has been handed over.
+pub type FrameSink = SyncSender<Option<Arc<Frame>>>;
+
 enum Msg {
     Replay(Vec<Arc<EncodedUnit>>),
     Unit(Arc<EncodedUnit>),
+    /// The stream ended: drain the pictures still inside the decoder.
+    Flush,
 }
 
 pub struct Decoder {
     tx: SyncSender<Msg>,
+    /// Room for live units: one permit per free queue slot, given back as the thread takes a unit.
+    room: Arc<Semaphore>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -58,29 +66,47 @@ impl Decoder {
         out: watch::Sender<DecodeProgress>,
         counters: Arc<Counters>,
         clock: Clock,
+        sink: Option<FrameSink>,
     ) -> Result<Decoder> {
-        let (tx, rx) = mpsc::sync_channel(QUEUE_UNITS);
+        // Two more than the live units: the replay and the flush always fit.
+        let (tx, rx) = mpsc::sync_channel(QUEUE_UNITS + 2);
+        let room = Arc::new(Semaphore::new(QUEUE_UNITS));
         if !replay.is_empty() {
             let _ = tx.try_send(Msg::Replay(replay));
         }
         let ctx = SyncDecoder::new(codec, clock)?;
         let span = tracing::info_span!("decoder", camera = camera);
+        let thread_room = room.clone();
         let thread = thread::Builder::new()
             .name(format!("decode-{camera}"))
             .spawn(move || {
                 let _g = span.enter();
-                run(ctx, rx, &out, &counters);
+                run(ctx, rx, &thread_room, Out { progress: &out, sink, counters: &counters });
             })
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")))?;
-        Ok(Decoder { tx, thread: Some(thread) })
+        Ok(Decoder { tx, room, thread: Some(thread) })
     }
 
     /// Hands a live unit over without ever blocking the caller.
     pub fn send(&self, unit: Arc<EncodedUnit>) -> std::result::Result<(), SendError> {
+        let permit = self.room.try_acquire().map_err(|_| SendError::Full)?;
+        permit.forget();
         self.tx.try_send(Msg::Unit(unit)).map_err(|e| match e {
             TrySendError::Full(_) => SendError::Full,
             TrySendError::Disconnected(_) => SendError::Gone,
         })
+    }
+
+    /// The queue's room, for a caller that waits for space instead of losing
+    /// units (replay): room is there once a permit can be acquired.
+    pub fn room(&self) -> Arc<Semaphore> {
+        self.room.clone()
+    }
+
+    /// The stream ended: the thread decodes what it has, drains the decoder and
+    /// tells the sink it is done.
+    pub fn finish(&self) {
+        let _ = self.tx.try_send(Msg::Flush);
     }
 
     /// Stops the decoder and returns its thread, for callers that want to join it.
@@ -188,27 +214,71 @@ impl SyncDecoder {
     }
 }
 
-fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, out: &watch::Sender<DecodeProgress>, counters: &Counters) {
+/// Where the thread's pictures go.
+struct Out<'a> {
+    progress: &'a watch::Sender<DecodeProgress>,
+    /// Every picture, in order, for a lossless consumer; dropped if it goes away.
+    sink: Option<FrameSink>,
+    counters: &'a Counters,
+}
+
+impl Out<'_> {
+    fn lossless(&mut self, f: &Arc<Frame>) {
+        if let Some(s) = &self.sink
+            && s.send(Some(f.clone())).is_err()
+        {
+            self.sink = None;
+        }
+    }
+
+    /// Publishes progress up to `seq` with the newest picture, if any.
+    fn publish(&self, seq: u64, newest: Option<Arc<Frame>>) {
+        self.progress.send_modify(|p| {
+            p.processed_seq = p.processed_seq.max(seq);
+            if let Some(f) = newest
+                && p.frame.as_ref().is_none_or(|old| old.frame_id < f.frame_id)
+            {
+                p.frame = Some(f);
+            }
+        });
+    }
+}
+
+fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, room: &Semaphore, mut out: Out) {
     while let Ok(msg) = rx.recv() {
         let (units, publish_every) = match msg {
             Msg::Replay(units) => (units, false),
-            Msg::Unit(u) => (vec![u], true),
+            Msg::Unit(u) => {
+                room.add_permits(1);
+                (vec![u], true)
+            }
+            Msg::Flush => {
+                let mut frames = Vec::new();
+                dec.flush(out.counters, |f| frames.push(f));
+                for f in &frames {
+                    out.lossless(f);
+                }
+                let seq = frames.last().map_or(0, |f| f.frame_id);
+                out.publish(seq, frames.pop());
+                if let Some(s) = out.sink.take() {
+                    let _ = s.send(None);
+                }
+                continue;
+            }
         };
         let last = units.len().saturating_sub(1);
         // Mid-replay pictures are only published if nothing newer follows.
         let mut newest: Option<Arc<Frame>> = None;
         for (i, unit) in units.into_iter().enumerate() {
             let seq = unit.seq;
-            dec.decode(unit, counters, |f| newest = Some(f));
+            let mut made = Vec::new();
+            dec.decode(unit, out.counters, |f| made.push(f));
+            for f in made {
+                out.lossless(&f);
+                newest = Some(f);
+            }
             if publish_every || i == last {
-                out.send_modify(|p| {
-                    p.processed_seq = p.processed_seq.max(seq);
-                    if let Some(f) = newest.take()
-                        && p.frame.as_ref().is_none_or(|old| old.frame_id < f.frame_id)
-                    {
-                        p.frame = Some(f);
-                    }
-                });
+                out.publish(seq, newest.take());
             }
         }
     }

@@ -18,7 +18,7 @@ use crate::snapshot::SnapshotSource;
 use crate::telemetry::metrics::{DECODE, ENCODE, SNAPSHOT};
 use crate::telemetry::stats::Counters;
 
-const STATES: [CamState; 8] = [
+const STATES: [CamState; 9] = [
     CamState::Idle,
     CamState::Connecting,
     CamState::Streaming,
@@ -27,6 +27,7 @@ const STATES: [CamState; 8] = [
     CamState::AuthFailed,
     CamState::NotFound,
     CamState::Stopped,
+    CamState::Finished,
 ];
 
 fn state_name(s: CamState) -> String {

@@ -46,11 +46,29 @@ enum ConnEvent {
     Item(Option<Result<EncodedUnit>>),
 }
 
+/// When the actor may take the next unit from an open connection.
+enum Gate {
+    /// Now (live: a decoder that falls behind loses units, never the camera).
+    Open,
+    /// Once the decoder has room (replay: nothing is lost, the file waits).
+    Room(Arc<tokio::sync::Semaphore>),
+    /// Not now (replay with no decoder: the file waits for someone to want pictures).
+    Closed,
+}
+
 /// Waits for the connection's next step; never resolves without one.
-async fn next_conn_event(conn: &mut Conn) -> ConnEvent {
+async fn next_conn_event(conn: &mut Conn, gate: Gate) -> ConnEvent {
     match conn {
         Conn::Opening(f) => ConnEvent::Opened(f.await),
-        Conn::Open(s) => ConnEvent::Item(s.next().await),
+        Conn::Open(s) => {
+            match gate {
+                Gate::Open => {}
+                // The actor alone takes permits, so room seen here is still there when it sends.
+                Gate::Room(room) => drop(room.acquire().await),
+                Gate::Closed => std::future::pending::<()>().await,
+            }
+            ConnEvent::Item(s.next().await)
+        }
         Conn::None => std::future::pending().await,
     }
 }
@@ -90,6 +108,9 @@ struct Actor {
     decoder: DecoderState,
     /// Only keyframes are wanted: the decoder gets keyframes alone.
     keyframes_only: bool,
+    /// Replay: every unit reaches the decoder (the source waits for it), and
+    /// the end of the file ends the camera.
+    lossless: bool,
     codec: Option<Codec>,
     seq: u64,
     /// The encoder task of each running variant, with its token (a child of the camera's).
@@ -107,7 +128,10 @@ impl Actor {
         feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
     ) -> Self {
         let o = &shared.config.options;
-        let rec = Reconciler::new(o.connect_timeout.0, o.stall_timeout.0, fastrand::u64(..), shared.clock.stamp());
+        let lossless = shared.replay.is_some();
+        // A replay that waits for its readers is paused, not stalled.
+        let stall = if lossless { FAR } else { o.stall_timeout.0 };
+        let rec = Reconciler::new(o.connect_timeout.0, stall, fastrand::u64(..), shared.clock.stamp());
         let gop = GopCache::new(o.gop_cache_bytes.0 as usize);
         Actor {
             shared,
@@ -116,6 +140,7 @@ impl Actor {
             gop,
             decoder: DecoderState::Off,
             keyframes_only: false,
+            lossless,
             codec: None,
             seq: 0,
             variants: HashMap::new(),
@@ -164,10 +189,11 @@ impl Actor {
             let clock = self.shared.clock.clone();
             let wake = self.rec.next_wake(&self.wants(clock.now()));
             let stop = self.shared.stop.clone();
+            let gate = self.gate();
             let event = tokio::select! {
                 biased;
                 _ = stop.cancelled() => break,
-                ev = next_conn_event(&mut conn) => match ev {
+                ev = next_conn_event(&mut conn, gate) => match ev {
                     ConnEvent::Opened(Ok(stream)) => {
                         conn = Conn::Open(stream);
                         self.on_connected();
@@ -186,6 +212,14 @@ impl Actor {
                     ConnEvent::Item(Some(Err(e))) => {
                         conn = Conn::None;
                         Event::StreamEnded(self.redact(e))
+                    }
+                    ConnEvent::Item(None) if self.lossless => {
+                        conn = Conn::None;
+                        if let DecoderState::Syncing(d) | DecoderState::Running(d) = &self.decoder {
+                            d.finish();
+                        }
+                        info!("replay finished: {} units", self.seq);
+                        Event::Finished
                     }
                     ConnEvent::Item(None) => {
                         conn = Conn::None;
@@ -210,6 +244,10 @@ impl Actor {
         for k in self.variants.keys().copied().collect::<Vec<_>>() {
             self.stop_variant(k);
         }
+        if let Some(q) = &self.shared.replay {
+            // Nobody took the replay's pictures: let a decoder waiting on them go.
+            drop(q.rx.lock().unwrap_or_else(|p| p.into_inner()).take());
+        }
         if let DecoderState::Syncing(d) | DecoderState::Running(d) =
             std::mem::replace(&mut self.decoder, DecoderState::Off)
             && let Some(thread) = d.stop()
@@ -224,6 +262,15 @@ impl Actor {
             s.decoder_running = false;
         });
         info!("stopped");
+    }
+
+    /// When the next unit may be taken from the connection.
+    fn gate(&self) -> Gate {
+        match (&self.decoder, self.lossless) {
+            (_, false) | (DecoderState::AwaitingCodec, true) => Gate::Open,
+            (DecoderState::Syncing(d) | DecoderState::Running(d), true) => Gate::Room(d.room()),
+            (DecoderState::Off, true) => Gate::Closed,
+        }
     }
 
     fn on_connected(&mut self) {
@@ -342,6 +389,7 @@ impl Actor {
             self.shared.progress.clone(),
             self.shared.counters.clone(),
             self.shared.clock.clone(),
+            self.shared.replay.as_ref().map(|q| q.tx.clone()),
         )?;
         debug!("decoder started, replaying {n} units");
         let synced = !self.gop.truncated() && n > 0;

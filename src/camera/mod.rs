@@ -21,7 +21,7 @@ use crate::clock::Clock;
 
 use crate::camera::demand::{Demand, Tier, VariantKey};
 use crate::config::CameraConfig;
-use crate::decode::DecodeProgress;
+use crate::decode::{DecodeProgress, FrameSink};
 use crate::encode::JpegCache;
 use crate::media::EncodedUnit;
 use crate::media::Frame;
@@ -55,7 +55,19 @@ pub(crate) struct Shared {
     pub units: tokio::sync::broadcast::Sender<Arc<EncodedUnit>>,
     /// Asks the actor for the GOP cache and a unit feed that continues it with no gap.
     pub feeds: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<UnitFeed>>,
+    /// Replay (`mode: replay`): every decoded picture in order, for the one consumer that takes them.
+    pub replay: Option<ReplayQueue>,
 }
+
+/// The lossless picture queue of a replay camera: the decoder blocks on it, so
+/// its consumer's pace is the file's pace.
+pub(crate) struct ReplayQueue {
+    pub tx: FrameSink,
+    pub rx: Mutex<Option<std::sync::mpsc::Receiver<Option<Arc<Frame>>>>>,
+}
+
+/// Pictures a replay decoder may be ahead of its consumer.
+const REPLAY_FRAMES: usize = 2;
 
 /// A camera's memory, by kind (bytes).
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -148,6 +160,10 @@ impl Camera {
             clock,
             variants: Mutex::default(),
             passthrough: watch::channel(None).0,
+            replay: (config.options.mode == crate::config::Mode::Replay).then(|| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_FRAMES);
+                ReplayQueue { tx, rx: Mutex::new(Some(rx)) }
+            }),
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source, feed_rx));
@@ -223,6 +239,12 @@ impl Camera {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.shared.feeds.send(tx).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Replay cameras: every decoded picture in order (`None` at the end of the
+    /// file), once, for the one consumer that takes this. The decoder waits for it.
+    pub fn take_replay_frames(&self) -> Option<std::sync::mpsc::Receiver<Option<Arc<Frame>>>> {
+        self.shared.replay.as_ref()?.rx.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 
     /// The newest JPEG the camera sent, however old (JPEG cameras only).

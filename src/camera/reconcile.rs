@@ -41,6 +41,8 @@ pub enum Event {
     StreamEnded(Error),
     /// The decoder could not start, or died, or fell behind and was dropped.
     DecoderLost(Option<Error>),
+    /// A replayed file ended: the camera is done for good (no reconnect).
+    Finished,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +74,8 @@ enum Conn {
         state: State,
         retry_at: Instant,
     },
+    /// A replay reached the end of its file: nothing more is connected or decoded.
+    Finished,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +125,7 @@ impl Reconciler {
             Conn::Connecting { .. } => State::Connecting,
             Conn::Streaming { .. } => State::Streaming,
             Conn::Failed { state, .. } => *state,
+            Conn::Finished => State::Finished,
         }
     }
     pub fn decoder_running(&self) -> bool {
@@ -151,7 +156,7 @@ impl Reconciler {
     /// retry, decoder retry, linger end).
     pub fn next_wake(&self, wants: &Wants) -> Option<Instant> {
         let conn = match self.conn {
-            Conn::Idle => None,
+            Conn::Idle | Conn::Finished => None,
             Conn::Connecting { since } => Some(since + self.connect_timeout),
             Conn::Streaming { last_data, .. } => Some(last_data + self.stall_timeout),
             Conn::Failed { retry_at, .. } => Some(retry_at),
@@ -185,6 +190,12 @@ impl Reconciler {
                     self.fail(e, now, &mut out);
                 }
             }
+            Event::Finished => {
+                if matches!(self.conn, Conn::Streaming { .. }) {
+                    self.stop_decoder(&mut out);
+                    self.set(Conn::Finished);
+                }
+            }
             Event::DecoderLost(e) => {
                 self.decoder = false;
                 if let Some(e) = e {
@@ -201,6 +212,7 @@ impl Reconciler {
 
     fn reconcile(&mut self, now: Instant, wants: Wants, out: &mut Vec<Action>) {
         match self.conn.clone() {
+            Conn::Finished => {}
             Conn::Idle | Conn::Failed { .. } if !wants.connected => {
                 if self.conn != Conn::Idle {
                     self.set(Conn::Idle);

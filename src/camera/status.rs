@@ -23,12 +23,14 @@ pub enum State {
     NotFound,
     /// Removed or shutting down.
     Stopped,
+    /// A replayed file (`mode: replay`) reached its end: nothing more will come.
+    Finished,
 }
 
 impl State {
     /// States in which a fresh picture cannot come soon.
     pub fn is_failed(self) -> bool {
-        matches!(self, State::Backoff | State::AuthFailed | State::NotFound | State::Stopped)
+        matches!(self, State::Backoff | State::AuthFailed | State::NotFound | State::Stopped | State::Finished)
     }
 }
 

@@ -5,16 +5,18 @@
 //!
 //! Lazy like everything else: an `shm` output holds a decode lease only while a
 //! reader is attached to its ring (or with `demand: always`), a `redis` output
-//! while it is configured. In replay mode (files) the worker reads and decodes
-//! the file itself, every frame in order, at the pace of the slowest reader.
+//! while it is configured. In replay mode (files) the camera's decoder hands
+//! over every frame in order and waits for the worker, which goes at the pace
+//! of the slowest reader: the file source is paced by its consumers.
 
 pub mod convert;
 pub mod pace;
 pub mod redis;
 pub mod ring;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +31,7 @@ use self::ring::{RingSpec, RingWriter, SlotMeta, unix_ns};
 use crate::camera::demand::Tier;
 use crate::camera::{Camera, Lease};
 use crate::clock::Clock;
-use crate::config::{Fps, Mode, OutputConfig, OutputDemand, RedisOptions, ShmOptions, SourceSpec};
+use crate::config::{Fps, Mode, OutputConfig, OutputDemand, RedisOptions, ShmOptions};
 use crate::encode::fit_size;
 use crate::media::Frame;
 use crate::secret::scrub;
@@ -224,19 +226,12 @@ impl Outputs {
             handle: Handle::current(),
             clock: clock.clone(),
         };
-        let replay_path = match (&cfg.source, opts.mode) {
-            (SourceSpec::File(p), Mode::Replay) => Some(p.clone()),
-            _ => None,
-        };
         let span = tracing::info_span!("outputs", camera = %name);
         let thread = std::thread::Builder::new()
             .name(format!("out-{name}"))
             .spawn(move || {
                 let _g = span.enter();
-                match replay_path {
-                    Some(p) => worker.run_replay(&p),
-                    None => worker.run_live(),
-                }
+                if worker.replay { worker.run_replay() } else { worker.run_live() }
             })
             .map_err(|e| warn!(camera = %name, "cannot start the output worker: {e}"))
             .ok();
@@ -297,18 +292,17 @@ impl Worker {
             if want != s.stats.active.swap(want, Ordering::Relaxed) {
                 info!(output = %s.stats.name, "{}", if want { "reader attached: decoding" } else { "no reader: decoding released" });
             }
-            if self.replay {
-                s.lease = None;
-            } else if want && s.lease.is_none() {
+            if want && s.lease.is_none() {
                 s.lease = Some(self.cam.lease(tier(s.opts.fps)));
-            } else if !want {
+            } else if !want && !self.replay {
+                // A replay keeps its decoder's place while readers come and go.
                 s.lease = None;
             }
             any |= want;
         }
         for r in &mut self.rediss {
             r.stats.active.store(true, Ordering::Relaxed);
-            if !self.replay && r.lease.is_none() {
+            if r.lease.is_none() {
                 let fps = r.ring.map_or(r.opts.fps, |i| self.shms[i].opts.fps);
                 r.lease = Some(self.cam.lease(tier(fps)));
             }
@@ -348,69 +342,46 @@ impl Worker {
         }
     }
 
-    fn run_replay(mut self, path: &Path) {
-        let counters = self.cam.counters().clone();
+    /// Replay: the camera's own decoder hands over every picture of the file in
+    /// order and waits for this worker, which waits for the rings' readers: the
+    /// file is read as fast as they go and nothing is lost. Nobody attached:
+    /// everything pauses (the leases stay, so the decoder keeps its place).
+    fn run_replay(mut self) {
+        let Some(frames) = self.cam.take_replay_frames() else {
+            return self.fail("the camera's replay pictures are already taken");
+        };
         let mut conv = Converter::default();
-        let wait_for_demand = |w: &mut Worker| {
-            while !w.stopped() && !w.update_demand() {
-                w.handle.block_on(async {
-                    tokio::select! {
-                        _ = w.clock.sleep(PRESENCE_EVERY) => {}
-                        _ = w.stop.cancelled() => {}
-                    }
-                });
-            }
-        };
-        wait_for_demand(&mut self);
-        if self.stopped() {
-            return;
-        }
-        info!("replaying {}", path.display());
-        let mut units = match crate::source::replay_units(path.to_path_buf(), self.clock.clone()) {
-            Ok(rx) => rx,
-            Err(e) => return self.fail(&e.to_string()),
-        };
-        let mut decoder: Option<crate::decode::SyncDecoder> = None;
-        let (mut seq, mut frames, mut next_check) = (0u64, Vec::new(), self.clock.now());
-        while let Some(item) = units.blocking_recv() {
-            if self.stopped() {
-                return;
-            }
-            let mut unit = match item {
-                Ok(u) => u,
-                Err(e) => return self.fail(&e.to_string()),
-            };
-            seq += 1;
-            unit.seq = seq;
-            if decoder.is_none() {
-                match crate::decode::SyncDecoder::new(unit.codec, self.clock.clone()) {
-                    Ok(d) => decoder = Some(d),
-                    Err(e) => return self.fail(&e.to_string()),
-                }
-            }
-            let dec = decoder.as_mut().expect("made above");
-            dec.decode(Arc::new(unit), &counters, |f| frames.push(f));
-            for f in frames.drain(..) {
-                self.process(&f, &mut conv);
-            }
+        let (mut n, mut next_check) = (0u64, self.clock.now());
+        while !self.stopped() {
             if self.clock.now() >= next_check {
-                // Everyone left: pause until a reader comes back.
-                wait_for_demand(&mut self);
+                while !self.stopped() && !self.update_demand() {
+                    self.handle.block_on(async {
+                        tokio::select! {
+                            _ = self.clock.sleep(PRESENCE_EVERY) => {}
+                            _ = self.stop.cancelled() => {}
+                        }
+                    });
+                }
                 next_check = self.clock.now() + PRESENCE_EVERY;
             }
+            match frames.recv_timeout(PRESENCE_EVERY) {
+                Ok(Some(f)) => {
+                    n += 1;
+                    self.process(&f, &mut conv);
+                }
+                Ok(None) | Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
         }
-        if let Some(dec) = decoder.as_mut() {
-            dec.flush(&counters, |f| frames.push(f));
-        }
-        for f in frames.drain(..) {
-            self.process(&f, &mut conv);
+        if self.stopped() {
+            return;
         }
         for s in &self.shms {
             if let Some(r) = &s.ring {
                 r.set_ended();
             }
         }
-        info!("replay finished: {seq} frames");
+        info!("replay finished: {n} frames delivered");
         self.handle.block_on(self.stop.cancelled());
     }
 

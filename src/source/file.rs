@@ -14,20 +14,31 @@ use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::annexb::{self, Framing};
 
+/// How a file's units are handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pacing {
+    /// Like a live camera: paced by the file's timestamps, looped forever.
+    RealTime,
+    /// Replay: every unit once, in order, as fast as the consumer takes them
+    /// (the stream waits while nobody takes), then the stream ends.
+    Consumer,
+}
+
 pub struct FileSource {
     path: PathBuf,
+    pacing: Pacing,
     clock: Clock,
 }
 
 impl FileSource {
-    pub fn new(path: PathBuf, clock: Clock) -> Self {
-        FileSource { path, clock }
+    pub fn new(path: PathBuf, pacing: Pacing, clock: Clock) -> Self {
+        FileSource { path, pacing, clock }
     }
 }
 
 impl Source for FileSource {
     fn open(&self) -> BoxFuture<'static, Result<UnitStream>> {
-        let (path, clock) = (self.path.clone(), self.clock.clone());
+        let (path, clock, live) = (self.path.clone(), self.clock.clone(), self.pacing == Pacing::RealTime);
         Box::pin(async move {
             // Opening probes the file: do it off the async workers.
             let (tx, rx) = mpsc::channel::<Result<EncodedUnit>>(4);
@@ -38,7 +49,7 @@ impl Source for FileSource {
                     match Reader::open(&path) {
                         Ok(reader) => {
                             let _ = ready_tx.send(Ok(()));
-                            reader.run(&path, &tx, true, &clock);
+                            reader.run(&path, &tx, live, &clock);
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));

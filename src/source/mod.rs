@@ -14,10 +14,10 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use crate::clock::Clock;
-use crate::config::{CameraConfig, SourceSpec};
+use crate::config::{CameraConfig, Mode, SourceSpec};
 use crate::error::Result;
 pub use crate::media::{Codec, EncodedUnit};
-pub use file::FileSource;
+pub use file::{FileSource, Pacing};
 pub use http::HttpSource;
 pub use rtsp::RtspSource;
 
@@ -42,7 +42,10 @@ pub fn for_camera(cfg: &CameraConfig, clock: &Clock) -> Arc<dyn Source> {
             cfg.options.transport,
             clock,
         )),
-        SourceSpec::File(path) => Arc::new(FileSource::new(path.clone(), clock)),
+        SourceSpec::File(path) => {
+            let pacing = if cfg.options.mode == Mode::Replay { Pacing::Consumer } else { Pacing::RealTime };
+            Arc::new(FileSource::new(path.clone(), pacing, clock))
+        }
         SourceSpec::Http(url) => Arc::new(HttpSource::new(
             url.clone(),
             cfg.username.clone(),

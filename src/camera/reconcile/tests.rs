@@ -233,3 +233,16 @@ fn variants_run_while_leased_and_linger_then_stop_before_the_decoder() {
     assert_eq!(s.tick(retry), vec![Connect]);
     assert_eq!(s.at(Duration::ZERO, Event::Connected), vec![StartDecoder, StartVariant(k)]);
 }
+
+#[test]
+fn a_finished_replay_stays_finished_and_never_reconnects() {
+    let mut s = Sim::new(Keep::Decoded, Linger::Forever);
+    s.tick(Duration::ZERO);
+    assert_eq!(s.at(S, Event::Connected), vec![StartDecoder]);
+    assert_eq!(s.at(S, Event::Finished), vec![StopDecoder]);
+    assert_eq!(s.rec.state(), State::Finished);
+    assert_eq!(s.tick(3600 * S), vec![], "still wanted, but a finished file is not reopened");
+    let w = s.wants();
+    assert_eq!(s.rec.next_wake(&w), None);
+    assert_eq!(s.rec.state(), State::Finished);
+}
