@@ -83,7 +83,7 @@ impl Decoder {
                 let _g = span.enter();
                 run(ctx, rx, &thread_room, Out { progress: &out, sink, counters: &counters });
             })
-            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")))?;
+            .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")).caused_by(e))?;
         Ok(Decoder { tx, room, thread: Some(thread) })
     }
 
@@ -131,7 +131,7 @@ fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
     ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Slice, count: 1, ..Default::default() });
     ctx.decoder()
         .video()
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot open {} decoder: {e}", codec.name())))
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot open {} decoder: {e}", codec.name())).caused_by(e))
 }
 
 /// Units sent but not yet out as pictures, to label each picture with its unit.

@@ -59,6 +59,13 @@ pub struct Hub {
     stop: CancellationToken,
 }
 
+/// Why the hub refused a change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HubError {
+    #[error("a camera named {0:?} exists already")]
+    NameTaken(String),
+}
+
 /// What applying a reloaded config changed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -101,10 +108,10 @@ impl Hub {
     }
 
     /// Adds a camera; fails if the name is taken.
-    pub fn add(&self, cfg: CameraConfig) -> Result<Arc<Camera>, String> {
+    pub fn add(&self, cfg: CameraConfig) -> Result<Arc<Camera>, HubError> {
         let mut all = self.members.write().unwrap_or_else(|p| p.into_inner());
         if all.contains_key(&cfg.name) {
-            return Err(format!("a camera named {:?} exists already", cfg.name));
+            return Err(HubError::NameTaken(cfg.name));
         }
         let m = Member::start(cfg, &self.clock, &self.stop);
         all.insert(m.camera.name().to_owned(), m.clone());

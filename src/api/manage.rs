@@ -42,7 +42,7 @@ fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig
 pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse(&body, None, &hub)?;
     let name = cfg.name.clone();
-    let cam = hub.add(cfg).map_err(|e| ApiError::new(StatusCode::CONFLICT, e, Some(&name)))?;
+    let cam = hub.add(cfg).map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string(), Some(&name)))?;
     tracing::info!(camera = %name, "camera added through the API");
     Ok((StatusCode::CREATED, Json(describe(&hub, &cam))).into_response())
 }

@@ -40,7 +40,8 @@ pub async fn get(
         // The camera's own JPEGs, untouched: no decoder, no encoder.
         cam.lease_passthrough()
     } else {
-        cam.lease_variant(key).map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e, Some(&name)))?
+        cam.lease_variant(key)
+            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some(&name)))?
     };
     let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
     let next = cam.clock().now();

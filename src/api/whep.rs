@@ -15,7 +15,14 @@ use crate::hub::Hub;
 const MAX_SDP: usize = 64 * 1024;
 
 fn refused(e: crate::whep::WhepError, name: &str) -> ApiError {
-    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    use crate::whep::Refusal;
+    let status = match e.refusal {
+        Refusal::Disabled => StatusCode::FORBIDDEN,
+        Refusal::Unsupported => StatusCode::UNPROCESSABLE_ENTITY,
+        Refusal::Busy | Refusal::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Refusal::BadRequest => StatusCode::BAD_REQUEST,
+        Refusal::NoSession => StatusCode::NOT_FOUND,
+    };
     ApiError::new(status, e.message, Some(name))
 }
 

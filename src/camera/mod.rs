@@ -33,6 +33,13 @@ pub use variant::{VariantFrame, VariantRx};
 /// Distinct JPEG variants (quality, size) one camera serves at once.
 pub const MAX_VARIANTS: usize = 8;
 
+/// Why a lease could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LeaseError {
+    #[error("this camera already serves {MAX_VARIANTS} stream variants (quality and size)")]
+    TooManyVariants,
+}
+
 /// What the actor and the handles share.
 pub(crate) struct Shared {
     pub config: CameraConfig,
@@ -104,10 +111,10 @@ pub const FEED_UNITS: usize = 256;
 impl Shared {
     /// The channel of a variant's newest JPEG, made on first use; at most
     /// `MAX_VARIANTS` distinct variants per camera.
-    fn variant_sender(&self, key: VariantKey) -> Result<watch::Sender<Option<Arc<VariantFrame>>>, String> {
+    fn variant_sender(&self, key: VariantKey) -> Result<watch::Sender<Option<Arc<VariantFrame>>>, LeaseError> {
         let mut v = self.variants.lock().unwrap_or_else(|p| p.into_inner());
         if !v.contains_key(&key) && v.len() >= MAX_VARIANTS {
-            return Err(format!("this camera already serves {MAX_VARIANTS} stream variants (quality and size)"));
+            return Err(LeaseError::TooManyVariants);
         }
         Ok(v.entry(key).or_insert_with(|| watch::channel(None).0).clone())
     }
@@ -210,7 +217,7 @@ impl Camera {
 
     /// Asks for a JPEG variant until the lease is dropped; the receiver always
     /// holds its newest JPEG. Fails if the camera already serves `MAX_VARIANTS` others.
-    pub fn lease_variant(&self, key: VariantKey) -> Result<(Lease, VariantRx), String> {
+    pub fn lease_variant(&self, key: VariantKey) -> Result<(Lease, VariantRx), LeaseError> {
         let rx = self.shared.variant_sender(key)?.subscribe();
         {
             let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());

@@ -70,7 +70,7 @@ impl JpegCache {
                     r
                 })
                 .await
-                .map_err(|e| Error::new(ErrorKind::Internal, format!("encoder task failed: {e}")))
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("encoder task failed: {e}")).caused_by(e))
                 .and_then(|r| r)
                 .map(Bytes::from);
                 if out.is_ok() {

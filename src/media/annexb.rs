@@ -6,6 +6,17 @@ use crate::media::Codec;
 
 const START: [u8; 4] = [0, 0, 0, 1];
 
+/// Why a container's packets cannot become Annex B.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FramingError {
+    #[error("codec extradata is truncated")]
+    TruncatedExtradata,
+    #[error("truncated NAL length")]
+    TruncatedLength,
+    #[error("NAL of {nal} bytes overruns a {packet}-byte packet")]
+    Overrun { nal: usize, packet: usize },
+}
+
 /// How a container's packets are framed, from its codec extradata.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Framing {
@@ -16,7 +27,7 @@ pub enum Framing {
 }
 
 /// Reads the framing from `extradata` (`avcC` or `hvcC`, or Annex B / empty).
-pub fn framing(codec: Codec, extra: &[u8]) -> Result<Framing, String> {
+pub fn framing(codec: Codec, extra: &[u8]) -> Result<Framing, FramingError> {
     if extra.first() != Some(&1) || codec == Codec::Mjpeg {
         return Ok(Framing::AnnexB);
     }
@@ -55,7 +66,7 @@ pub fn framing(codec: Codec, extra: &[u8]) -> Result<Framing, String> {
 }
 
 /// Converts one packet to an Annex B access unit, with parameter sets first on keyframes.
-pub fn to_annexb(framing: &Framing, packet: &[u8], keyframe: bool) -> Result<Vec<u8>, String> {
+pub fn to_annexb(framing: &Framing, packet: &[u8], keyframe: bool) -> Result<Vec<u8>, FramingError> {
     match framing {
         Framing::AnnexB => Ok(packet.to_vec()),
         Framing::LengthPrefixed { len_size, parameter_sets } => {
@@ -66,12 +77,12 @@ pub fn to_annexb(framing: &Framing, packet: &[u8], keyframe: bool) -> Result<Vec
             let mut rest = packet;
             while !rest.is_empty() {
                 if rest.len() < *len_size {
-                    return Err("truncated NAL length".into());
+                    return Err(FramingError::TruncatedLength);
                 }
                 let len = rest[..*len_size].iter().fold(0usize, |a, b| (a << 8) | *b as usize);
                 rest = &rest[*len_size..];
                 if len > rest.len() {
-                    return Err(format!("NAL of {len} bytes overruns a {}-byte packet", packet.len()));
+                    return Err(FramingError::Overrun { nal: len, packet: packet.len() });
                 }
                 push_nal(&mut out, &rest[..len]);
                 rest = &rest[len..];
@@ -89,25 +100,25 @@ fn push_nal(out: &mut Vec<u8>, nal: &[u8]) {
 struct Reader<'a>(&'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], FramingError> {
         if self.0.len() < n {
-            return Err("codec extradata is truncated".into());
+            return Err(FramingError::TruncatedExtradata);
         }
         let (a, b) = self.0.split_at(n);
         self.0 = b;
         Ok(a)
     }
-    fn skip(&mut self, n: usize) -> Result<(), String> {
+    fn skip(&mut self, n: usize) -> Result<(), FramingError> {
         self.take(n).map(drop)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    fn u8(&mut self) -> Result<u8, FramingError> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<usize, String> {
+    fn u16(&mut self) -> Result<usize, FramingError> {
         let b = self.take(2)?;
         Ok(((b[0] as usize) << 8) | b[1] as usize)
     }
-    fn nal(&mut self) -> Result<&'a [u8], String> {
+    fn nal(&mut self) -> Result<&'a [u8], FramingError> {
         let n = self.u16()?;
         self.take(n)
     }

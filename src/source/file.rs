@@ -56,7 +56,7 @@ impl Source for FileSource {
                         }
                     };
                 })
-                .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")))?;
+                .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")).caused_by(e))?;
             ready_rx.await.map_err(|_| Error::new(ErrorKind::Internal, "file reader died"))??;
             let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
             Ok(stream.boxed())
@@ -72,7 +72,7 @@ pub fn replay_units(path: PathBuf, clock: Clock) -> Result<mpsc::Receiver<Result
     thread::Builder::new()
         .name("camhub-replay-read".into())
         .spawn(move || reader.run(&path, &tx, false, &clock))
-        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")))?;
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start file reader: {e}")).caused_by(e))?;
     Ok(rx)
 }
 
@@ -90,8 +90,9 @@ impl Reader {
         if !path.exists() {
             return Err(Error::new(ErrorKind::NotFound, format!("no such file: {}", path.display())));
         }
-        let input = ffmpeg_next::format::input(path)
-            .map_err(|e| Error::new(ErrorKind::Protocol, format!("cannot read {}: {e}", path.display())))?;
+        let input = ffmpeg_next::format::input(path).map_err(|e| {
+            Error::new(ErrorKind::Protocol, format!("cannot read {}: {e}", path.display())).caused_by(e)
+        })?;
         let stream = input
             .streams()
             .best(ffmpeg_next::media::Type::Video)
@@ -108,7 +109,7 @@ impl Reader {
             }
         };
         let framing = annexb::framing(codec, &crate::ffi::stream_extradata(&stream))
-            .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())))?;
+            .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())).caused_by(e))?;
         let tb = stream.time_base();
         let time_base = if tb.denominator() != 0 { f64::from(tb) } else { 1.0 / 90000.0 };
         let stream_index = stream.index();
@@ -148,7 +149,7 @@ impl Reader {
                 }
                 let unit = annexb::to_annexb(&self.framing, data, packet.is_key())
                     .map(|d| EncodedUnit::new(self.codec, d.into(), packet.is_key(), clock))
-                    .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())));
+                    .map_err(|e| Error::new(ErrorKind::Protocol, format!("{}: {e}", path.display())).caused_by(e));
                 if tx.blocking_send(unit).is_err() {
                     return;
                 }

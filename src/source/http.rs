@@ -74,12 +74,12 @@ impl Source for HttpSource {
 async fn get(url: &Url, auth: Option<&str>) -> Result<hyper::Response<Incoming>> {
     let host = url.host_str().ok_or_else(|| Error::new(ErrorKind::Protocol, "url has no host"))?.to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
-    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|e| Error::new(ErrorKind::Unreachable, format!("cannot connect to {host}:{port}: {e}")))?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
+        Error::new(ErrorKind::Unreachable, format!("cannot connect to {host}:{port}: {e}")).caused_by(e)
+    })?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
         .await
-        .map_err(|e| Error::new(ErrorKind::Protocol, format!("HTTP handshake failed: {e}")))?;
+        .map_err(|e| Error::new(ErrorKind::Protocol, format!("HTTP handshake failed: {e}")).caused_by(e))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -97,9 +97,12 @@ async fn get(url: &Url, auth: Option<&str>) -> Result<hyper::Response<Incoming>>
     if let Some(a) = auth {
         req = req.header(hyper::header::AUTHORIZATION, a);
     }
-    let req = req.body(Empty::<Bytes>::new()).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()))?;
-    let resp =
-        sender.send_request(req).await.map_err(|e| Error::new(ErrorKind::Protocol, format!("no HTTP answer: {e}")))?;
+    let req =
+        req.body(Empty::<Bytes>::new()).map_err(|e| Error::new(ErrorKind::Internal, e.to_string()).caused_by(e))?;
+    let resp = sender
+        .send_request(req)
+        .await
+        .map_err(|e| Error::new(ErrorKind::Protocol, format!("no HTTP answer: {e}")).caused_by(e))?;
     let status = resp.status();
     match status.as_u16() {
         200..=299 => Ok(resp),
@@ -116,7 +119,8 @@ async fn get(url: &Url, auth: Option<&str>) -> Result<hyper::Response<Incoming>>
 async fn read_body(mut body: Incoming) -> Result<Bytes> {
     let mut out = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| Error::new(ErrorKind::EndOfStream, format!("body cut short: {e}")))?;
+        let frame =
+            frame.map_err(|e| Error::new(ErrorKind::EndOfStream, format!("body cut short: {e}")).caused_by(e))?;
         if let Ok(data) = frame.into_data() {
             out.extend_from_slice(&data);
             if out.len() > MAX_FRAME_BYTES {

@@ -39,7 +39,8 @@ impl RtspSource {
 
     fn map_err(&self, e: retina::Error) -> Error {
         let secrets: Vec<&str> = self.creds.iter().map(|c| c.password.as_str()).collect();
-        let text = scrub(&e.to_string(), &secrets);
+        let raw = e.to_string();
+        let text = scrub(&raw, &secrets);
         // retina appends connection context on further lines; the first says what failed.
         let first = text.lines().next().unwrap_or_default().to_owned();
         let kind = match e.status_code() {
@@ -58,7 +59,10 @@ impl RtspSource {
             ErrorKind::Auth => format!("{first} (check the username and password)"),
             _ => first,
         };
-        Error::new(kind, message)
+        // The whole retina error (with its connection context) is kept as the
+        // cause, unless its text named a secret.
+        let err = Error::new(kind, message);
+        if text == raw { err.caused_by(e) } else { err }
     }
 }
 
