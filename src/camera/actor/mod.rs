@@ -8,21 +8,24 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::StreamExt;
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, warn};
 
+mod conn;
+mod decoder;
+
+use self::conn::{Conn, ConnEvent, next_conn_event};
+use self::decoder::DecoderState;
 use super::reconcile::{Action, Event, Reconciler, Wants};
 use super::variant;
 use super::{Shared, State};
 use crate::camera::demand::{Tier, VariantKey};
-use crate::decode::{Decoder, SendError};
-use crate::error::{Error, ErrorKind, Result};
+use crate::decode::SendError;
+use crate::error::{Error, ErrorKind};
 use crate::media::GopCache;
 use crate::media::{Codec, EncodedUnit};
 use crate::secret::scrub;
-use crate::source::{Source, UnitStream};
+use crate::source::Source;
 use crate::telemetry::stats::Counters;
 
 pub(super) async fn run(
@@ -32,72 +35,6 @@ pub(super) async fn run(
 ) {
     let span = tracing::info_span!("camera", camera = %shared.config.name);
     Actor::new(shared, source, feeds).run().instrument(span).await
-}
-
-/// The connection, as far as the actor holds one.
-enum Conn {
-    None,
-    Opening(BoxFuture<'static, Result<UnitStream>>),
-    Open(UnitStream),
-}
-
-enum ConnEvent {
-    Opened(Result<UnitStream>),
-    Item(Option<Result<EncodedUnit>>),
-}
-
-/// When the actor may take the next unit from an open connection.
-enum Gate {
-    /// Now (live: a decoder that falls behind loses units, never the camera).
-    Open,
-    /// Once the decoder has room (replay: nothing is lost, the file waits).
-    Room(Arc<tokio::sync::Semaphore>),
-    /// Not now (replay with no decoder: the file waits for someone to want pictures).
-    Closed,
-}
-
-/// Waits for the connection's next step; never resolves without one.
-async fn next_conn_event(conn: &mut Conn, gate: Gate) -> ConnEvent {
-    match conn {
-        Conn::Opening(f) => ConnEvent::Opened(f.await),
-        Conn::Open(s) => {
-            match gate {
-                Gate::Open => {}
-                // The actor alone takes permits, so room seen here is still there when it sends.
-                Gate::Room(room) => drop(room.acquire().await),
-                Gate::Closed => std::future::pending::<()>().await,
-            }
-            ConnEvent::Item(s.next().await)
-        }
-        Conn::None => std::future::pending().await,
-    }
-}
-
-/// The decoder, as far as the actor runs one.
-enum DecoderState {
-    /// Nobody wants decoded frames.
-    Off,
-    /// Wanted, but no unit has said which codec to decode yet: the first one starts it.
-    AwaitingCodec,
-    /// Started from a truncated (or empty) GOP: gets nothing until the next keyframe.
-    Syncing(Decoder),
-    /// Fed every unit (or every keyframe, in keyframe-only mode).
-    Running(Decoder),
-}
-
-impl DecoderState {
-    /// A syncing decoder starts taking units at a keyframe.
-    fn keyframe_arrived(&mut self) {
-        if matches!(self, DecoderState::Syncing(_))
-            && let DecoderState::Syncing(d) = std::mem::replace(self, DecoderState::Off)
-        {
-            *self = DecoderState::Running(d);
-        }
-    }
-
-    fn is_running(&self) -> bool {
-        matches!(self, DecoderState::Syncing(_) | DecoderState::Running(_))
-    }
 }
 
 struct Actor {
@@ -264,15 +201,6 @@ impl Actor {
         info!("stopped");
     }
 
-    /// When the next unit may be taken from the connection.
-    fn gate(&self) -> Gate {
-        match (&self.decoder, self.lossless) {
-            (_, false) | (DecoderState::AwaitingCodec, true) => Gate::Open,
-            (DecoderState::Syncing(d) | DecoderState::Running(d), true) => Gate::Room(d.room()),
-            (DecoderState::Off, true) => Gate::Closed,
-        }
-    }
-
     fn on_connected(&mut self) {
         self.gop.clear();
         let first = self.seq + 1;
@@ -369,61 +297,6 @@ impl Actor {
             (s.gop_dropped_units, s.gop_dropped_bytes) = dropped;
         });
         lost
-    }
-
-    fn start_decoder(&mut self) -> Result<()> {
-        let Some(codec) = self.codec else {
-            // No unit yet: the first one says which codec, and starts the decoder.
-            self.decoder = DecoderState::AwaitingCodec;
-            return Ok(());
-        };
-        self.decoder = DecoderState::Off;
-        let units = self.gop.units();
-        // Keyframes only: the GOP's keyframe is all the decoder needs.
-        let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
-        let n = replay.len();
-        let d = Decoder::start(
-            &self.shared.config.name,
-            codec,
-            replay,
-            self.shared.progress.clone(),
-            self.shared.counters.clone(),
-            self.shared.clock.clone(),
-            self.shared.replay.as_ref().map(|q| q.tx.clone()),
-        )?;
-        debug!("decoder started, replaying {n} units");
-        let synced = !self.gop.truncated() && n > 0;
-        self.decoder = if synced { DecoderState::Running(d) } else { DecoderState::Syncing(d) };
-        Ok(())
-    }
-
-    /// Switches between full and keyframe-only decoding as demand changes; a
-    /// running decoder restarts from the GOP cache, so the switch loses nothing.
-    fn set_keyframes_only(&mut self, now: Instant) {
-        let only = {
-            let d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
-            !d.wanted(Tier::Decoding, now) && d.wanted(Tier::Keyframes, now)
-        };
-        if only != self.keyframes_only {
-            self.keyframes_only = only;
-            if self.decoder.is_running() {
-                self.stop_decoder();
-                if let Err(e) = self.start_decoder() {
-                    warn!("cannot restart the decoder: {e}");
-                }
-                debug!("decoder now decodes {}", if only { "keyframes only" } else { "every frame" });
-            }
-        }
-    }
-
-    fn stop_decoder(&mut self) {
-        if let DecoderState::Syncing(d) | DecoderState::Running(d) =
-            std::mem::replace(&mut self.decoder, DecoderState::Off)
-        {
-            // The thread exits once its channel closes; joining would block this task.
-            drop(d.stop());
-            debug!("decoder stopped");
-        }
     }
 
     fn start_variant(&mut self, key: VariantKey) {

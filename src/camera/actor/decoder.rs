@@ -1,0 +1,105 @@
+//! The actor's decoder: its state, and starting, stopping and switching it
+//! (full or keyframe-only decoding) without losing the place in the GOP cache.
+
+use std::time::Instant;
+
+use tracing::{debug, warn};
+
+use super::Actor;
+use super::conn::Gate;
+use crate::camera::demand::Tier;
+use crate::decode::Decoder;
+use crate::error::Result;
+
+/// The decoder, as far as the actor runs one.
+pub(super) enum DecoderState {
+    /// Nobody wants decoded frames.
+    Off,
+    /// Wanted, but no unit has said which codec to decode yet: the first one starts it.
+    AwaitingCodec,
+    /// Started from a truncated (or empty) GOP: gets nothing until the next keyframe.
+    Syncing(Decoder),
+    /// Fed every unit (or every keyframe, in keyframe-only mode).
+    Running(Decoder),
+}
+
+impl DecoderState {
+    /// A syncing decoder starts taking units at a keyframe.
+    pub(super) fn keyframe_arrived(&mut self) {
+        if matches!(self, DecoderState::Syncing(_))
+            && let DecoderState::Syncing(d) = std::mem::replace(self, DecoderState::Off)
+        {
+            *self = DecoderState::Running(d);
+        }
+    }
+
+    pub(super) fn is_running(&self) -> bool {
+        matches!(self, DecoderState::Syncing(_) | DecoderState::Running(_))
+    }
+}
+
+impl Actor {
+    /// When the next unit may be taken from the connection.
+    pub(super) fn gate(&self) -> Gate {
+        match (&self.decoder, self.lossless) {
+            (_, false) | (DecoderState::AwaitingCodec, true) => Gate::Open,
+            (DecoderState::Syncing(d) | DecoderState::Running(d), true) => Gate::Room(d.room()),
+            (DecoderState::Off, true) => Gate::Closed,
+        }
+    }
+
+    pub(super) fn start_decoder(&mut self) -> Result<()> {
+        let Some(codec) = self.codec else {
+            // No unit yet: the first one says which codec, and starts the decoder.
+            self.decoder = DecoderState::AwaitingCodec;
+            return Ok(());
+        };
+        self.decoder = DecoderState::Off;
+        let units = self.gop.units();
+        // Keyframes only: the GOP's keyframe is all the decoder needs.
+        let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
+        let n = replay.len();
+        let d = Decoder::start(
+            &self.shared.config.name,
+            codec,
+            replay,
+            self.shared.progress.clone(),
+            self.shared.counters.clone(),
+            self.shared.clock.clone(),
+            self.shared.replay.as_ref().map(|q| q.tx.clone()),
+        )?;
+        debug!("decoder started, replaying {n} units");
+        let synced = !self.gop.truncated() && n > 0;
+        self.decoder = if synced { DecoderState::Running(d) } else { DecoderState::Syncing(d) };
+        Ok(())
+    }
+
+    /// Switches between full and keyframe-only decoding as demand changes; a
+    /// running decoder restarts from the GOP cache, so the switch loses nothing.
+    pub(super) fn set_keyframes_only(&mut self, now: Instant) {
+        let only = {
+            let d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            !d.wanted(Tier::Decoding, now) && d.wanted(Tier::Keyframes, now)
+        };
+        if only != self.keyframes_only {
+            self.keyframes_only = only;
+            if self.decoder.is_running() {
+                self.stop_decoder();
+                if let Err(e) = self.start_decoder() {
+                    warn!("cannot restart the decoder: {e}");
+                }
+                debug!("decoder now decodes {}", if only { "keyframes only" } else { "every frame" });
+            }
+        }
+    }
+
+    pub(super) fn stop_decoder(&mut self) {
+        if let DecoderState::Syncing(d) | DecoderState::Running(d) =
+            std::mem::replace(&mut self.decoder, DecoderState::Off)
+        {
+            // The thread exits once its channel closes; joining would block this task.
+            drop(d.stop());
+            debug!("decoder stopped");
+        }
+    }
+}
