@@ -9,7 +9,8 @@ pub struct Backoff {
     base: Duration,
     cap: Duration,
     persistent_floor: Duration,
-    rng: u64,
+    /// Seeded: tests replay the same jitter; cameras seed at random.
+    rng: fastrand::Rng,
 }
 
 impl Backoff {
@@ -19,7 +20,7 @@ impl Backoff {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(60),
             persistent_floor: Duration::from_secs(30),
-            rng: seed | 1,
+            rng: fastrand::Rng::with_seed(seed),
         }
     }
 
@@ -28,10 +29,7 @@ impl Backoff {
         let exp = self.base.saturating_mul(1u32 << self.attempt.min(16)).min(self.cap);
         self.attempt = self.attempt.saturating_add(1);
         // Jitter: uniform in [exp/2, exp], so a fleet does not reconnect in lockstep.
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        let frac = (self.rng % 1000) as f64 / 1000.0;
+        let frac = self.rng.f64();
         let d = exp.mul_f64(0.5 + 0.5 * frac);
         // Persistent failures wait 30-45 s (jittered too), or longer once the backoff passes that.
         if persistent { d.max(self.persistent_floor.mul_f64(1.0 + 0.5 * frac)) } else { d }

@@ -153,7 +153,7 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, stop: CancellationToke
             return;
         }
     };
-    let mut backoff = Backoff::new(target.label.bytes().fold(7u64, |h, b| h.wrapping_mul(31) ^ u64::from(b)));
+    let mut backoff = Backoff::new(fastrand::u64(..));
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
     loop {
         // Wait for a first record, then up to LINGER for a full batch.
