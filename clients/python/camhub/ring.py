@@ -1,6 +1,7 @@
 """Reader side of camhub's shared-memory frame rings (layout: docs/shm.md).
 
-A `Ring` attaches to `/dev/shm/camhub.<camera>.<output>`: it holds a shared
+A `Ring` attaches to `<dir>/camhub.<camera>.<output>`, `<dir>` being
+`$CAMHUB_SHM_DIR` if set, else `/dev/shm`, as for the hub: it holds a shared
 `flock` on the file (that is the hub's demand signal: decoding starts), registers
 in the file's reader table, and maps the whole file. Frames come back as `Frame`
 objects whose `array` is a read-only numpy view of the slot's memory, no copy.
@@ -30,7 +31,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Ring", "Frame", "RingError", "open", "ring_path", "FORMATS"]
+__all__ = ["Ring", "Frame", "RingError", "open", "ring_path", "shm_dir", "FORMATS"]
 
 MAGIC = b"CAMHUBRG"
 VERSION = 1
@@ -77,16 +78,24 @@ class RingError(Exception):
     """The file is not a camhub ring this client understands."""
 
 
-def ring_path(camera, output, directory="/dev/shm"):
+def shm_dir():
+    """Where the hub writes its rings: `$CAMHUB_SHM_DIR` if set, else /dev/shm (the
+    hub's own rule, `shm_dir()` in src/output/mod.rs). Read at each call."""
+    return os.environ.get("CAMHUB_SHM_DIR", "/dev/shm")
+
+
+def ring_path(camera, output, directory=None):
+    """The ring file of `camera`'s output `output`, in `directory` (None: `shm_dir()`)."""
     for what, name in (("camera", camera), ("output", output)):
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"{what} name {name!r}: only letters, digits, '_' and '-'")
-    return os.path.join(directory, f"camhub.{camera}.{output}")
+    return os.path.join(shm_dir() if directory is None else directory, f"camhub.{camera}.{output}")
 
 
-def open(camera, output, *, directory="/dev/shm", timeout=None):  # noqa: A001 (camhub.open)
+def open(camera, output, *, directory=None, timeout=None):  # noqa: A001 (camhub.open)
     """Attaches to the ring of `camera`'s shm output `output`.
 
+    `directory`: where the hub writes rings (None: `$CAMHUB_SHM_DIR`, else /dev/shm).
     `timeout`: how long to wait for the file to appear (None: fail at once)."""
     return Ring(ring_path(camera, output, directory), timeout=timeout, _names=(camera, output))
 

@@ -500,6 +500,25 @@ def test_open_missing_and_waiting(make, shm):
     r.close()
 
 
+def test_open_by_name_follows_camhub_shm_dir(make, shm, monkeypatch):
+    """The hub's rule (shm_dir() in src/output/mod.rs): $CAMHUB_SHM_DIR if set, else /dev/shm."""
+    cam = f"env{os.getpid()}"
+    monkeypatch.delenv("CAMHUB_SHM_DIR", raising=False)
+    assert camhub.shm_dir() == "/dev/shm"
+    assert camhub.ring_path(cam, "out") == f"/dev/shm/camhub.{cam}.out"
+    w = make(cam)
+    w.configure("gray", 16, 8)
+    w.publish()
+    with pytest.raises(FileNotFoundError):
+        camhub.open(cam, "out")  # not in /dev/shm itself
+    monkeypatch.setenv("CAMHUB_SHM_DIR", shm)
+    assert camhub.shm_dir() == shm and camhub.ring_path(cam, "out") == w.path
+    with camhub.open(cam, "out") as r:
+        assert r.path == w.path and r.latest().seq == 1
+    elsewhere = "/nonexistent-dir"
+    assert camhub.ring_path(cam, "out", elsewhere) == f"{elsewhere}/camhub.{cam}.out"  # an explicit directory wins
+
+
 def test_not_a_ring(shm):
     path = os.path.join(shm, "camhub.x.y")
     with open(path, "wb") as f:
