@@ -17,6 +17,7 @@ hub restart) it reattaches to the new file by name; when the hub removes the fil
 it waits for it to come back. A Ring is not thread-safe: use one per thread.
 """
 
+import _thread
 import ctypes
 import errno
 import fcntl
@@ -139,6 +140,36 @@ def _futex_wait(addr, expected, timeout):
         time.sleep(POLL)  # ENOSYS and the like: behave like polling
 
 
+# --- memory ordering -----------------------------------------------------------
+#
+# The writer publishes with release stores after a release fence (docs/shm.md,
+# "Writing and reading a frame"); the reader needs the other half: acquire loads of
+# write_seq, flags, notify and seq_end (nothing after them may be read before them),
+# seq_begin read only after the fields and pixels it vouches for, and read_seq stored
+# only after the frames it releases were read. x86 keeps loads in order, and loads
+# before later stores, by itself; ARM (aarch64: Jetson, Raspberry Pi) does not.
+#
+# Python has no atomics and no fence, so `_fence` makes one from a lock: releasing
+# a lock is a store-release (every earlier load and store is done first), acquiring
+# it a load-acquire (no later load or store starts before it), and a store-release
+# followed by a load-acquire stay in order (ARMv8's acquire is RCsc: LDAR, LDAXR and
+# CASA wait for an earlier STLR, STLXR or CASL; ARMv7 brackets both with DMB).
+# CPython's locks are built that way on every version: POSIX semaphores
+# (sem_post, then sem_trywait's acquiring compare-and-swap) up to 3.12, PyMutex's
+# sequentially consistent compare-and-swap from 3.13. The other order, acquire then
+# release, would not be a fence: loads on either side may move into the locked
+# region and past each other. A fresh lock each time keeps threads (and signal
+# handlers) from sharing one; it costs about 0.3 us.
+
+
+def _fence():
+    """A full memory barrier for the loads and stores around it (see above)."""
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    lock.release()  # store-release: what came before is done ...
+    lock.acquire()  # ... before this load-acquire, and what follows waits for it
+
+
 def _alive(pid):
     if pid <= 0:
         return False
@@ -239,7 +270,10 @@ class Frame:
 
     def intact(self):
         """True while the slot still holds this frame (the views are not overwritten)."""
-        return self._u64 is None or int(self._u64[self._word]) == self.seq
+        if self._u64 is None:
+            return True
+        _fence()  # what the caller read from the views, it read before this seq_begin
+        return int(self._u64[self._word]) == self.seq
 
     def copy(self):
         """A Frame owning copies of the pixels, or None if the writer overwrote the
@@ -302,18 +336,26 @@ class _Map:
         if old is not None:
             _close_mmap(old)
 
-    # Header words: plain loads (x86 keeps loads in order; see docs/shm.md).
+    # Header words the writer changes: acquire loads (a load, then `_fence`), so that
+    # what is read after them (a slot's seq_end after write_seq, write_seq after
+    # ENDED) is at least as new.
     @property
     def flags(self):
-        return int(self.u32[_FLAGS])
+        v = int(self.u32[_FLAGS])
+        _fence()
+        return v
 
     @property
     def write_seq(self):
-        return int(self.u64[_WRITE_SEQ])
+        v = int(self.u64[_WRITE_SEQ])
+        _fence()
+        return v
 
     @property
     def notify(self):
-        return int(self.u32[_NOTIFY])
+        v = int(self.u32[_NOTIFY])
+        _fence()
+        return v
 
     @property
     def mode(self):
@@ -348,7 +390,9 @@ class _Map:
         u = self.u64
         if int(u[w + _SEQ_END]) != n:
             return None
+        _fence()  # acquire: the fields (and the caller's pixels) are frame n's or newer
         fid, cap, pub, dec = (int(u[w + k]) for k in _SLOT_FIELDS)
+        _fence()  # the fields are read before seq_begin, which vouches for them
         if int(u[w + _SEQ_BEGIN]) != n:
             return None
         array, planes = self.slot_views[s]
@@ -374,6 +418,7 @@ class _Map:
                         seq = self.write_seq
                         self.u64[self._entry_word(k, "read_seq")] = seq
                         self.u64[self._entry_word(k, "heartbeat_ns")] = time.time_ns()
+                        _fence()  # release: the writer reads the pid, then read_seq
                         self.u32[self._entry_pid(k)] = os.getpid()
                         self.entry, self.registered_seq = k, seq
                         return
@@ -388,6 +433,7 @@ class _Map:
 
     def set_read_seq(self, seq):
         if self.entry is not None and seq > int(self.u64[self._entry_word(self.entry, "read_seq")]):
+            _fence()  # release: done reading frames up to seq before the writer may reuse their slots
             self.u64[self._entry_word(self.entry, "read_seq")] = seq
 
     def readers(self):
