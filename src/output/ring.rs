@@ -19,41 +19,80 @@ use crate::ffi::SharedMap;
 pub const MAGIC: &[u8; 8] = b"CAMHUBRG";
 pub const VERSION: u32 = 1;
 pub const HEADER_SIZE: usize = 4096;
-pub const SLOT_HEADER: usize = 64;
+pub const SLOT_HEADER: usize = off::slot::PIXELS;
 pub const MAX_READERS: usize = 32;
 
 pub const READY: u32 = 1;
 pub const CLOSED: u32 = 2;
 pub const ENDED: u32 = 4;
 
+/// One table of the layout: a byte offset per field and, for the test that checks
+/// it against docs/shm.md, `FIELDS`, the table itself.
+macro_rules! layout {
+    ($($(#[$attr:meta])* $name:ident = $at:literal,)*) => {
+        $($(#[$attr])* pub const $name: usize = $at;)*
+        #[cfg(test)]
+        pub const FIELDS: &[(&str, usize)] = &[$((stringify!($name), $name)),*];
+    };
+}
+
+/// Bytes per entry of the header's plane array (4 entries) and reader table (`MAX_READERS`).
+const PLANE_SIZE: usize = 16;
+const READER_SIZE: usize = 32;
+
+/// The ring file's layout, one table per table of docs/shm.md ("Layout"): the
+/// header's fields here, a slot's and a reader table entry's below. Each field is
+/// named as the document names it; `ring/tests.rs` holds the two together.
 mod off {
-    pub const FLAGS: usize = 16;
-    pub const FORMAT: usize = 20;
-    pub const WIDTH: usize = 24;
-    pub const HEIGHT: usize = 28;
-    pub const SLOT_COUNT: usize = 32;
-    pub const PLANE_COUNT: usize = 36;
-    pub const SLOT_SIZE: usize = 40;
-    pub const FRAME_SIZE: usize = 48;
-    pub const WRITER_PID: usize = 56;
-    pub const MODE: usize = 60;
-    pub const WRITE_SEQ: usize = 64;
-    pub const NOTIFY: usize = 72;
-    pub const PLANES: usize = 80;
-    pub const LAST_FRAME_ID: usize = 144;
-    pub const SKIPPED: usize = 152;
-    pub const FPS_MILLI: usize = 160;
-    pub const CREATED_NS: usize = 168;
-    pub const CAMERA: usize = 256;
-    pub const OUTPUT: usize = 320;
-    pub const READERS: usize = 1024;
-    // Within a slot.
-    pub const SEQ_BEGIN: usize = 0;
-    pub const FRAME_ID: usize = 8;
-    pub const CAPTURED_NS: usize = 16;
-    pub const PUBLISHED_NS: usize = 24;
-    pub const DECODED_NS: usize = 32;
-    pub const SEQ_END: usize = 56;
+    layout! {
+        MAGIC = 0,
+        VERSION = 8,
+        HEADER_SIZE = 12,
+        FLAGS = 16,
+        FORMAT = 20,
+        WIDTH = 24,
+        HEIGHT = 28,
+        SLOT_COUNT = 32,
+        PLANE_COUNT = 36,
+        SLOT_SIZE = 40,
+        FRAME_SIZE = 48,
+        WRITER_PID = 56,
+        MODE = 60,
+        WRITE_SEQ = 64,
+        NOTIFY = 72,
+        PLANES = 80,
+        LAST_FRAME_ID = 144,
+        SKIPPED_SIMILAR = 152,
+        FPS_MILLI = 160,
+        CREATED_NS = 168,
+        CAMERA = 256,
+        OUTPUT = 320,
+        READERS = 1024,
+    }
+
+    /// From a slot's start.
+    pub mod slot {
+        layout! {
+            SEQ_BEGIN = 0,
+            FRAME_ID = 8,
+            CAPTURED_NS = 16,
+            PUBLISHED_NS = 24,
+            DECODED_NS = 32,
+            SEQ_END = 56,
+            PIXELS = 64,
+        }
+    }
+
+    /// From a reader table entry's start.
+    pub mod reader {
+        layout! {
+            PID = 0,
+            READ_SEQ = 8,
+            // Readers write it for whoever watches them; the hub does not read it.
+            #[allow(dead_code)]
+            HEARTBEAT_NS = 16,
+        }
+    }
 }
 
 /// One plane of a slot's pixels.
@@ -222,11 +261,11 @@ impl RingWriter {
         let frame_size = g.map_or(0, |g| g.frame_size());
         let slot_size = if g.is_some() { (SLOT_HEADER + frame_size).next_multiple_of(4096) } else { 0 };
         let m = &mut self.map;
-        m.bytes_mut(0, 8).copy_from_slice(MAGIC);
+        m.bytes_mut(off::MAGIC, MAGIC.len()).copy_from_slice(MAGIC);
         let put32 = |m: &mut SharedMap, o: usize, v: u32| m.bytes_mut(o, 4).copy_from_slice(&v.to_le_bytes());
         let put64 = |m: &mut SharedMap, o: usize, v: u64| m.bytes_mut(o, 8).copy_from_slice(&v.to_le_bytes());
-        put32(m, 8, VERSION);
-        put32(m, 12, HEADER_SIZE as u32);
+        put32(m, off::VERSION, VERSION);
+        put32(m, off::HEADER_SIZE, HEADER_SIZE as u32);
         put32(m, off::FORMAT, g.map_or(0, |g| format_code(g.format)));
         put32(m, off::WIDTH, g.map_or(0, |g| g.width));
         put32(m, off::HEIGHT, g.map_or(0, |g| g.height));
@@ -237,7 +276,7 @@ impl RingWriter {
         put32(m, off::WRITER_PID, std::process::id());
         put32(m, off::MODE, u32::from(self.mode == Mode::Replay));
         for (i, p) in planes.iter().enumerate() {
-            let o = off::PLANES + 16 * i;
+            let o = off::PLANES + PLANE_SIZE * i;
             for (j, v) in [p.offset, p.stride, p.row_bytes, p.rows].into_iter().enumerate() {
                 put32(m, o + 4 * j, v as u32);
             }
@@ -250,7 +289,7 @@ impl RingWriter {
         }
         self.map.u64_at(off::WRITE_SEQ).store(self.seq, Ordering::Release);
         self.map.u64_at(off::LAST_FRAME_ID).store(self.last_frame_id, Ordering::Relaxed);
-        self.map.u64_at(off::SKIPPED).store(self.skipped, Ordering::Relaxed);
+        self.map.u64_at(off::SKIPPED_SIMILAR).store(self.skipped, Ordering::Relaxed);
         self.map.u32_at(off::FLAGS).store(flags, Ordering::Release);
     }
 
@@ -265,7 +304,7 @@ impl RingWriter {
         {
             let mut magic = [0u8; 8];
             for (i, b) in magic.iter_mut().enumerate() {
-                *b = (map.u64_at(0).load(Ordering::Relaxed) >> (8 * i)) as u8;
+                *b = (map.u64_at(off::MAGIC).load(Ordering::Relaxed) >> (8 * i)) as u8;
             }
             if &magic == MAGIC {
                 close_map(&map);
@@ -306,13 +345,16 @@ impl RingWriter {
     pub fn readers(&self) -> Vec<Reader> {
         (0..MAX_READERS)
             .filter_map(|k| {
-                let o = off::READERS + 32 * k;
-                let pid = self.map.u32_at(o).load(Ordering::Acquire);
+                let o = off::READERS + READER_SIZE * k;
+                let pid = self.map.u32_at(o + off::reader::PID).load(Ordering::Acquire);
                 // A process that exists but is not ours to signal is alive too.
                 let alive = rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| {
                     matches!(rustix::process::test_kill_process(p), Ok(()) | Err(rustix::io::Errno::PERM))
                 });
-                alive.then(|| Reader { pid, read_seq: self.map.u64_at(o + 8).load(Ordering::Acquire) })
+                alive.then(|| Reader {
+                    pid,
+                    read_seq: self.map.u64_at(o + off::reader::READ_SEQ).load(Ordering::Acquire),
+                })
             })
             .collect()
     }
@@ -333,7 +375,7 @@ impl RingWriter {
     pub fn note_skipped(&mut self, frame_id: u64) {
         self.skipped += 1;
         self.last_frame_id = frame_id;
-        self.map.u64_at(off::SKIPPED).store(self.skipped, Ordering::Relaxed);
+        self.map.u64_at(off::SKIPPED_SIMILAR).store(self.skipped, Ordering::Relaxed);
         self.map.u64_at(off::LAST_FRAME_ID).store(frame_id, Ordering::Relaxed);
     }
 
@@ -345,15 +387,15 @@ impl RingWriter {
         let slot = ((n - 1) % u64::from(self.slots)) as u32;
         let slot_size = (SLOT_HEADER + g.frame_size()).next_multiple_of(4096);
         let base = HEADER_SIZE + slot as usize * slot_size;
-        self.map.u64_at(base + off::SEQ_BEGIN).store(n, Ordering::Relaxed);
+        self.map.u64_at(base + off::slot::SEQ_BEGIN).store(n, Ordering::Relaxed);
         std::sync::atomic::fence(Ordering::Release);
-        fill(self.map.bytes_mut(base + SLOT_HEADER, g.frame_size()));
+        fill(self.map.bytes_mut(base + off::slot::PIXELS, g.frame_size()));
         let m = &self.map;
-        m.u64_at(base + off::FRAME_ID).store(meta.frame_id, Ordering::Relaxed);
-        m.u64_at(base + off::CAPTURED_NS).store(unix_ns(meta.captured), Ordering::Relaxed);
-        m.u64_at(base + off::DECODED_NS).store(unix_ns(meta.decoded), Ordering::Relaxed);
-        m.u64_at(base + off::PUBLISHED_NS).store(unix_ns(self.clock.wall()), Ordering::Relaxed);
-        m.u64_at(base + off::SEQ_END).store(n, Ordering::Release);
+        m.u64_at(base + off::slot::FRAME_ID).store(meta.frame_id, Ordering::Relaxed);
+        m.u64_at(base + off::slot::CAPTURED_NS).store(unix_ns(meta.captured), Ordering::Relaxed);
+        m.u64_at(base + off::slot::DECODED_NS).store(unix_ns(meta.decoded), Ordering::Relaxed);
+        m.u64_at(base + off::slot::PUBLISHED_NS).store(unix_ns(self.clock.wall()), Ordering::Relaxed);
+        m.u64_at(base + off::slot::SEQ_END).store(n, Ordering::Release);
         m.u64_at(off::WRITE_SEQ).store(n, Ordering::Release);
         m.u64_at(off::LAST_FRAME_ID).store(meta.frame_id, Ordering::Relaxed);
         m.u32_at(off::NOTIFY).fetch_add(1, Ordering::Release);
@@ -394,169 +436,4 @@ impl Drop for RingWriter {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("camhub-ring-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
-    }
-
-    fn u32_at(b: &[u8], o: usize) -> u32 {
-        u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
-    }
-    fn u64_at(b: &[u8], o: usize) -> u64 {
-        u64::from_le_bytes(b[o..o + 8].try_into().unwrap())
-    }
-
-    #[test]
-    fn header_slots_and_replacement_follow_the_documented_layout() {
-        let d = dir("layout");
-        let mut w = RingWriter::create(
-            &d,
-            "cam",
-            "ai",
-            RingSpec { slots: 3, perms: 0o640, mode: Mode::Live, fps: Fps::Rate(5.0) },
-            Clock::real(),
-        )
-        .unwrap();
-        let path = d.join("camhub.cam.ai");
-        let header_only = std::fs::read(&path).unwrap();
-        assert_eq!(header_only.len(), HEADER_SIZE);
-        assert_eq!(&header_only[..8], MAGIC);
-        assert_eq!(u32_at(&header_only, off::FLAGS), 0, "not READY before the first frame");
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
-        let old = File::open(&path).unwrap();
-
-        let g = Geometry { width: 6, height: 4, format: PixelFormat::I420 };
-        w.ensure_geometry(g).unwrap();
-        let mut old_header = vec![0u8; 32];
-        std::os::unix::fs::FileExt::read_at(&old, &mut old_header, 0).unwrap();
-        assert_eq!(u32_at(&old_header, off::FLAGS) & CLOSED, CLOSED, "readers of the old file are told to reopen");
-
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
-        for i in 1..=4u64 {
-            let meta = SlotMeta { frame_id: 100 + i, captured: t, decoded: t };
-            let (seq, slot) = w.publish(meta, |px| px.fill(i as u8));
-            assert_eq!((seq, slot), (i, ((i - 1) % 3) as u32));
-        }
-        let b = std::fs::read(&path).unwrap();
-        assert_eq!(u32_at(&b, off::FLAGS), READY);
-        assert_eq!((u32_at(&b, off::FORMAT), u32_at(&b, off::WIDTH), u32_at(&b, off::HEIGHT)), (2, 6, 4));
-        assert_eq!((u32_at(&b, off::SLOT_COUNT), u32_at(&b, off::PLANE_COUNT)), (3, 3));
-        let (slot_size, frame_size) = (u64_at(&b, off::SLOT_SIZE) as usize, u64_at(&b, off::FRAME_SIZE) as usize);
-        assert_eq!(frame_size, 6 * 4 + 2 * 3 * 2);
-        assert_eq!(slot_size % 4096, 0);
-        assert_eq!(b.len(), HEADER_SIZE + 3 * slot_size);
-        // Planes: Y 6x4, U and V 3x2, tight.
-        let plane = |i: usize| (0..4).map(|j| u32_at(&b, off::PLANES + 16 * i + 4 * j)).collect::<Vec<_>>();
-        assert_eq!(plane(0), vec![0, 6, 6, 4]);
-        assert_eq!(plane(1), vec![24, 3, 3, 2]);
-        assert_eq!(plane(2), vec![30, 3, 3, 2]);
-        assert_eq!(u64_at(&b, off::WRITE_SEQ), 4);
-        assert_eq!(u64_at(&b, off::FPS_MILLI), 5000);
-        assert_eq!(&b[off::CAMERA..off::CAMERA + 4], b"cam\0");
-        // Frame 4 overwrote slot 0; slot 2 still holds frame 3.
-        for (slot, seq) in [(0usize, 4u64), (1, 2), (2, 3)] {
-            let s = HEADER_SIZE + slot * slot_size;
-            assert_eq!(u64_at(&b, s + off::SEQ_BEGIN), seq);
-            assert_eq!(u64_at(&b, s + off::SEQ_END), seq);
-            assert_eq!(u64_at(&b, s + off::FRAME_ID), 100 + seq);
-            assert_eq!(u64_at(&b, s + off::CAPTURED_NS), 1_700_000_000_000_000_000);
-            assert!(b[s + SLOT_HEADER..s + SLOT_HEADER + frame_size].iter().all(|v| u64::from(*v) == seq));
-        }
-        drop(w);
-        assert!(!path.exists(), "a removed output frees its name");
-    }
-
-    #[test]
-    fn a_replaced_writer_leaves_its_successors_file_alone() {
-        let d = dir("successor");
-        let old = RingWriter::create(
-            &d,
-            "cam",
-            "ai",
-            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-            Clock::real(),
-        )
-        .unwrap();
-        let new = RingWriter::create(
-            &d,
-            "cam",
-            "ai",
-            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-            Clock::real(),
-        )
-        .unwrap();
-        drop(old); // the old camera stops after the new one started (config reload)
-        assert!(new.path().exists(), "the new camera's ring survives the old one's clean-up");
-        drop(new);
-        assert!(!d.join("camhub.cam.ai").exists());
-    }
-
-    #[test]
-    fn a_crashed_hubs_ring_is_closed_and_replaced() {
-        let d = dir("crash");
-        let w = RingWriter::create(
-            &d,
-            "cam",
-            "ai",
-            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-            Clock::real(),
-        )
-        .unwrap();
-        let path = w.path().to_path_buf();
-        std::mem::forget(w); // a crash: no clean-up ran
-        let stale = File::open(&path).unwrap();
-        let _w2 = RingWriter::create(
-            &d,
-            "cam",
-            "ai",
-            RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-            Clock::real(),
-        )
-        .unwrap();
-        let mut h = vec![0u8; 32];
-        std::os::unix::fs::FileExt::read_at(&stale, &mut h, 0).unwrap();
-        assert_eq!(u32_at(&h, off::FLAGS) & CLOSED, CLOSED);
-        let fresh = std::fs::read(&path).unwrap();
-        assert_eq!(u32_at(&fresh, off::FLAGS) & CLOSED, 0);
-    }
-
-    #[test]
-    fn readers_are_seen_by_lock_and_table_and_pace_replay() {
-        let d = dir("readers");
-        let mut w = RingWriter::create(
-            &d,
-            "cam",
-            "ai",
-            RingSpec { slots: 2, perms: 0o600, mode: Mode::Replay, fps: Fps::All },
-            Clock::real(),
-        )
-        .unwrap();
-        w.ensure_geometry(Geometry { width: 4, height: 2, format: PixelFormat::Gray }).unwrap();
-        assert!(!w.attached());
-        let reader = File::open(w.path()).unwrap();
-        flock(&reader, FlockOperation::LockShared).unwrap();
-        assert!(w.attached(), "a shared lock is an attached reader");
-        // Register as the docs say: our own pid (alive), and a dead one.
-        let me = std::process::id();
-        w.map.u32_at(off::READERS).store(me, Ordering::Release);
-        w.map.u32_at(off::READERS + 32).store(0x3fff_fff0, Ordering::Release);
-        w.map.u64_at(off::READERS + 32 + 8).store(0, Ordering::Release);
-        assert_eq!(w.readers().iter().map(|r| r.pid).collect::<Vec<_>>(), vec![me], "dead pids do not count");
-        let now = Clock::real().wall();
-        let meta = SlotMeta { frame_id: 1, captured: now, decoded: now };
-        w.publish(meta, |_| {});
-        w.publish(meta, |_| {});
-        assert_eq!(w.may_write_next(), Some(false), "frame 3 would overwrite frame 1, which the reader still uses");
-        w.map.u64_at(off::READERS + 8).store(1, Ordering::Release);
-        assert_eq!(w.may_write_next(), Some(true));
-        w.map.u32_at(off::READERS).store(0, Ordering::Release);
-        assert_eq!(w.may_write_next(), None, "nobody registered");
-        drop(reader);
-        assert!(!w.attached(), "closing the file drops the lock");
-    }
-}
+mod tests;

@@ -1,12 +1,13 @@
 """camhub: read frames from camhub's shared-memory rings, zero-copy, as numpy arrays.
 
     import camhub
-    with camhub.open("door", "ai") as ring:          # /dev/shm/camhub.door.ai
+    with camhub.open("door", "ai") as ring:          # /dev/shm/camhub.door.ai (or $CAMHUB_SHM_DIR/...)
         for frame_id, captured, img in ring.frames():  # img: (h, w, 3) uint8 view for bgr24
             ...
 
-`camhub.open(camera, output, directory="/dev/shm", timeout=None)` attaches to a ring
-(the hub decodes while a reader is attached) and returns a `Ring`:
+`camhub.open(camera, output, directory=None, timeout=None)` attaches to a ring (the hub
+decodes while a reader is attached) and returns a `Ring`. The ring is looked for where
+the hub writes it: `directory`, else `$CAMHUB_SHM_DIR`, else /dev/shm (`camhub.shm_dir()`).
 
 - `ring.latest()`: the newest frame now, or None;
 - `ring.wait(timeout=None)`: the next frame newer than the last returned (None on timeout);
@@ -21,7 +22,7 @@ i420/nv12 (h*3/2, w) as OpenCV's COLOR_YUV2BGR_I420/NV12 take it), `planes`, `in
 and `copy()` (None if the frame was overwritten while copying). Protocol: docs/shm.md.
 """
 
-from .ring import FORMATS, Frame, Ring, RingError, futex_available, open, ring_path
+from .ring import FORMATS, Frame, Ring, RingError, futex_available, open, ring_path, shm_dir
 
-__all__ = ["open", "Ring", "Frame", "RingError", "ring_path", "FORMATS", "futex_available"]
+__all__ = ["open", "Ring", "Frame", "RingError", "ring_path", "shm_dir", "FORMATS", "futex_available"]
 __version__ = "0.1.0"

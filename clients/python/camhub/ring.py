@@ -1,6 +1,7 @@
 """Reader side of camhub's shared-memory frame rings (layout: docs/shm.md).
 
-A `Ring` attaches to `/dev/shm/camhub.<camera>.<output>`: it holds a shared
+A `Ring` attaches to `<dir>/camhub.<camera>.<output>`, `<dir>` being
+`$CAMHUB_SHM_DIR` if set, else `/dev/shm`, as for the hub: it holds a shared
 `flock` on the file (that is the hub's demand signal: decoding starts), registers
 in the file's reader table, and maps the whole file. Frames come back as `Frame`
 objects whose `array` is a read-only numpy view of the slot's memory, no copy.
@@ -16,6 +17,7 @@ hub restart) it reattaches to the new file by name; when the hub removes the fil
 it waits for it to come back. A Ring is not thread-safe: use one per thread.
 """
 
+import _thread
 import ctypes
 import errno
 import fcntl
@@ -30,7 +32,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["Ring", "Frame", "RingError", "open", "ring_path", "FORMATS"]
+__all__ = ["Ring", "Frame", "RingError", "open", "ring_path", "shm_dir", "FORMATS"]
 
 MAGIC = b"CAMHUBRG"
 VERSION = 1
@@ -40,16 +42,27 @@ LIVE, REPLAY = 0, 1
 FORMATS = {1: "gray", 2: "i420", 3: "nv12", 4: "rgb24", 5: "bgr24"}
 PLANE_COUNTS = {1: 1, 2: 3, 3: 2, 4: 1, 5: 1}
 
-# Header offsets (bytes).
-H_FLAGS, H_FORMAT, H_WIDTH, H_HEIGHT, H_SLOTS, H_PLANES_N = 16, 20, 24, 28, 32, 36
-H_SLOT_SIZE, H_FRAME_SIZE, H_WRITER_PID, H_MODE = 40, 48, 56, 60
-H_WRITE_SEQ, H_NOTIFY, H_PLANES = 64, 72, 80
-H_LAST_FRAME_ID, H_SKIPPED, H_FPS_MILLI, H_CREATED = 144, 152, 160, 168
-H_CAMERA, H_OUTPUT = 256, 320
-READERS_AT, READER_SIZE, MAX_READERS = 1024, 32, 32
+# The file's layout: the byte offset of every field, one dict per table of docs/shm.md
+# ("Layout": the header, a slot, a reader table entry), keyed by the document's field
+# names. The only place the client spells the layout; tests/test_layout.py checks it
+# against the document.
+HEADER = {
+    "magic": 0, "version": 8, "header_size": 12, "flags": 16, "format": 20, "width": 24, "height": 28,
+    "slot_count": 32, "plane_count": 36, "slot_size": 40, "frame_size": 48, "writer_pid": 56, "mode": 60,
+    "write_seq": 64, "notify": 72, "planes": 80, "last_frame_id": 144, "skipped_similar": 152,
+    "fps_milli": 160, "created_ns": 168, "camera": 256, "output": 320, "readers": 1024,
+}
+SLOT = {"seq_begin": 0, "frame_id": 8, "captured_ns": 16, "published_ns": 24, "decoded_ns": 32, "seq_end": 56,
+        "pixels": 64}
+READER = {"pid": 0, "read_seq": 8, "heartbeat_ns": 16}
+PLANE_SIZE, READER_SIZE = 16, 32  # bytes per entry of the header's planes (4) and reader table
+MAX_READERS = 32
 TABLE_LOCK_BYTE = 4095
-# Slot offsets (bytes).
-S_SEQ_BEGIN, S_FRAME_ID, S_CAPTURED, S_PUBLISHED, S_DECODED, S_SEQ_END, S_PIXELS = 0, 8, 16, 24, 32, 56, 64
+# Word indexes (into the u32 / u64 views) of what the hot paths read.
+_FLAGS, _NOTIFY, _MODE = (HEADER[k] // 4 for k in ("flags", "notify", "mode"))
+_WRITE_SEQ = HEADER["write_seq"] // 8
+_SEQ_BEGIN, _SEQ_END = SLOT["seq_begin"] // 8, SLOT["seq_end"] // 8
+_SLOT_FIELDS = tuple(SLOT[k] // 8 for k in ("frame_id", "captured_ns", "published_ns", "decoded_ns"))
 
 WAIT_SLICE = 0.1  # longest single futex sleep: notices CLOSED / a dead writer
 POLL = 0.001  # where futex is not available
@@ -66,16 +79,24 @@ class RingError(Exception):
     """The file is not a camhub ring this client understands."""
 
 
-def ring_path(camera, output, directory="/dev/shm"):
+def shm_dir():
+    """Where the hub writes its rings: `$CAMHUB_SHM_DIR` if set, else /dev/shm (the
+    hub's own rule, `shm_dir()` in src/output/mod.rs). Read at each call."""
+    return os.environ.get("CAMHUB_SHM_DIR", "/dev/shm")
+
+
+def ring_path(camera, output, directory=None):
+    """The ring file of `camera`'s output `output`, in `directory` (None: `shm_dir()`)."""
     for what, name in (("camera", camera), ("output", output)):
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(f"{what} name {name!r}: only letters, digits, '_' and '-'")
-    return os.path.join(directory, f"camhub.{camera}.{output}")
+    return os.path.join(shm_dir() if directory is None else directory, f"camhub.{camera}.{output}")
 
 
-def open(camera, output, *, directory="/dev/shm", timeout=None):  # noqa: A001 (camhub.open)
+def open(camera, output, *, directory=None, timeout=None):  # noqa: A001 (camhub.open)
     """Attaches to the ring of `camera`'s shm output `output`.
 
+    `directory`: where the hub writes rings (None: `$CAMHUB_SHM_DIR`, else /dev/shm).
     `timeout`: how long to wait for the file to appear (None: fail at once)."""
     return Ring(ring_path(camera, output, directory), timeout=timeout, _names=(camera, output))
 
@@ -119,6 +140,36 @@ def _futex_wait(addr, expected, timeout):
         time.sleep(POLL)  # ENOSYS and the like: behave like polling
 
 
+# --- memory ordering -----------------------------------------------------------
+#
+# The writer publishes with release stores after a release fence (docs/shm.md,
+# "Writing and reading a frame"); the reader needs the other half: acquire loads of
+# write_seq, flags, notify and seq_end (nothing after them may be read before them),
+# seq_begin read only after the fields and pixels it vouches for, and read_seq stored
+# only after the frames it releases were read. x86 keeps loads in order, and loads
+# before later stores, by itself; ARM (aarch64: Jetson, Raspberry Pi) does not.
+#
+# Python has no atomics and no fence, so `_fence` makes one from a lock: releasing
+# a lock is a store-release (every earlier load and store is done first), acquiring
+# it a load-acquire (no later load or store starts before it), and a store-release
+# followed by a load-acquire stay in order (ARMv8's acquire is RCsc: LDAR, LDAXR and
+# CASA wait for an earlier STLR, STLXR or CASL; ARMv7 brackets both with DMB).
+# CPython's locks are built that way on every version: POSIX semaphores
+# (sem_post, then sem_trywait's acquiring compare-and-swap) up to 3.12, PyMutex's
+# sequentially consistent compare-and-swap from 3.13. The other order, acquire then
+# release, would not be a fence: loads on either side may move into the locked
+# region and past each other. A fresh lock each time keeps threads (and signal
+# handlers) from sharing one; it costs about 0.3 us.
+
+
+def _fence():
+    """A full memory barrier for the loads and stores around it (see above)."""
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    lock.release()  # store-release: what came before is done ...
+    lock.acquire()  # ... before this load-acquire, and what follows waits for it
+
+
 def _alive(pid):
     if pid <= 0:
         return False
@@ -139,21 +190,25 @@ class _Geometry:
 
     def __init__(self, m):
         u32, u64 = m.u32, m.u64
-        self.header_size = int(u32[12 // 4])
-        self.code = int(u32[H_FORMAT // 4])
-        self.width = int(u32[H_WIDTH // 4])
-        self.height = int(u32[H_HEIGHT // 4])
-        self.slots = int(u32[H_SLOTS // 4])
-        nplanes = int(u32[H_PLANES_N // 4])
-        self.slot_size = int(u64[H_SLOT_SIZE // 8])
-        self.frame_size = int(u64[H_FRAME_SIZE // 8])
-        self.planes = [tuple(int(v) for v in u32[(H_PLANES + 16 * i) // 4:(H_PLANES + 16 * i) // 4 + 4])
-                       for i in range(nplanes)]
+
+        def h32(field):
+            return int(u32[HEADER[field] // 4])
+
+        self.header_size = h32("header_size")
+        self.code = h32("format")
+        self.width = h32("width")
+        self.height = h32("height")
+        self.slots = h32("slot_count")
+        nplanes = h32("plane_count")
+        self.slot_size = int(u64[HEADER["slot_size"] // 8])
+        self.frame_size = int(u64[HEADER["frame_size"] // 8])
+        at = [(HEADER["planes"] + PLANE_SIZE * i) // 4 for i in range(nplanes)]
+        self.planes = [tuple(int(v) for v in u32[a:a + 4]) for a in at]
         if self.code not in FORMATS or nplanes != PLANE_COUNTS[self.code]:
             raise RingError(f"{m.path}: format {self.code} with {nplanes} planes is not supported")
         if self.slots < 1 or self.header_size < HEADER_SIZE or self.header_size % 8 or self.slot_size % 8:
             raise RingError(f"{m.path}: bad geometry (slots {self.slots}, slot_size {self.slot_size})")
-        if self.slot_size < S_PIXELS + self.frame_size:
+        if self.slot_size < SLOT["pixels"] + self.frame_size:
             raise RingError(f"{m.path}: slot_size {self.slot_size} < 64 + frame_size {self.frame_size}")
         for off, stride, row_bytes, rows in self.planes:
             if rows and (row_bytes > stride or off + stride * (rows - 1) + row_bytes > self.frame_size):
@@ -215,7 +270,10 @@ class Frame:
 
     def intact(self):
         """True while the slot still holds this frame (the views are not overwritten)."""
-        return self._u64 is None or int(self._u64[self._word]) == self.seq
+        if self._u64 is None:
+            return True
+        _fence()  # what the caller read from the views, it read before this seq_begin
+        return int(self._u64[self._word]) == self.seq
 
     def copy(self):
         """A Frame owning copies of the pixels, or None if the writer overwrote the
@@ -274,29 +332,37 @@ class _Map:
         self.u8 = np.frombuffer(self.mm, np.uint8)
         self.u32 = self.u8[: size // 4 * 4].view("<u4")
         self.u64 = self.u8[: size // 8 * 8].view("<u8")
-        self.notify_addr = self.u32.ctypes.data + H_NOTIFY
+        self.notify_addr = self.u32.ctypes.data + HEADER["notify"]
         if old is not None:
             _close_mmap(old)
 
-    # Header words: plain loads (x86 keeps loads in order; see docs/shm.md).
+    # Header words the writer changes: acquire loads (a load, then `_fence`), so that
+    # what is read after them (a slot's seq_end after write_seq, write_seq after
+    # ENDED) is at least as new.
     @property
     def flags(self):
-        return int(self.u32[H_FLAGS // 4])
+        v = int(self.u32[_FLAGS])
+        _fence()
+        return v
 
     @property
     def write_seq(self):
-        return int(self.u64[H_WRITE_SEQ // 8])
+        v = int(self.u64[_WRITE_SEQ])
+        _fence()
+        return v
 
     @property
     def notify(self):
-        return int(self.u32[H_NOTIFY // 4])
+        v = int(self.u32[_NOTIFY])
+        _fence()
+        return v
 
     @property
     def mode(self):
-        return int(self.u32[H_MODE // 4])
+        return int(self.u32[_MODE])
 
     def magic(self):
-        return bytes(self.mm[0:8])
+        return bytes(self.mm[HEADER["magic"]:HEADER["magic"] + len(MAGIC)])
 
     def update_geometry(self):
         """Builds the geometry once READY is set; remaps if the file grew. False if not yet."""
@@ -311,7 +377,8 @@ class _Map:
                 return False  # not grown yet
             self._map(size)
             g = _Geometry(self)
-        self.slot_views = [g.views(self.u8, g.header_size + s * g.slot_size + S_PIXELS) for s in range(g.slots)]
+        self.slot_views = [g.views(self.u8, g.header_size + s * g.slot_size + SLOT["pixels"])
+                            for s in range(g.slots)]
         self.geom = g
         return True
 
@@ -321,17 +388,24 @@ class _Map:
         s = (n - 1) % g.slots
         w = (g.header_size + s * g.slot_size) // 8
         u = self.u64
-        if int(u[w + S_SEQ_END // 8]) != n:
+        if int(u[w + _SEQ_END]) != n:
             return None
-        fid, cap, pub, dec = (int(u[w + 1]), int(u[w + 2]), int(u[w + 3]), int(u[w + 4]))
-        if int(u[w + S_SEQ_BEGIN // 8]) != n:
+        _fence()  # acquire: the fields (and the caller's pixels) are frame n's or newer
+        fid, cap, pub, dec = (int(u[w + k]) for k in _SLOT_FIELDS)
+        _fence()  # the fields are read before seq_begin, which vouches for them
+        if int(u[w + _SEQ_BEGIN]) != n:
             return None
         array, planes = self.slot_views[s]
-        return Frame(n, s, fid, cap, pub, dec, g, array, planes, u, w)
+        return Frame(n, s, fid, cap, pub, dec, g, array, planes, u, w + _SEQ_BEGIN)
 
     # Reader table.
-    def _entry_word(self, k, off):
-        return (READERS_AT + READER_SIZE * k + off) // 8
+    def _entry_word(self, k, field):
+        """Entry k's u64 `field`."""
+        return (HEADER["readers"] + READER_SIZE * k + READER[field]) // 8
+
+    def _entry_pid(self, k):
+        """Entry k's pid, a u32."""
+        return (HEADER["readers"] + READER_SIZE * k + READER["pid"]) // 4
 
     def register(self):
         """Takes the first free (or dead) entry: pid, read_seq = write_seq, heartbeat."""
@@ -339,12 +413,13 @@ class _Map:
             fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, TABLE_LOCK_BYTE)
             try:
                 for k in range(MAX_READERS):
-                    pid = int(self.u32[(READERS_AT + READER_SIZE * k) // 4])
+                    pid = int(self.u32[self._entry_pid(k)])
                     if pid == 0 or not _alive(pid):
                         seq = self.write_seq
-                        self.u64[self._entry_word(k, 8)] = seq
-                        self.u64[self._entry_word(k, 16)] = time.time_ns()
-                        self.u32[(READERS_AT + READER_SIZE * k) // 4] = os.getpid()
+                        self.u64[self._entry_word(k, "read_seq")] = seq
+                        self.u64[self._entry_word(k, "heartbeat_ns")] = time.time_ns()
+                        _fence()  # release: the writer reads the pid, then read_seq
+                        self.u32[self._entry_pid(k)] = os.getpid()
                         self.entry, self.registered_seq = k, seq
                         return
                 self.registered_seq = self.write_seq
@@ -354,14 +429,15 @@ class _Map:
 
     def heartbeat(self):
         if self.entry is not None:
-            self.u64[self._entry_word(self.entry, 16)] = time.time_ns()
+            self.u64[self._entry_word(self.entry, "heartbeat_ns")] = time.time_ns()
 
     def set_read_seq(self, seq):
-        if self.entry is not None and seq > int(self.u64[self._entry_word(self.entry, 8)]):
-            self.u64[self._entry_word(self.entry, 8)] = seq
+        if self.entry is not None and seq > int(self.u64[self._entry_word(self.entry, "read_seq")]):
+            _fence()  # release: done reading frames up to seq before the writer may reuse their slots
+            self.u64[self._entry_word(self.entry, "read_seq")] = seq
 
     def readers(self):
-        pids = self.u32[READERS_AT // 4: (READERS_AT + READER_SIZE * MAX_READERS) // 4: READER_SIZE // 4]
+        pids = self.u32[self._entry_pid(0):self._entry_pid(MAX_READERS):READER_SIZE // 4]
         return sum(1 for p in pids if p and _alive(int(p)))
 
     def release(self):
@@ -372,7 +448,7 @@ class _Map:
             try:
                 if self.entry is not None:
                     fcntl.lockf(self.fd, fcntl.LOCK_EX, 1, TABLE_LOCK_BYTE)
-                    at = (READERS_AT + READER_SIZE * self.entry) // 4
+                    at = self._entry_pid(self.entry)
                     if int(self.u32[at]) == os.getpid():
                         self.u32[at] = 0
                     fcntl.lockf(self.fd, fcntl.LOCK_UN, 1, TABLE_LOCK_BYTE)
@@ -416,7 +492,7 @@ def _attach(path):
                 m.release()
                 return None
             raise RingError(f"{path} is not a camhub ring (magic {magic!r})")
-        version = int(m.u32[2])
+        version = int(m.u32[HEADER["version"] // 4])
         if version != VERSION:
             raise RingError(f"{path}: ring version {version}, this client reads version {VERSION}")
         m.register()

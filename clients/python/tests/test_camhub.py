@@ -305,6 +305,22 @@ def test_torn_reads_are_detected_under_concurrent_writing(rtsp, hub):
     stop_and_check_gone(h, ring_file(name))
 
 
+def test_a_ring_in_camhub_shm_dir_is_found_by_name(rtsp, hub, tmp_path, monkeypatch):
+    """CAMHUB_SHM_DIR moves the hub's rings; camhub.open(camera, output) follows it."""
+    name = camera_name("shmdir")
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    monkeypatch.setenv("CAMHUB_SHM_DIR", str(rings))  # the hub inherits this process's environment
+    path = str(rings / f"camhub.{name}.ai")
+    h = hub(config(name, rtsp.url, {"format": "gray", "width": 320, "slots": 4}), path)
+    ring = camhub.open(name, "ai", timeout=10)
+    assert ring.path == path and not os.path.exists(os.path.join("/dev/shm", f"camhub.{name}.ai"))
+    f = ring.wait(timeout=20)
+    assert f is not None and spread(luma(f)) > 20, h.log()
+    stop_and_check_gone(h, path, ring)
+    ring.close()
+
+
 def test_fps_spaces_frames_evenly(rtsp, hub):
     name = camera_name("fps")
     h = hub(config(name, rtsp.url, {"fps": 2, "format": "gray", "width": 320, "slots": 4}), ring_file(name))

@@ -318,6 +318,86 @@ def test_torn_reads_detected(make, shm):
         p.wait()
 
 
+class _Traced:
+    """A u32/u64 view that records the loads and stores of the words it names."""
+
+    def __init__(self, view, names, trace):
+        self.view, self.names, self.trace = view, names, trace
+
+    def __getitem__(self, i):
+        if i in self.names:
+            self.trace.append(self.names[i])
+        return self.view[i]
+
+    def __setitem__(self, i, v):
+        if i in self.names:
+            self.trace.append("store " + self.names[i])
+        self.view[i] = v
+
+    def __getattr__(self, k):
+        return getattr(self.view, k)
+
+
+def test_loads_and_stores_are_ordered_by_fences(make, shm, monkeypatch):
+    """Where ARM could reorder what the seqlock needs in order, the client puts a full
+    barrier (`_fence`): header words are acquire loads, seq_end comes before the slot's
+    fields, the fields before seq_begin, and read_seq is stored after the frame was read.
+    (On x86 the hardware keeps this order anyway: the torn-read tests cannot tell.)"""
+    w = make()
+    w.configure("gray", 16, 8, slots=4)
+    w.publish()
+    r = attach(shm)
+    w.publish()
+    m, trace = r._m, []
+    slot = (ringmod.HEADER_SIZE + 1 * m.geom.slot_size) // 8  # frame 2's slot
+    m.u64 = _Traced(m.u64, {ringmod.HEADER["write_seq"] // 8: "write_seq",
+                            **{slot + at // 8: f for f, at in ringmod.SLOT.items() if f != "pixels"},
+                            m._entry_word(m.entry, "read_seq"): "read_seq"}, trace)
+    m.u32 = _Traced(m.u32, {ringmod.HEADER[f] // 4: f for f in ("flags", "notify")}, trace)
+    monkeypatch.setattr(ringmod, "_fence", lambda: trace.append("fence"))
+
+    def fenced(a, b):
+        """A fence between the first `a` and the first `b` after it."""
+        i = trace.index(a)
+        return "fence" in trace[i + 1:trace.index(b, i + 1)]
+
+    f = r.wait(timeout=1)  # notify, flags, write_seq, then frame 2's slot
+    assert f.seq == 2 and f.frame_id == 2
+    assert r.wait(timeout=0) is None  # moving on: done with frame 2, read_seq = 2
+    for word in ("notify", "flags", "write_seq", "seq_end"):
+        assert all(trace[i + 1] == "fence" for i, t in enumerate(trace) if t == word), f"{word}: {trace}"
+    assert fenced("seq_end", "frame_id") and fenced("decoded_ns", "seq_begin"), trace
+    assert fenced("seq_begin", "store read_seq"), trace
+    trace.clear()
+    assert f.intact() and trace == ["fence", "seq_begin"]
+    trace.clear()
+    assert f.copy() is not None and trace == ["fence", "seq_begin"]
+    r.close()
+
+
+def test_fence_is_a_release_then_an_acquire(monkeypatch):
+    """Acquire-then-release would let loads on both sides meet inside the lock: not a fence."""
+    calls = []
+
+    class Lock:
+        def acquire(self):
+            calls.append("acquire")
+            return True
+
+        def release(self):
+            calls.append("release")
+
+    monkeypatch.setattr(ringmod, "_thread", type("T", (), {"allocate_lock": Lock}))
+    ringmod._fence()
+    assert calls[-2:] == ["release", "acquire"], calls
+    monkeypatch.undo()
+    threads = [threading.Thread(target=lambda: [ringmod._fence() for _ in range(10000)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 # --- following the file ------------------------------------------------------------
 
 
@@ -498,6 +578,25 @@ def test_open_missing_and_waiting(make, shm):
     r = camhub.Ring(os.path.join(shm, "camhub.cam.out"))
     assert r.readers == 1
     r.close()
+
+
+def test_open_by_name_follows_camhub_shm_dir(make, shm, monkeypatch):
+    """The hub's rule (shm_dir() in src/output/mod.rs): $CAMHUB_SHM_DIR if set, else /dev/shm."""
+    cam = f"env{os.getpid()}"
+    monkeypatch.delenv("CAMHUB_SHM_DIR", raising=False)
+    assert camhub.shm_dir() == "/dev/shm"
+    assert camhub.ring_path(cam, "out") == f"/dev/shm/camhub.{cam}.out"
+    w = make(cam)
+    w.configure("gray", 16, 8)
+    w.publish()
+    with pytest.raises(FileNotFoundError):
+        camhub.open(cam, "out")  # not in /dev/shm itself
+    monkeypatch.setenv("CAMHUB_SHM_DIR", shm)
+    assert camhub.shm_dir() == shm and camhub.ring_path(cam, "out") == w.path
+    with camhub.open(cam, "out") as r:
+        assert r.path == w.path and r.latest().seq == 1
+    elsewhere = "/nonexistent-dir"
+    assert camhub.ring_path(cam, "out", elsewhere) == f"{elsewhere}/camhub.{cam}.out"  # an explicit directory wins
 
 
 def test_not_a_ring(shm):
