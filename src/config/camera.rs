@@ -12,7 +12,7 @@ use super::{ByteSize, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outp
 use crate::secret::{Secret, redact_url};
 
 /// The long form of a camera. Every field but `url` has a default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CameraOptions {
     /// `rtsp://[user:pass@]host[:port]/path`, `file:///abs/path.mp4`, or a file
@@ -21,6 +21,7 @@ pub struct CameraOptions {
     /// Credentials, if not in the URL. `${VAR}` is read from the environment.
     #[serde(default)]
     pub username: Option<String>,
+    /// The password of `username`; `${VAR}` is read from the environment.
     #[serde(default)]
     pub password: Option<String>,
     /// RTP transport for RTSP: `tcp` (default, interleaved) or `udp`.
@@ -51,6 +52,7 @@ pub struct CameraOptions {
     pub snapshot_timeout: Seconds,
     /// Default JPEG quality, 1-100 (default 80).
     #[serde(default = "defaults::jpeg_quality")]
+    #[schema(minimum = 1, maximum = 100)]
     pub jpeg_quality: u8,
     /// How long a shared JPEG encoder for one (quality, size) keeps running
     /// after its last viewer: -1, 0 or N seconds (default 10).
