@@ -15,10 +15,33 @@ use crate::hub::Hub;
 use crate::output::OutputStats;
 use crate::telemetry::stats::Counters;
 
+/// All cameras.
+#[utoipa::path(
+    get,
+    path = super::CAMERAS,
+    operation_id = "list_cameras",
+    tag = "cameras",
+    responses(
+        (status = 200, description = "Cameras.", body = Vec<super::openapi::Camera>),
+        (status = 401, description = "Credentials required.", body = super::ErrorBody),
+    ),
+)]
 pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
     Json(Value::Array(hub.list().iter().map(|c| describe(&hub, c)).collect()))
 }
 
+/// One camera.
+#[utoipa::path(
+    get,
+    path = super::CAMERA,
+    operation_id = "get_camera",
+    tag = "cameras",
+    params(super::openapi::CameraName),
+    responses(
+        (status = 200, description = "The camera.", body = super::openapi::Camera),
+        (status = 404, description = "Unknown camera.", body = super::ErrorBody),
+    ),
+)]
 pub async fn one(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
     Ok(Json(describe(&hub, &cam)))

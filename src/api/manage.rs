@@ -39,6 +39,20 @@ fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig
     CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e, Some(&name)))
 }
 
+/// Add a camera.
+#[utoipa::path(
+    post,
+    path = super::CAMERAS,
+    operation_id = "add_camera",
+    tag = "cameras",
+    request_body = super::openapi::NewCamera,
+    responses(
+        (status = 201, description = "The camera.", body = super::openapi::Camera),
+        (status = 400, description = "Bad options (the reason names the key).", body = super::ErrorBody),
+        (status = 409, description = "The name is taken.", body = super::ErrorBody),
+        (status = 401, description = "Credentials required.", body = super::ErrorBody),
+    ),
+)]
 pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse(&body, None, &hub)?;
     let name = cfg.name.clone();
@@ -47,6 +61,20 @@ pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, A
     Ok((StatusCode::CREATED, Json(describe(&hub, &cam))).into_response())
 }
 
+/// Add or change a camera (identical options leave it untouched).
+#[utoipa::path(
+    put,
+    path = super::CAMERA,
+    operation_id = "put_camera",
+    tag = "cameras",
+    params(super::openapi::CameraName),
+    request_body = CameraOptions,
+    responses(
+        (status = 200, description = "The camera.", body = super::openapi::Camera),
+        (status = 201, description = "The camera.", body = super::openapi::Camera),
+        (status = 400, description = "Bad options.", body = super::ErrorBody),
+    ),
+)]
 pub async fn put(State(hub): State<Arc<Hub>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
     let cfg = parse(&body, Some(&name), &hub)?;
     let (cam, created) = hub.put(cfg).await;
@@ -54,6 +82,18 @@ pub async fn put(State(hub): State<Arc<Hub>>, Path(name): Path<String>, body: By
     Ok((status, Json(describe(&hub, &cam))).into_response())
 }
 
+/// Stop a camera and free what it held.
+#[utoipa::path(
+    delete,
+    path = super::CAMERA,
+    operation_id = "remove_camera",
+    tag = "cameras",
+    params(super::openapi::CameraName),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "Unknown camera.", body = super::ErrorBody),
+    ),
+)]
 pub async fn remove(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     if hub.remove(&name).await { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::unknown_camera(&name)) }
 }

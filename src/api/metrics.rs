@@ -18,7 +18,7 @@ use crate::snapshot::SnapshotSource;
 use crate::telemetry::metrics::{DECODE, ENCODE, SNAPSHOT};
 use crate::telemetry::stats::Counters;
 
-const STATES: [CamState; 9] = [
+pub(super) const STATES: [CamState; 9] = [
     CamState::Idle,
     CamState::Connecting,
     CamState::Streaming,
@@ -30,11 +30,22 @@ const STATES: [CamState; 9] = [
     CamState::Finished,
 ];
 
-fn state_name(s: CamState) -> String {
+pub(super) fn state_name(s: CamState) -> String {
     serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
-/// Label values are camera names (letters, digits, `_`, `-`): nothing to escape.
+/// Prometheus text format.
+// Label values are camera names (letters, digits, `_`, `-`): nothing to escape.
+#[utoipa::path(
+    get,
+    path = super::METRICS,
+    operation_id = "metrics",
+    tag = "hub",
+    responses(
+        (status = 200, description = "Metrics.", content_type = "text/plain"),
+        (status = 401, description = "Credentials required.", body = super::ErrorBody),
+    ),
+)]
 pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     let mut o = String::with_capacity(16 * 1024);
     let cams = hub.list();
@@ -200,8 +211,24 @@ fn process(o: &mut String, family: &mut impl FnMut(&mut String, &str, &str, &str
     }
 }
 
-/// Liveness and a summary: 200 while the process serves; `status` is `degraded`
-/// when a camera that should be up is failing.
+/// Liveness and a summary.
+///
+/// 200 while the process serves; `status` is `degraded` when a camera that should be
+/// up is failing.
+#[utoipa::path(
+    get,
+    path = super::HEALTH,
+    operation_id = "health",
+    tag = "hub",
+    security(()),
+    responses(
+        (
+            status = 200,
+            description = "status ok or degraded, version, camera counts.",
+            content_type = "application/json",
+        ),
+    ),
+)]
 pub async fn health(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     let cams = hub.list();
     let states: Vec<CamState> = cams.iter().map(|c| c.status().state).collect();

@@ -23,6 +23,24 @@ use crate::hub::Hub;
 
 const BOUNDARY: &str = "camhubframe";
 
+/// MJPEG (multipart/x-mixed-replace); one encode per frame per variant, newest frame to every viewer.
+#[utoipa::path(
+    get,
+    path = super::STREAM,
+    operation_id = "stream",
+    tag = "pictures",
+    params(super::openapi::CameraName, query::StreamParams),
+    responses(
+        (
+            status = 200,
+            description = "Parts with Content-Type, Content-Length, X-Frame-Id, X-Frame-Timestamp.",
+            content_type = "multipart/x-mixed-replace",
+        ),
+        (status = 400, description = "Bad query.", body = super::ErrorBody),
+        (status = 404, description = "Unknown camera.", body = super::ErrorBody),
+        (status = 503, description = "Too many variants on this camera.", body = super::ErrorBody),
+    ),
+)]
 pub async fn get(
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,

@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use utoipa::IntoParams;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+
 /// Largest width or height a client may ask for.
 const MAX_SIDE: u64 = 8192;
 
@@ -54,4 +57,51 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
         }
     }
     Ok(out)
+}
+
+/// Every picture parameter, for the OpenAPI document; each route documents the ones
+/// it takes (`SNAPSHOT_PARAMS`, `STREAM_PARAMS`), the same lists `parse` accepts.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only its documentation is used
+struct PictureParams {
+    /// JPEG quality (default: the camera's jpeg_quality).
+    #[param(minimum = 1, maximum = 100)]
+    quality: Option<u8>,
+    /// Scale to this width, aspect kept (rounded to even).
+    #[param(minimum = 1, maximum = 8192)]
+    width: Option<u32>,
+    /// Scale to this height, aspect kept; with width, fit inside the box.
+    #[param(minimum = 1, maximum = 8192)]
+    height: Option<u32>,
+    /// Accept an existing picture up to this old.
+    #[param(minimum = 0, maximum = 86400000)]
+    max_age_ms: Option<u64>,
+    /// Never wait: the newest picture already made, or 503.
+    cached: Option<bool>,
+    /// Frames per second at most (default: every frame).
+    #[param(minimum = 0.1, maximum = 60)]
+    fps: Option<f64>,
+}
+
+fn picture_params(names: &[&str]) -> Vec<Parameter> {
+    PictureParams::into_params(|| None).into_iter().filter(|p| names.contains(&p.name.as_str())).collect()
+}
+
+/// The query of `GET .../snapshot.jpg`.
+pub struct SnapshotParams;
+
+impl IntoParams for SnapshotParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        picture_params(super::SNAPSHOT_PARAMS)
+    }
+}
+
+/// The query of `GET .../stream.mjpeg`.
+pub struct StreamParams;
+
+impl IntoParams for StreamParams {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        picture_params(super::STREAM_PARAMS)
+    }
 }

@@ -11,6 +11,45 @@ use super::{ApiError, query, rfc3339_ms};
 use crate::hub::Hub;
 use crate::snapshot::{self, SnapshotError, SnapshotRequest};
 
+/// The newest picture, fresh by default.
+#[utoipa::path(
+    get,
+    path = super::SNAPSHOT,
+    operation_id = "snapshot",
+    tag = "pictures",
+    params(super::openapi::CameraName, query::SnapshotParams),
+    responses(
+        (
+            status = 200,
+            description = "A JPEG.",
+            content_type = "image/jpeg",
+            headers(
+                (
+                    "X-Frame-Id" = u64,
+                    description = "Sequence number of the compressed frame the picture was decoded from \
+                                   (per camera, monotonic)."
+                ),
+                (
+                    "X-Frame-Timestamp" = inline(super::openapi::Timestamp),
+                    description = "Capture time (when camhub received the frame), RFC 3339 UTC with ms."
+                ),
+                ("X-Frame-Age-Ms" = u64, description = "Age of the picture when sent."),
+                (
+                    "X-Snapshot-Source" = inline(super::openapi::SnapshotSourceName),
+                    description = "How the picture was obtained."
+                ),
+            ),
+        ),
+        (status = 400, description = "Bad query.", body = super::ErrorBody),
+        (status = 404, description = "Unknown camera.", body = super::ErrorBody),
+        (
+            status = 503,
+            description = "Camera offline (Retry-After), or no picture young enough for cached/max_age_ms.",
+            body = super::ErrorBody,
+        ),
+        (status = 504, description = "No picture within snapshot_timeout.", body = super::ErrorBody),
+    ),
+)]
 pub async fn get(
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,

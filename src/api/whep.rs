@@ -46,6 +46,42 @@ fn check_body(headers: &HeaderMap, body: &str, want: &str, what: &str, name: &st
     Ok(())
 }
 
+/// WHEP (RFC 9725): start a WebRTC live view.
+///
+/// The camera's H.264 is forwarded as it arrived (no transcode), starting from the GOP
+/// cache's keyframe so the first picture shows at once.
+#[utoipa::path(
+    post,
+    path = super::WHEP,
+    operation_id = "whep_offer",
+    tag = "webrtc",
+    params(super::openapi::CameraName),
+    request_body(content = String, content_type = "application/sdp"),
+    responses(
+        (
+            status = 201,
+            description = "The SDP answer; Location names the session (PATCH for trickle ICE, DELETE to end).",
+            body = String,
+            content_type = "application/sdp",
+            headers(("Location" = String)),
+        ),
+        (status = 400, description = "Not a usable SDP offer.", body = super::ErrorBody),
+        (status = 403, description = "WebRTC is switched off (server.webrtc.enabled).", body = super::ErrorBody),
+        (status = 404, description = "No such camera.", body = super::ErrorBody),
+        (status = 413, description = "Offer too large.", body = super::ErrorBody),
+        (status = 415, description = "Not Content-Type: application/sdp.", body = super::ErrorBody),
+        (
+            status = 422,
+            description = "The camera does not send H.264 (browsers' WebRTC takes H.264 only): use the MJPEG stream.",
+            body = super::ErrorBody,
+        ),
+        (
+            status = 503,
+            description = "The camera has server.webrtc.max_viewers viewers already, or no UDP port is free.",
+            body = super::ErrorBody,
+        ),
+    ),
+)]
 pub async fn offer(
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,
@@ -68,6 +104,21 @@ pub async fn offer(
     Ok(r)
 }
 
+/// Trickle ICE: remote candidates as an SDP fragment (a=candidate: lines).
+#[utoipa::path(
+    patch,
+    path = super::WHEP_SESSION,
+    operation_id = "whep_trickle",
+    tag = "webrtc",
+    params(super::openapi::WhepSession),
+    request_body(content = String, content_type = "application/trickle-ice-sdpfrag"),
+    responses(
+        (status = 204, description = "Candidates taken."),
+        (status = 400, description = "A bad candidate line.", body = super::ErrorBody),
+        (status = 404, description = "No such session.", body = super::ErrorBody),
+        (status = 415, description = "Wrong Content-Type.", body = super::ErrorBody),
+    ),
+)]
 pub async fn trickle(
     State(hub): State<Arc<Hub>>,
     Path((name, session)): Path<(String, String)>,
@@ -79,6 +130,18 @@ pub async fn trickle(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// End the session: the viewer's UDP port and its hold on the camera's connection are released.
+#[utoipa::path(
+    delete,
+    path = super::WHEP_SESSION,
+    operation_id = "whep_end",
+    tag = "webrtc",
+    params(super::openapi::WhepSession),
+    responses(
+        (status = 200, description = "Ended."),
+        (status = 404, description = "No such session.", body = super::ErrorBody),
+    ),
+)]
 pub async fn end(
     State(hub): State<Arc<Hub>>,
     Path((name, session)): Path<(String, String)>,

@@ -3,18 +3,23 @@
 //! and column. `${VAR}` in a camera's url, username or password is taken from
 //! the environment, so secrets need not sit in the file.
 
+mod camera;
+mod env;
 mod outputs;
+mod server;
 mod values;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use url::Url;
 
-use crate::secret::{Secret, redact_url};
+use crate::secret::Secret;
+pub use camera::{CameraConfig, CameraOptions, SourceSpec, validate_name};
+pub use env::interpolate;
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
+pub use server::{AuthConfig, ServerConfig, WebRtcConfig};
 pub use values::{ByteSize, Keep, Linger, PortRange, Seconds, Transport};
 
 /// A configuration error, already formatted with file, line and column.
@@ -30,94 +35,6 @@ struct FileConfig {
     server: ServerConfig,
     #[serde(default)]
     cameras: BTreeMap<String, Spanned<CameraEntry>>,
-}
-
-/// `server:` section.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address the HTTP API listens on. Default `127.0.0.1:8080`: set
-    /// `0.0.0.0:8080` to serve the LAN.
-    pub listen: String,
-    /// Who may use the API, streams and dashboard. None configured: open.
-    pub auth: AuthConfig,
-    /// Origins allowed to call the API from a browser page (CORS). Empty: CORS off.
-    pub cors_origins: Vec<String>,
-    /// Live view in browsers (WHEP).
-    pub webrtc: WebRtcConfig,
-    /// Bytes every camera's GOP cache may hold together (default: no limit).
-    pub memory_budget: Option<ByteSize>,
-}
-
-impl Default for ServerConfig {
-    fn default() -> Self {
-        ServerConfig {
-            listen: "127.0.0.1:8080".into(),
-            auth: AuthConfig::default(),
-            cors_origins: Vec::new(),
-            webrtc: WebRtcConfig::default(),
-            memory_budget: None,
-        }
-    }
-}
-
-/// `server.webrtc`: WHEP live view.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebRtcConfig {
-    /// Whether `POST .../whep` is served (default true).
-    pub enabled: bool,
-    /// UDP ports for media, one per viewer: `"40000-40100"`; default any free port.
-    pub ports: Option<PortRange>,
-    /// Addresses offered to browsers besides the one they reached the API at
-    /// (e.g. the public IP of a NAT that forwards `ports`).
-    pub ips: Vec<std::net::IpAddr>,
-    /// Viewers per camera at most (default 10).
-    pub max_viewers: u32,
-    /// A viewer whose ICE has not connected by then is dropped (default 10 s).
-    pub ice_timeout: Seconds,
-    /// How fast a new viewer gets the cached GOP, in Mbit/s (default 30): faster
-    /// shows the current picture sooner, too fast overruns a slow viewer's buffers.
-    pub burst_mbps: f64,
-}
-
-impl Default for WebRtcConfig {
-    fn default() -> Self {
-        WebRtcConfig {
-            enabled: true,
-            ports: None,
-            ips: Vec::new(),
-            max_viewers: 10,
-            ice_timeout: Seconds::from_secs(10),
-            burst_mbps: 30.0,
-        }
-    }
-}
-
-/// `server.auth`: bearer tokens and/or Basic users; `${VAR}` is read from the environment.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Accepted as `Authorization: Bearer TOKEN` (or `?token=TOKEN` for players that cannot set headers).
-    pub tokens: Vec<Secret>,
-    /// Accepted as HTTP Basic auth: user name to password.
-    pub users: BTreeMap<String, Secret>,
-    /// Whether `/metrics` needs credentials too (default true).
-    pub protect_metrics: bool,
-    /// Whether `/api/health` needs credentials too (default false: for load balancers).
-    pub protect_health: bool,
-}
-
-impl Default for AuthConfig {
-    fn default() -> Self {
-        AuthConfig { tokens: Vec::new(), users: BTreeMap::new(), protect_metrics: true, protect_health: false }
-    }
-}
-
-impl AuthConfig {
-    pub fn enabled(&self) -> bool {
-        !self.tokens.is_empty() || !self.users.is_empty()
-    }
 }
 
 /// One camera in the file: either just a URL or the long form.
@@ -144,248 +61,6 @@ impl<'de> Deserialize<'de> for CameraEntry {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-/// The long form of a camera. Every field but `url` has a default.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CameraOptions {
-    /// `rtsp://[user:pass@]host[:port]/path`, `file:///abs/path.mp4`, or a file
-    /// path (relative to the config file).
-    pub url: String,
-    /// Credentials, if not in the URL. `${VAR}` is read from the environment.
-    #[serde(default)]
-    pub username: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-    /// RTP transport for RTSP: `tcp` (default, interleaved) or `udp`.
-    #[serde(default)]
-    pub transport: Transport,
-    /// The floor of what runs with nobody asking: `connected` (default),
-    /// `on_demand` or `decoded`.
-    #[serde(default)]
-    pub keep: Keep,
-    /// How long the connection stays up after the last lease: -1 forever, 0 at once, N s.
-    #[serde(default = "defaults::connect_linger")]
-    pub connect_linger: Linger,
-    /// How long the decoder runs after the last lease: -1 forever (start at boot),
-    /// 0 at once, N seconds (default 10).
-    #[serde(default = "defaults::decode_linger")]
-    pub decode_linger: Linger,
-    /// Bound on the compressed frames kept since the newest keyframe (default 8MiB).
-    #[serde(default = "defaults::gop_cache_bytes")]
-    pub gop_cache_bytes: ByteSize,
-    /// Give up connecting after this long (default 10 s).
-    #[serde(default = "defaults::connect_timeout")]
-    pub connect_timeout: Seconds,
-    /// No data for this long means the camera is stalled: reconnect (default 10 s).
-    #[serde(default = "defaults::stall_timeout")]
-    pub stall_timeout: Seconds,
-    /// A snapshot that has no picture within this long answers 504 (default 10 s).
-    #[serde(default = "defaults::snapshot_timeout")]
-    pub snapshot_timeout: Seconds,
-    /// Default JPEG quality, 1-100 (default 80).
-    #[serde(default = "defaults::jpeg_quality")]
-    pub jpeg_quality: u8,
-    /// How long a shared JPEG encoder for one (quality, size) keeps running
-    /// after its last viewer: -1, 0 or N seconds (default 10).
-    #[serde(default = "defaults::decode_linger")]
-    pub variant_linger: Linger,
-    /// HTTP snapshot cameras (a URL that answers one JPEG): how often to ask (default 1 s).
-    #[serde(default = "defaults::poll_interval")]
-    pub poll_interval: Seconds,
-    /// Cold-start guard: after connecting, skip this many frames before a
-    /// snapshot may show one (cameras whose exposure needs a moment). Default 0.
-    #[serde(default)]
-    pub warmup_frames: u32,
-    /// Cold-start guard by time: skip frames captured within this long of connecting. Default 0.
-    #[serde(default = "defaults::warmup")]
-    pub warmup: Seconds,
-    /// Outputs for programs, by name: `shm` rings and `redis` streams (docs/shm.md, docs/redis.md).
-    #[serde(default)]
-    pub outputs: BTreeMap<String, OutputConfig>,
-    /// Bytes this camera may hold (GOP cache, decoded frame, JPEG cache); over it the
-    /// GOP cache stops growing for the rest of its GOP (counted). Default: no limit.
-    #[serde(default)]
-    pub memory_budget: Option<ByteSize>,
-    /// `live` (default) or `replay`: a file's every frame, in order, once, as fast as
-    /// the outputs' readers go (files only).
-    #[serde(default)]
-    pub mode: Mode,
-}
-
-mod defaults {
-    use super::*;
-    pub fn connect_linger() -> Linger {
-        Linger::After(std::time::Duration::from_secs(30))
-    }
-    pub fn decode_linger() -> Linger {
-        Linger::After(std::time::Duration::from_secs(10))
-    }
-    pub fn gop_cache_bytes() -> ByteSize {
-        ByteSize(8 << 20)
-    }
-    pub fn connect_timeout() -> Seconds {
-        Seconds::from_secs(10)
-    }
-    pub fn stall_timeout() -> Seconds {
-        Seconds::from_secs(10)
-    }
-    pub fn snapshot_timeout() -> Seconds {
-        Seconds::from_secs(10)
-    }
-    pub fn jpeg_quality() -> u8 {
-        80
-    }
-    pub fn poll_interval() -> Seconds {
-        Seconds::from_secs(1)
-    }
-    pub fn warmup() -> Seconds {
-        Seconds(std::time::Duration::ZERO)
-    }
-}
-
-impl CameraOptions {
-    /// The options of the one-line form `name: url`.
-    pub fn from_url(url: impl Into<String>) -> Self {
-        CameraOptions {
-            url: url.into(),
-            username: None,
-            password: None,
-            transport: Transport::default(),
-            keep: Keep::default(),
-            connect_linger: defaults::connect_linger(),
-            decode_linger: defaults::decode_linger(),
-            gop_cache_bytes: defaults::gop_cache_bytes(),
-            connect_timeout: defaults::connect_timeout(),
-            stall_timeout: defaults::stall_timeout(),
-            snapshot_timeout: defaults::snapshot_timeout(),
-            jpeg_quality: defaults::jpeg_quality(),
-            variant_linger: defaults::decode_linger(),
-            poll_interval: defaults::poll_interval(),
-            warmup_frames: 0,
-            warmup: defaults::warmup(),
-            outputs: BTreeMap::new(),
-            memory_budget: None,
-            mode: Mode::Live,
-        }
-    }
-}
-
-/// Where a camera's stream comes from, resolved from its URL.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SourceSpec {
-    /// RTSP URL with user info removed; credentials live in `CameraConfig`.
-    Rtsp(Url),
-    /// HTTP MJPEG stream or JPEG snapshot URL, user info removed.
-    Http(Url),
-    File(PathBuf),
-}
-
-/// A camera, validated and resolved, ready to run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CameraConfig {
-    pub name: String,
-    pub source: SourceSpec,
-    pub username: Option<String>,
-    pub password: Option<Secret>,
-    pub options: CameraOptions,
-}
-
-impl CameraConfig {
-    /// Builds a camera from options, resolving the URL, credentials and `${VAR}`s.
-    /// `base` is the directory relative file paths are taken from.
-    pub fn resolve(name: &str, mut options: CameraOptions, base: &Path) -> Result<Self, String> {
-        validate_name(name)?;
-        options.url = interpolate(&options.url)?;
-        let mut username = options.username.as_deref().map(interpolate).transpose()?;
-        let mut password = options.password.as_deref().map(interpolate).transpose()?;
-        for (key, v) in [
-            ("connect_timeout", options.connect_timeout),
-            ("stall_timeout", options.stall_timeout),
-            ("snapshot_timeout", options.snapshot_timeout),
-            ("poll_interval", options.poll_interval),
-        ] {
-            if v.0.is_zero() {
-                return Err(format!("{key} must be more than 0"));
-            }
-        }
-        if !(1..=100).contains(&options.jpeg_quality) {
-            return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality));
-        }
-        let source = if options.url.contains("://") {
-            let mut url =
-                Url::parse(&options.url).map_err(|e| format!("bad url {:?}: {e}", redact_str(&options.url)))?;
-            match url.scheme() {
-                "rtsp" | "http" => {
-                    if url.host_str().is_none_or(str::is_empty) {
-                        return Err(format!("url {} has no host", redact_url(&url)));
-                    }
-                    if !url.username().is_empty() && username.is_none() {
-                        username = Some(percent_decode(url.username()));
-                    }
-                    if let Some(p) = url.password()
-                        && password.is_none()
-                    {
-                        password = Some(percent_decode(p));
-                    }
-                    let _ = url.set_username("");
-                    let _ = url.set_password(None);
-                    if url.scheme() == "http" { SourceSpec::Http(url) } else { SourceSpec::Rtsp(url) }
-                }
-                "https" | "rtsps" => {
-                    return Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()));
-                }
-                "file" => SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?),
-                other => {
-                    return Err(format!(
-                        "unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)"
-                    ));
-                }
-            }
-        } else {
-            SourceSpec::File(base.join(&options.url))
-        };
-        outputs::validate(&mut options.outputs, interpolate)?;
-        if options.mode == Mode::Replay {
-            if !matches!(source, SourceSpec::File(_)) {
-                return Err("mode: replay is for files only (a live camera cannot be replayed)".into());
-            }
-            if options.outputs.is_empty() {
-                return Err("mode: replay needs at least one output (shm or redis) to replay into".into());
-            }
-        }
-        if password.is_some() && username.is_none() {
-            return Err("a password is set but no username".into());
-        }
-        options.username = None;
-        options.password = None;
-        Ok(CameraConfig { name: name.to_owned(), source, username, password: password.map(Secret::new), options })
-    }
-
-    /// The URL as it may be shown to anyone: no credentials.
-    pub fn display_url(&self) -> String {
-        match &self.source {
-            SourceSpec::Rtsp(u) | SourceSpec::Http(u) => redact_url(u),
-            SourceSpec::File(p) => format!("file://{}", p.display()),
-        }
-    }
-
-    /// The secrets that must never appear in any output for this camera.
-    pub fn secrets(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = self.password.iter().map(Secret::expose).collect();
-        for o in self.options.outputs.values() {
-            if let OutputConfig::Redis(r) = o
-                && let Ok(u) = Url::parse(r.url.expose())
-                && let Some(p) = u.password()
-            {
-                // The redis URL holds it percent-encoded; scrub() also catches the encoded form.
-                let at = r.url.expose().find(p).unwrap_or(0);
-                s.push(&r.url.expose()[at..at + p.len()]);
-            }
-        }
-        s
     }
 }
 
@@ -452,77 +127,6 @@ impl Config {
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", server.listen)))?;
         Ok(Config { server, cameras })
-    }
-}
-
-/// Camera names appear in URLs and file names: keep them plain.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(format!("bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'")) }
-}
-
-/// Replaces `${VAR}` with the environment variable, `${VAR:-default}` with a
-/// fallback; `$$` is a literal `$`.
-pub fn interpolate(s: &str) -> Result<String, String> {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find('$') {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 1..];
-        if let Some(stripped) = after.strip_prefix('$') {
-            out.push('$');
-            rest = stripped;
-        } else if let Some(body) = after.strip_prefix('{') {
-            let end = body.find('}').ok_or_else(|| "unclosed ${ in value".to_string())?;
-            let expr = &body[..end];
-            let (var, default) = match expr.split_once(":-") {
-                Some((v, d)) => (v, Some(d)),
-                None => (expr, None),
-            };
-            match (std::env::var(var), default) {
-                (Ok(v), _) => out.push_str(&v),
-                (Err(_), Some(d)) => out.push_str(d),
-                (Err(_), None) => {
-                    return Err(format!("environment variable {var} is not set (used as ${{{var}}})"));
-                }
-            }
-            rest = &body[end + 1..];
-        } else {
-            out.push('$');
-            rest = after;
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A URL-ish string with anything between `://` and `@` hidden.
-fn redact_str(s: &str) -> String {
-    match (s.find("://"), s.rfind('@')) {
-        (Some(a), Some(b)) if b > a => format!("{}://***@{}", &s[..a], &s[b + 1..]),
-        _ => s.to_owned(),
     }
 }
 

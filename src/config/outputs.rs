@@ -6,11 +6,14 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde::de::{self, Visitor};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 use crate::secret::Secret;
 
 /// Pixel formats an output can deliver.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PixelFormat {
     Gray,
@@ -45,14 +48,16 @@ pub enum Fps {
     Keyframes,
 }
 
+/// What `fps` accepts: said by a bad value's error and by its schema.
+const FPS_WHAT: &str = "frames per second (a number above 0, up to 1000) or \"keyframes\"";
+
 impl<'de> Deserialize<'de> for Fps {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;
-        const WHAT: &str = "frames per second (a number above 0, up to 1000) or \"keyframes\"";
         impl Visitor<'_> for V {
             type Value = Fps;
             fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str(WHAT)
+                f.write_str(FPS_WHAT)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Fps, E> {
                 self.visit_f64(v as f64)
@@ -61,7 +66,7 @@ impl<'de> Deserialize<'de> for Fps {
                 self.visit_f64(v as f64)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Fps, E> {
-                if v > 0.0 && v <= 1000.0 { Ok(Fps::Rate(v)) } else { Err(E::custom(format!("{v} is not {WHAT}"))) }
+                if v > 0.0 && v <= 1000.0 { Ok(Fps::Rate(v)) } else { Err(E::custom(format!("{v} is not {FPS_WHAT}"))) }
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Fps, E> {
                 match v.trim() {
@@ -69,7 +74,7 @@ impl<'de> Deserialize<'de> for Fps {
                     "all" => Ok(Fps::All),
                     s => s
                         .parse::<f64>()
-                        .map_err(|_| E::custom(format!("{v:?} is not {WHAT}")))
+                        .map_err(|_| E::custom(format!("{v:?} is not {FPS_WHAT}")))
                         .and_then(|f| self.visit_f64(f)),
                 }
             }
@@ -78,8 +83,16 @@ impl<'de> Deserialize<'de> for Fps {
     }
 }
 
+impl PartialSchema for Fps {
+    fn schema() -> RefOr<Schema> {
+        let number = ObjectBuilder::new().schema_type(Type::Number).exclusive_minimum(Some(0)).maximum(Some(1000));
+        super::values::number_or_text(FPS_WHAT, number, &["keyframes"])
+    }
+}
+impl ToSchema for Fps {}
+
 /// When an SHM output decodes.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OutputDemand {
     /// Only while a reader is attached to the ring.
@@ -90,7 +103,7 @@ pub enum OutputDemand {
 }
 
 /// `live` (latest frame, a slow reader skips) or `replay` (files: every frame once, paced by readers).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     #[default]
@@ -99,7 +112,7 @@ pub enum Mode {
 }
 
 /// One output, by kind.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "snake_case")]
 pub enum OutputConfig {
     Shm(ShmOptions),
@@ -107,20 +120,24 @@ pub enum OutputConfig {
 }
 
 /// `shm:` a ring of frames in `/dev/shm` (layout: docs/shm.md).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShmOptions {
+    /// Frames per second, evenly spaced, or `keyframes`; default every decoded frame.
     #[serde(default)]
     pub fps: Fps,
+    /// Scaled to this width, aspect kept (like snapshots); default the camera's size.
     #[serde(default)]
     pub width: Option<u32>,
     #[serde(default)]
     pub height: Option<u32>,
+    /// Pixel format of the frames (default `bgr24`).
     #[serde(default)]
     pub format: PixelFormat,
     /// Ring depth, 2-64 (default 4).
     #[serde(default = "default_slots")]
     pub slots: u32,
+    /// `auto` (default): decode only while a reader is attached; `always`.
     #[serde(default)]
     pub demand: OutputDemand,
     /// File mode as an octal string (default "0600").
@@ -133,10 +150,11 @@ pub struct ShmOptions {
 }
 
 /// `redis:` one Redis Streams record per published frame.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RedisOptions {
     /// `redis://[user:pass@]host[:port][/db]` or `unix:///path/redis.sock`; `${VAR}` is read from the environment.
+    #[schema(value_type = String)]
     pub url: Secret,
     /// Stream key (default `camhub:<camera>`).
     #[serde(default)]
@@ -144,6 +162,7 @@ pub struct RedisOptions {
     /// `XADD ... MAXLEN ~ maxlen` (default 1000).
     #[serde(default = "default_maxlen")]
     pub maxlen: u64,
+    /// Like `shm`: a rate, or `keyframes`; default every decoded frame.
     #[serde(default)]
     pub fps: Fps,
     /// Put the frame as a JPEG in the record (field `jpeg`).
@@ -161,6 +180,7 @@ pub struct RedisOptions {
     /// slot; rate and size are the ring's).
     #[serde(default)]
     pub ring: Option<String>,
+    /// As for `shm`: skip a frame that barely differs from the last one published (0-1).
     #[serde(default)]
     pub skip_similar: Option<f64>,
     /// Records held while Redis is slow or away; the oldest are dropped beyond (default 1000).

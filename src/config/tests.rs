@@ -1,3 +1,7 @@
+use std::path::PathBuf;
+
+use url::Url;
+
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {

@@ -1,11 +1,16 @@
 //! Value types of the config file: lingers, durations, byte sizes, enums.
 //! Each accepts the forms a person would write (`10`, `"10s"`, `"500ms"`, `-1`,
 //! `"8MiB"`) and rejects anything else with a message that says what is allowed.
+//! Their OpenAPI schemas say the same: a number or a text, described by the sentence
+//! the error message uses.
 
 use std::time::Duration;
 
 use serde::Deserialize;
 use serde::de::{self, Visitor};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::{PartialSchema, ToSchema};
 
 /// How long a tier keeps running after its last lease goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +63,7 @@ impl std::str::FromStr for PortRange {
 }
 
 /// RTP transport for RTSP.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     #[default]
@@ -67,7 +72,7 @@ pub enum Transport {
 }
 
 /// The floor of what a camera keeps running with nobody asking.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Keep {
     /// Nothing runs until someone asks; the first snapshot pays for connecting.
@@ -95,6 +100,12 @@ fn parse_duration(s: &str) -> Option<Duration> {
     let v: f64 = num.trim().parse().ok()?;
     (v.is_finite() && v >= 0.0 && v * mult < 1e9).then(|| Duration::from_secs_f64(v * mult))
 }
+
+// What each value type accepts: said by a bad value's error and by its schema.
+const LINGER: &str = "a linger: -1 (forever), 0 (stop at once), or seconds like 10 or \"500ms\"";
+const DURATION: &str = "a duration like 10, 2.5, \"500ms\" or \"1m\"";
+const SIZE: &str = "a size like 1048576, \"512KiB\" or \"8MiB\"";
+const PORTS: &str = "a UDP port or a range like \"40000-40100\"";
 
 struct NumOrStr<T>(fn(f64) -> Option<T>, fn(&str) -> Option<T>, &'static str);
 
@@ -132,11 +143,7 @@ impl<'de> Deserialize<'de> for Linger {
                 s => parse_duration(s).map(Linger::After),
             }
         }
-        d.deserialize_any(NumOrStr(
-            num,
-            text,
-            "a linger: -1 (forever), 0 (stop at once), or seconds like 10 or \"500ms\"",
-        ))
+        d.deserialize_any(NumOrStr(num, text, LINGER))
     }
 }
 
@@ -148,7 +155,7 @@ impl<'de> Deserialize<'de> for Seconds {
         fn text(s: &str) -> Option<Seconds> {
             parse_duration(s).map(Seconds)
         }
-        d.deserialize_any(NumOrStr(num, text, "a duration like 10, 2.5, \"500ms\" or \"1m\""))
+        d.deserialize_any(NumOrStr(num, text, DURATION))
     }
 }
 
@@ -174,7 +181,7 @@ impl<'de> Deserialize<'de> for ByteSize {
             let v: f64 = n.parse().ok()?;
             (v >= 0.0 && v * mult < 1e15).then_some(ByteSize((v * mult) as u64))
         }
-        d.deserialize_any(NumOrStr(num, text, "a size like 1048576, \"512KiB\" or \"8MiB\""))
+        d.deserialize_any(NumOrStr(num, text, SIZE))
     }
 }
 
@@ -186,9 +193,39 @@ impl<'de> Deserialize<'de> for PortRange {
         fn text(s: &str) -> Option<PortRange> {
             s.parse().ok()
         }
-        d.deserialize_any(NumOrStr(num, text, "a UDP port or a range like \"40000-40100\""))
+        d.deserialize_any(NumOrStr(num, text, PORTS))
     }
 }
+
+/// The schema of a value written as a number or as a text; `what` describes both.
+pub(super) fn number_or_text(what: &str, number: ObjectBuilder, texts: &[&str]) -> RefOr<Schema> {
+    let text = ObjectBuilder::new().schema_type(Type::String).examples(texts.iter().copied());
+    OneOfBuilder::new().item(number).item(text).description(Some(what)).into()
+}
+
+impl PartialSchema for Linger {
+    fn schema() -> RefOr<Schema> {
+        let number = ObjectBuilder::new().schema_type(Type::Number).minimum(Some(-1));
+        number_or_text(LINGER, number, &["forever", "500ms", "10s"])
+    }
+}
+impl ToSchema for Linger {}
+
+impl PartialSchema for Seconds {
+    fn schema() -> RefOr<Schema> {
+        let number = ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0));
+        number_or_text(DURATION, number, &["500ms", "10s", "1m"])
+    }
+}
+impl ToSchema for Seconds {}
+
+impl PartialSchema for ByteSize {
+    fn schema() -> RefOr<Schema> {
+        let number = ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0));
+        number_or_text(SIZE, number, &["512KiB", "8MiB", "8MB"])
+    }
+}
+impl ToSchema for ByteSize {}
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,96 @@
+//! The `server:` section: where the API listens, who may use it, and WebRTC.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::{ByteSize, PortRange, Seconds};
+use crate::secret::Secret;
+
+/// `server:` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address the HTTP API listens on. Default `127.0.0.1:8080`: set
+    /// `0.0.0.0:8080` to serve the LAN.
+    pub listen: String,
+    /// Who may use the API, streams and dashboard. None configured: open.
+    pub auth: AuthConfig,
+    /// Origins allowed to call the API from a browser page (CORS). Empty: CORS off.
+    pub cors_origins: Vec<String>,
+    /// Live view in browsers (WHEP).
+    pub webrtc: WebRtcConfig,
+    /// Bytes every camera's GOP cache may hold together (default: no limit).
+    pub memory_budget: Option<ByteSize>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8080".into(),
+            auth: AuthConfig::default(),
+            cors_origins: Vec::new(),
+            webrtc: WebRtcConfig::default(),
+            memory_budget: None,
+        }
+    }
+}
+
+/// `server.webrtc`: WHEP live view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebRtcConfig {
+    /// Whether `POST .../whep` is served (default true).
+    pub enabled: bool,
+    /// UDP ports for media, one per viewer: `"40000-40100"`; default any free port.
+    pub ports: Option<PortRange>,
+    /// Addresses offered to browsers besides the one they reached the API at
+    /// (e.g. the public IP of a NAT that forwards `ports`).
+    pub ips: Vec<std::net::IpAddr>,
+    /// Viewers per camera at most (default 10).
+    pub max_viewers: u32,
+    /// A viewer whose ICE has not connected by then is dropped (default 10 s).
+    pub ice_timeout: Seconds,
+    /// How fast a new viewer gets the cached GOP, in Mbit/s (default 30): faster
+    /// shows the current picture sooner, too fast overruns a slow viewer's buffers.
+    pub burst_mbps: f64,
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig {
+            enabled: true,
+            ports: None,
+            ips: Vec::new(),
+            max_viewers: 10,
+            ice_timeout: Seconds::from_secs(10),
+            burst_mbps: 30.0,
+        }
+    }
+}
+
+/// `server.auth`: bearer tokens and/or Basic users; `${VAR}` is read from the environment.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Accepted as `Authorization: Bearer TOKEN` (or `?token=TOKEN` for players that cannot set headers).
+    pub tokens: Vec<Secret>,
+    /// Accepted as HTTP Basic auth: user name to password.
+    pub users: BTreeMap<String, Secret>,
+    /// Whether `/metrics` needs credentials too (default true).
+    pub protect_metrics: bool,
+    /// Whether `/api/health` needs credentials too (default false: for load balancers).
+    pub protect_health: bool,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { tokens: Vec::new(), users: BTreeMap::new(), protect_metrics: true, protect_health: false }
+    }
+}
+
+impl AuthConfig {
+    pub fn enabled(&self) -> bool {
+        !self.tokens.is_empty() || !self.users.is_empty()
+    }
+}
