@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
@@ -37,7 +39,7 @@ impl Member {
 
     /// Outputs first (they hold leases on the camera), then the camera.
     async fn stop(&self) {
-        let outputs = self.outputs.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let outputs = self.outputs.lock().take();
         if let Some(o) = outputs {
             o.stop().await;
         }
@@ -90,7 +92,7 @@ impl Hub {
             stop: CancellationToken::new(),
         });
         hub.whep.configure(server.webrtc.clone());
-        let mut names = hub.from_file.lock().unwrap_or_else(|p| p.into_inner());
+        let mut names = hub.from_file.lock();
         for c in cameras {
             names.insert(c.name.clone());
             hub.insert(Member::start(c, &hub.clock, &hub.stop));
@@ -100,16 +102,16 @@ impl Hub {
     }
 
     fn insert(&self, m: Arc<Member>) -> Option<Arc<Member>> {
-        self.members.write().unwrap_or_else(|p| p.into_inner()).insert(m.camera.name().to_owned(), m)
+        self.members.write().insert(m.camera.name().to_owned(), m)
     }
 
     fn member(&self, name: &str) -> Option<Arc<Member>> {
-        self.members.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
+        self.members.read().get(name).cloned()
     }
 
     /// Adds a camera; fails if the name is taken.
     pub fn add(&self, cfg: CameraConfig) -> Result<Arc<Camera>, HubError> {
-        let mut all = self.members.write().unwrap_or_else(|p| p.into_inner());
+        let mut all = self.members.write();
         if all.contains_key(&cfg.name) {
             return Err(HubError::NameTaken(cfg.name));
         }
@@ -139,8 +141,8 @@ impl Hub {
 
     /// Stops and removes a camera, freeing everything it held.
     pub async fn remove(&self, name: &str) -> bool {
-        let m = self.members.write().unwrap_or_else(|p| p.into_inner()).remove(name);
-        self.from_file.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        let m = self.members.write().remove(name);
+        self.from_file.lock().remove(name);
         match m {
             Some(m) => {
                 m.stop().await;
@@ -156,7 +158,7 @@ impl Hub {
     pub async fn apply_file(&self, cameras: Vec<CameraConfig>) -> Applied {
         let mut out = Applied::default();
         let new_names: BTreeSet<String> = cameras.iter().map(|c| c.name.clone()).collect();
-        let old_names = self.from_file.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let old_names = self.from_file.lock().clone();
         for gone in old_names.difference(&new_names) {
             if self.remove(gone).await {
                 out.removed.push(gone.clone());
@@ -172,7 +174,7 @@ impl Hub {
                 Some(_) => out.changed.push(name.clone()),
             }
         }
-        *self.from_file.lock().unwrap_or_else(|p| p.into_inner()) = new_names;
+        *self.from_file.lock() = new_names;
         out
     }
 
@@ -181,7 +183,7 @@ impl Hub {
     }
 
     pub fn list(&self) -> Vec<Arc<Camera>> {
-        self.members.read().unwrap_or_else(|p| p.into_inner()).values().map(|m| m.camera.clone()).collect()
+        self.members.read().values().map(|m| m.camera.clone()).collect()
     }
 
     /// A camera's outputs for programs, as the API and metrics show them.
@@ -209,7 +211,7 @@ impl Hub {
     /// Stops every camera (outputs first, so they flush) and waits for them to
     /// finish; then cancels the whole tree, so anything still subscribed to it ends.
     pub async fn shutdown(&self) {
-        let all: Vec<_> = self.members.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let all: Vec<_> = self.members.read().values().cloned().collect();
         futures::future::join_all(all.iter().map(|m| m.stop())).await;
         self.stop.cancel();
     }

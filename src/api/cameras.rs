@@ -157,7 +157,7 @@ fn describe_output(o: &OutputStats) -> serde_json::Value {
             "queued": q.len(),
             "sent": q.sent.load(Ordering::Relaxed),
             "dropped": q.dropped.load(Ordering::Relaxed),
-            "error": q.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+            "error": q.last_error.lock().clone(),
         });
     }
     v

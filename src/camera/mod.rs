@@ -13,7 +13,9 @@ mod tests;
 mod variant;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -112,7 +114,7 @@ impl Shared {
     /// The channel of a variant's newest JPEG, made on first use; at most
     /// `MAX_VARIANTS` distinct variants per camera.
     fn variant_sender(&self, key: VariantKey) -> Result<watch::Sender<Option<Arc<VariantFrame>>>, LeaseError> {
-        let mut v = self.variants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = self.variants.lock();
         if !v.contains_key(&key) && v.len() >= MAX_VARIANTS {
             return Err(LeaseError::TooManyVariants);
         }
@@ -206,7 +208,7 @@ impl Camera {
             Tier::Keyframes => &[Tier::Connected, Tier::Keyframes],
         };
         {
-            let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = self.shared.demand.lock();
             for t in tiers {
                 d.acquire(*t);
             }
@@ -220,7 +222,7 @@ impl Camera {
     pub fn lease_variant(&self, key: VariantKey) -> Result<(Lease, VariantRx), LeaseError> {
         let rx = self.shared.variant_sender(key)?.subscribe();
         {
-            let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = self.shared.demand.lock();
             d.acquire(Tier::Connected);
             d.acquire_variant(key);
         }
@@ -251,7 +253,7 @@ impl Camera {
     /// Replay cameras: every decoded picture in order (`None` at the end of the
     /// file), once, for the one consumer that takes this. The decoder waits for it.
     pub fn take_replay_frames(&self) -> Option<std::sync::mpsc::Receiver<Option<Arc<Frame>>>> {
-        self.shared.replay.as_ref()?.rx.lock().unwrap_or_else(|p| p.into_inner()).take()
+        self.shared.replay.as_ref()?.rx.lock().take()
     }
 
     /// The newest JPEG the camera sent, however old (JPEG cameras only).
@@ -261,11 +263,11 @@ impl Camera {
 
     /// Leases held per variant.
     pub fn variant_leases(&self) -> Vec<(VariantKey, u32)> {
-        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).variant_leases()
+        self.shared.demand.lock().variant_leases()
     }
 
     pub fn leases(&self, tier: Tier) -> u32 {
-        self.shared.demand.lock().unwrap_or_else(|p| p.into_inner()).leases(tier)
+        self.shared.demand.lock().leases(tier)
     }
 
     /// What this camera holds, in bytes, by kind (its consumers' rings are the hub's to add).
@@ -299,7 +301,7 @@ impl Camera {
     /// returns when the actor has finished.
     pub async fn stop(&self) {
         self.shared.stop.cancel();
-        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let task = self.task.lock().take();
         if let Some(t) = task {
             let _ = t.await;
         }
@@ -318,7 +320,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let now = self.shared.clock.now();
         {
-            let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            let mut d = self.shared.demand.lock();
             for t in self.tiers {
                 d.release(*t, now);
             }

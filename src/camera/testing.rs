@@ -5,8 +5,10 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -54,12 +56,12 @@ impl ScriptedSource {
     /// The next attempt connects; units sent on the returned feed flow; dropping it ends the stream.
     pub fn accept(&self, clock: &Clock) -> Feed {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.attempts.lock().unwrap().push_back(Attempt::Accept(rx));
+        self.attempts.lock().push_back(Attempt::Accept(rx));
         Feed { tx, clock: clock.clone() }
     }
 
     pub fn refuse(&self, e: Error) {
-        self.attempts.lock().unwrap().push_back(Attempt::Refuse(e));
+        self.attempts.lock().push_back(Attempt::Refuse(e));
     }
 
     /// Connection attempts so far.
@@ -71,7 +73,7 @@ impl ScriptedSource {
 impl Source for ScriptedSource {
     fn open(&self) -> BoxFuture<'static, Result<UnitStream>> {
         self.opens.fetch_add(1, Ordering::SeqCst);
-        let next = self.attempts.lock().unwrap().pop_front();
+        let next = self.attempts.lock().pop_front();
         Box::pin(async move {
             match next {
                 Some(Attempt::Refuse(e)) => Err(e),

@@ -3,7 +3,9 @@
 //! encode, later ones take the bytes. Bounded to the few newest keys.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 use tokio::sync::OnceCell;
@@ -45,7 +47,7 @@ impl JpegCache {
     ) -> Result<(Bytes, bool)> {
         let key = JpegKey { frame_id: frame.frame_id, quality, width: size.0, height: size.1 };
         let cell = {
-            let mut e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            let mut e = self.entries.lock();
             match e.iter().find(|(k, _)| *k == key) {
                 Some((_, c)) => c.clone(),
                 None => {
@@ -85,14 +87,14 @@ impl JpegCache {
 
     /// The newest JPEG already made (for `cached=true`), if any.
     pub fn newest(&self) -> Option<(JpegKey, Bytes)> {
-        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = self.entries.lock();
         e.iter()
             .filter_map(|(k, c)| c.get().and_then(|r| r.as_ref().ok()).map(|b| (*k, b.clone())))
             .max_by_key(|(k, _)| k.frame_id)
     }
 
     pub fn bytes(&self) -> usize {
-        let e = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = self.entries.lock();
         e.iter().filter_map(|(_, c)| c.get().and_then(|r| r.as_ref().ok())).map(Bytes::len).sum()
     }
 }

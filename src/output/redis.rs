@@ -4,11 +4,12 @@
 //! at most every ~25 ms or ~100 records, reconnecting with backoff.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use tokio::sync::Notify;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -64,8 +65,8 @@ impl RecordQueue {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Record>> {
-        self.q.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Record>> {
+        self.q.lock()
     }
 
     pub fn len(&self) -> usize {
@@ -95,7 +96,7 @@ impl RecordQueue {
             if stop.is_cancelled() {
                 return false;
             }
-            q = self.space.wait_timeout(q, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
+            self.space.wait_for(&mut q, Duration::from_millis(100));
         }
         q.push_back(r);
         drop(q);
@@ -125,7 +126,7 @@ impl RecordQueue {
     }
 
     fn set_error(&self, e: Option<String>) {
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+        *self.last_error.lock() = e;
     }
 }
 
@@ -222,7 +223,7 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, stop: CancellationToke
 }
 
 fn fail(queue: &RecordQueue, label: &str, msg: String) {
-    if queue.connected.swap(false, Ordering::Relaxed) || queue.last_error.lock().map_or(true, |e| e.is_none()) {
+    if queue.connected.swap(false, Ordering::Relaxed) || queue.last_error.lock().is_none() {
         tracing::warn!(output = %label, "{msg}");
     }
     queue.set_error(Some(msg));

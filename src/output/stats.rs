@@ -1,8 +1,10 @@
 //! What the API and metrics show of one output: its counters, state and error.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64};
-use std::sync::{Arc, Mutex};
+
+use parking_lot::Mutex;
 
 use super::redis::RecordQueue;
 
@@ -41,10 +43,10 @@ impl OutputStats {
     }
 
     pub(super) fn set_error(&self, e: Option<String>) {
-        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = e;
+        *self.error.lock() = e;
     }
 
     pub fn error(&self) -> Option<String> {
-        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.error.lock().clone()
     }
 }

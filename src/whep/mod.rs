@@ -15,7 +15,9 @@ mod viewer;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Once};
+
+use parking_lot::Mutex;
 use std::time::Instant;
 
 use str0m::change::SdpOffer;
@@ -109,16 +111,16 @@ impl Whep {
     }
 
     pub fn configure(&self, c: WebRtcConfig) {
-        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = c;
+        *self.config.lock() = c;
     }
 
     fn config(&self) -> WebRtcConfig {
-        self.config.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.config.lock().clone()
     }
 
     pub fn viewers(&self, camera: &str) -> Vec<ViewerInfo> {
         let now = self.clock.now();
-        let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.sessions.lock();
         s.iter()
             .filter(|(_, v)| v.camera == camera)
             .map(|(id, v)| ViewerInfo {
@@ -198,7 +200,7 @@ impl Whep {
         let (control, control_rx) = mpsc::channel(16);
         let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let units_sent = Arc::new(AtomicU64::new(0));
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(
+        self.sessions.lock().insert(
             id.clone(),
             Session {
                 camera: cam.name().to_owned(),
@@ -227,7 +229,7 @@ impl Whep {
             async move {
                 info!("viewer joined (udp port {port})");
                 let why = viewer.run().await;
-                sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&sid);
+                sessions.lock().remove(&sid);
                 info!("viewer left: {why}");
             }
             .instrument(span),
@@ -237,7 +239,7 @@ impl Whep {
 
     /// Ends a session (`DELETE` on its URL).
     pub fn delete(&self, camera: &str, id: &str) -> bool {
-        let mut s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.sessions.lock();
         match s.get(id) {
             Some(v) if v.camera == camera => {
                 // Dropping the sender ends the viewer's task.
@@ -251,7 +253,7 @@ impl Whep {
     /// Trickled ICE (`PATCH` with an `application/trickle-ice-sdpfrag` body).
     pub fn trickle(&self, camera: &str, id: &str, sdpfrag: &str) -> Result<usize, WhepError> {
         let tx = {
-            let s = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let s = self.sessions.lock();
             match s.get(id) {
                 Some(v) if v.camera == camera => v.control.clone(),
                 _ => return Err(err(Refusal::NoSession, "no such WebRTC session")),

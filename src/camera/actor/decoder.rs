@@ -78,7 +78,7 @@ impl Actor {
     /// running decoder restarts from the GOP cache, so the switch loses nothing.
     pub(super) fn set_keyframes_only(&mut self, now: Instant) {
         let only = {
-            let d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+            let d = self.shared.demand.lock();
             !d.wanted(Tier::Decoding, now) && d.wanted(Tier::Keyframes, now)
         };
         if only != self.keyframes_only {

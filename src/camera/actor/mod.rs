@@ -87,7 +87,7 @@ impl Actor {
     }
 
     fn wants(&self, now: Instant) -> Wants {
-        let mut d = self.shared.demand.lock().unwrap_or_else(|p| p.into_inner());
+        let mut d = self.shared.demand.lock();
         Wants {
             connected: d.wanted(Tier::Connected, now),
             decoding: d.wanted(Tier::Decoding, now) || d.wanted(Tier::Keyframes, now),
@@ -183,7 +183,7 @@ impl Actor {
         }
         if let Some(q) = &self.shared.replay {
             // Nobody took the replay's pictures: let a decoder waiting on them go.
-            drop(q.rx.lock().unwrap_or_else(|p| p.into_inner()).take());
+            drop(q.rx.lock().take());
         }
         if let DecoderState::Syncing(d) | DecoderState::Running(d) =
             std::mem::replace(&mut self.decoder, DecoderState::Off)
@@ -318,7 +318,7 @@ impl Actor {
             stop.cancel();
             debug!("variant {key:?} stopped");
         }
-        let mut v = self.shared.variants.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v = self.shared.variants.lock();
         if v.get(&key).is_some_and(|tx| tx.receiver_count() == 0) {
             v.remove(&key);
         }
