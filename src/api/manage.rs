@@ -36,7 +36,7 @@ fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig
     };
     let options: CameraOptions =
         serde_json::from_value(v).map_err(|e| bad(format!("bad camera options: {e}"), Some(&name)))?;
-    CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e, Some(&name)))
+    CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e.to_string(), Some(&name)))
 }
 
 /// Add a camera.

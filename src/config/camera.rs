@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use url::Url;
 
-use super::env::interpolate;
+use super::env::{EnvError, interpolate};
 use super::{ByteSize, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
 use crate::secret::{Secret, redact_url};
 
@@ -159,10 +159,27 @@ pub struct CameraConfig {
     pub options: CameraOptions,
 }
 
+/// Why a camera's options were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CameraConfigError {
+    /// A `${VAR}` could not be resolved.
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    /// A bad value, with what is allowed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<String> for CameraConfigError {
+    fn from(s: String) -> Self {
+        CameraConfigError::Invalid(s)
+    }
+}
+
 impl CameraConfig {
     /// Builds a camera from options, resolving the URL, credentials and `${VAR}`s.
     /// `base` is the directory relative file paths are taken from.
-    pub fn resolve(name: &str, mut options: CameraOptions, base: &Path) -> Result<Self, String> {
+    pub fn resolve(name: &str, mut options: CameraOptions, base: &Path) -> Result<Self, CameraConfigError> {
         validate_name(name)?;
         options.url = interpolate(&options.url)?;
         let mut username = options.username.as_deref().map(interpolate).transpose()?;
@@ -174,11 +191,11 @@ impl CameraConfig {
             ("poll_interval", options.poll_interval),
         ] {
             if v.0.is_zero() {
-                return Err(format!("{key} must be more than 0"));
+                return Err(format!("{key} must be more than 0").into());
             }
         }
         if !(1..=100).contains(&options.jpeg_quality) {
-            return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality));
+            return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality).into());
         }
         let source = if options.url.contains("://") {
             let mut url =
@@ -186,7 +203,7 @@ impl CameraConfig {
             match url.scheme() {
                 "rtsp" | "http" => {
                     if url.host_str().is_none_or(str::is_empty) {
-                        return Err(format!("url {} has no host", redact_url(&url)));
+                        return Err(format!("url {} has no host", redact_url(&url)).into());
                     }
                     if !url.username().is_empty() && username.is_none() {
                         username = Some(percent_decode(url.username()));
@@ -201,13 +218,14 @@ impl CameraConfig {
                     if url.scheme() == "http" { SourceSpec::Http(url) } else { SourceSpec::Rtsp(url) }
                 }
                 "https" | "rtsps" => {
-                    return Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()));
+                    return Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()).into());
                 }
                 "file" => SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?),
                 other => {
                     return Err(format!(
                         "unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)"
-                    ));
+                    )
+                    .into());
                 }
             }
         } else {
@@ -216,14 +234,14 @@ impl CameraConfig {
         outputs::validate(&mut options.outputs, interpolate)?;
         if options.mode == Mode::Replay {
             if !matches!(source, SourceSpec::File(_)) {
-                return Err("mode: replay is for files only (a live camera cannot be replayed)".into());
+                return Err("mode: replay is for files only (a live camera cannot be replayed)".to_owned().into());
             }
             if options.outputs.is_empty() {
-                return Err("mode: replay needs at least one output (shm or redis) to replay into".into());
+                return Err("mode: replay needs at least one output (shm or redis) to replay into".to_owned().into());
             }
         }
         if password.is_some() && username.is_none() {
-            return Err("a password is set but no username".into());
+            return Err("a password is set but no username".to_owned().into());
         }
         options.username = None;
         options.password = None;
@@ -256,11 +274,11 @@ impl CameraConfig {
 }
 
 /// Camera names appear in URLs and file names: keep them plain.
-pub fn validate_name(name: &str) -> Result<(), String> {
+pub fn validate_name(name: &str) -> Result<(), CameraConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok { Ok(()) } else { Err(format!("bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'")) }
+    if ok { Ok(()) } else { Err(format!("bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'").into()) }
 }
 
 fn percent_decode(s: &str) -> String {

@@ -16,8 +16,8 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::secret::Secret;
-pub use camera::{CameraConfig, CameraOptions, SourceSpec, validate_name};
-pub use env::interpolate;
+pub use camera::{CameraConfig, CameraConfigError, CameraOptions, SourceSpec, validate_name};
+pub use env::{EnvError, interpolate};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
 pub use server::{AuthConfig, ServerConfig, WebRtcConfig};
 pub use values::{ByteSize, Keep, Linger, PortRange, Seconds, Transport};
@@ -98,16 +98,17 @@ impl Config {
             };
             let cam = CameraConfig::resolve(&name, options, base).map_err(|e| {
                 // An unset variable is pointed at where it is used, not at the camera.
-                let at = e
-                    .split_once("(used as ")
-                    .and_then(|(_, used)| {
-                        let var = used.trim_end_matches(')');
+                let at = match &e {
+                    CameraConfigError::Env(EnvError::Unset(var)) => {
+                        let used = format!("${{{var}");
                         text.lines()
                             .enumerate()
                             .skip((line as usize).saturating_sub(1))
-                            .find_map(|(i, l)| l.find(var).map(|c| (i + 1, c + 1)))
-                    })
-                    .map_or_else(|| format!("{origin}:{line}:{col}"), |(l, c)| format!("{origin}:{l}:{c}"));
+                            .find_map(|(i, l)| l.find(&used).map(|c| (i + 1, c + 1)))
+                    }
+                    _ => None,
+                }
+                .map_or_else(|| format!("{origin}:{line}:{col}"), |(l, c)| format!("{origin}:{l}:{c}"));
                 ConfigError(format!("{at}: camera {name:?}: {e}"))
             })?;
             cameras.push(cam);
@@ -115,6 +116,7 @@ impl Config {
         let mut server = file.server;
         let secret = |v: &Secret, what: &str| {
             interpolate(v.expose())
+                .map_err(|e| e.to_string())
                 .and_then(|s| if s.is_empty() { Err(format!("{what} is empty")) } else { Ok(Secret::new(s)) })
                 .map_err(|e| ConfigError(format!("{origin}: server.auth: {e}")))
         };

@@ -229,7 +229,7 @@ fn check_skip(s: Option<f64>) -> Result<(), String> {
 /// Checks every output of a camera; `${VAR}` in Redis URLs is resolved here.
 pub fn validate(
     outputs: &mut BTreeMap<String, OutputConfig>,
-    interpolate: impl Fn(&str) -> Result<String, String>,
+    interpolate: impl Fn(&str) -> Result<String, super::EnvError>,
 ) -> Result<(), String> {
     let shm_names: Vec<String> =
         outputs.iter().filter(|(_, o)| matches!(o, OutputConfig::Shm(_))).map(|(n, _)| n.clone()).collect();
@@ -259,7 +259,7 @@ pub fn validate(
             OutputConfig::Redis(r) => {
                 check_size(r.width, r.height).map_err(at)?;
                 check_skip(r.skip_similar).map_err(at)?;
-                let url = interpolate(r.url.expose()).map_err(at)?;
+                let url = interpolate(r.url.expose()).map_err(|e| at(e.to_string()))?;
                 let parsed = url::Url::parse(&url).map_err(|e| at(format!("bad redis url: {e}")))?;
                 if !["redis", "unix", "redis+unix"].contains(&parsed.scheme()) {
                     return Err(at(format!(
