@@ -16,6 +16,7 @@ use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::Frame;
 use crate::media::{Codec, EncodedUnit};
+use crate::telemetry::metrics::Latency;
 use crate::telemetry::stats::Counters;
 
 /// Live units the decoder may fall behind by before it is restarted from the GOP cache.
@@ -58,14 +59,13 @@ pub enum SendError {
 }
 
 impl Decoder {
-    /// Starts a decoder thread that first decodes `replay` (a GOP from its keyframe).
+    /// Starts a thread that drives `ctx`, first decoding `replay` (a GOP from its keyframe).
     pub fn start(
         camera: &str,
-        codec: Codec,
+        ctx: SyncDecoder,
         replay: Vec<Arc<EncodedUnit>>,
         out: watch::Sender<DecodeProgress>,
         counters: Arc<Counters>,
-        clock: Clock,
         sink: Option<FrameSink>,
     ) -> Result<Decoder> {
         // Two more than the live units: the replay and the flush always fit.
@@ -74,7 +74,6 @@ impl Decoder {
         if !replay.is_empty() {
             let _ = tx.try_send(Msg::Replay(replay));
         }
-        let ctx = SyncDecoder::new(codec, clock)?;
         let span = tracing::info_span!("decoder", camera = camera);
         let thread_room = room.clone();
         let thread = thread::Builder::new()
@@ -157,10 +156,12 @@ pub struct SyncDecoder {
     need_keyframe: bool,
     decoded: ffmpeg_next::frame::Video,
     clock: Clock,
+    /// Time to decode one unit.
+    latency: Latency,
 }
 
 impl SyncDecoder {
-    pub fn new(codec: Codec, clock: Clock) -> Result<Self> {
+    pub fn new(codec: Codec, clock: Clock, latency: Latency) -> Result<Self> {
         crate::media::init_ffmpeg();
         Ok(SyncDecoder {
             dec: open_codec(codec)?,
@@ -168,6 +169,7 @@ impl SyncDecoder {
             need_keyframe: true,
             decoded: ffmpeg_next::frame::Video::empty(),
             clock,
+            latency,
         })
     }
 
@@ -192,7 +194,7 @@ impl SyncDecoder {
             self.need_keyframe = true;
         }
         self.receive(counters, &mut out);
-        crate::telemetry::metrics::DECODE.observe(self.clock.since(t));
+        self.latency.observe(self.clock.since(t));
     }
 
     /// The pictures still inside the decoder, at the end of a stream.

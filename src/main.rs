@@ -86,7 +86,9 @@ fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -
     let shown = cfg.display_url();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let shot = rt.block_on(async {
-        let cam = camhub::camera::Camera::spawn(cfg, camhub::clock::Clock::real(), Default::default());
+        let clock = camhub::clock::Clock::real();
+        let metrics = std::sync::Arc::new(camhub::telemetry::metrics::Metrics::new(clock.wall(), &[]));
+        let cam = camhub::camera::Camera::spawn(cfg, clock, metrics, Default::default());
         let shot = camhub::snapshot::take(&cam, &req).await;
         cam.stop().await;
         shot

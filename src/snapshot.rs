@@ -45,11 +45,6 @@ pub enum SnapshotSource {
 }
 
 impl SnapshotSource {
-    /// Position in `metrics::SNAPSHOT`.
-    pub fn index(self) -> usize {
-        self as usize
-    }
-
     pub const ALL: [SnapshotSource; 4] =
         [SnapshotSource::Cache, SnapshotSource::Warm, SnapshotSource::Gop, SnapshotSource::Cold];
 

@@ -1,16 +1,16 @@
-//! `/metrics` read by Prometheus' own parser (prometheus_client from PyPI, in the
-//! venv `make test` sets up), and `/api/health`.
+//! `/metrics` read by Prometheus' own OpenMetrics parser (prometheus_client from
+//! PyPI, in the venv `make test` sets up), and `/api/health`.
 
 mod common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
 use serde_json::Value;
 
-/// Parses exposition text with prometheus_client; returns {family: {type, samples}}.
+/// Parses OpenMetrics text with prometheus_client; returns {family: {type, unit, samples}}.
 fn parse(text: &str) -> Value {
     let python = repo().join(".venv/bin/python");
     assert!(python.exists(), "no .venv: run `make test`, which sets it up");
@@ -56,7 +56,7 @@ fn metrics_parse_and_tell_the_truth() {
     }
     let r = hub.get("/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert_eq!(r.header("content-type").unwrap(), "application/openmetrics-text; version=1.0.0; charset=utf-8");
     let text = r.text();
     assert!(!text.contains("Metr1cs-Secret"));
     let m = parse(&text);
@@ -77,6 +77,7 @@ fn metrics_parse_and_tell_the_truth() {
     assert_eq!(sample(&m, "camhub_leases", "camhub_leases", &[("camera", "cam"), ("tier", "variant")]), 0.0);
 
     assert_eq!(m["camhub_snapshot_duration_seconds"]["type"], "histogram");
+    assert_eq!(m["camhub_snapshot_duration_seconds"]["unit"], "seconds");
     let warm =
         sample(&m, "camhub_snapshot_duration_seconds", "camhub_snapshot_duration_seconds_count", &[("source", "warm")]);
     assert!(warm >= 3.0, "{warm} warm snapshots counted");
@@ -92,6 +93,12 @@ fn metrics_parse_and_tell_the_truth() {
     assert!(sample(&m, "process_resident_memory_bytes", "process_resident_memory_bytes", &[]) > 1e6);
     assert!(sample(&m, "process_open_fds", "process_open_fds", &[]) > 3.0);
     assert!(sample(&m, "process_cpu_seconds", "process_cpu_seconds_total", &[]) > 0.0);
+    let started = sample(&m, "process_start_time_seconds", "process_start_time_seconds", &[]);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64();
+    assert!(started <= now && now - started < 60.0, "started at {started}, now {now}");
+    assert_eq!(m["camhub_build"]["type"], "info");
+    let version = env!("CARGO_PKG_VERSION");
+    assert_eq!(sample(&m, "camhub_build", "camhub_build_info", &[("version", version)]), 1.0);
 
     let h = hub.get("/api/health").json();
     assert_eq!(h["status"], "degraded", "{h}");

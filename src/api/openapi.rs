@@ -14,6 +14,7 @@ use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
 use super::{cameras, manage, metrics, mjpeg, snapshot, whep};
 use crate::config::{CameraOptions, Keep, Mode, Transport};
+use crate::hub::metrics::{STATES, state_name};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -148,7 +149,7 @@ fn enum_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
 
 /// The states a camera reports (`camera::State`, as `/metrics` lists them).
 fn states() -> Object {
-    let names: Vec<String> = metrics::STATES.iter().map(|s| metrics::state_name(*s)).collect();
+    let names: Vec<String> = STATES.iter().map(|s| state_name(*s)).collect();
     enum_of(names.iter().map(String::as_str))
 }
 

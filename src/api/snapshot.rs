@@ -73,7 +73,7 @@ pub async fn get(
         }
         err
     })?;
-    crate::telemetry::metrics::SNAPSHOT[shot.source.index()].observe(cam.clock().since(started));
+    hub.metrics().observe_snapshot(shot.source.as_str(), cam.clock().since(started));
     let age = cam.clock().since(shot.captured_mono);
     let mut h = HeaderMap::new();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));

@@ -28,6 +28,7 @@ use crate::encode::JpegCache;
 use crate::media::EncodedUnit;
 use crate::media::Frame;
 use crate::source::Source;
+use crate::telemetry::metrics::Metrics;
 use crate::telemetry::stats::Counters;
 pub use status::{State, Status};
 pub use variant::{VariantFrame, VariantRx};
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     /// Cancelled when the camera stops; its variants' and consumers' tokens are its children.
     pub stop: CancellationToken,
     pub clock: Clock,
+    /// The hub's registry: the decoder and the JPEG encoder observe their latency into it.
+    pub metrics: Arc<Metrics>,
     /// Each variant's newest JPEG; created by the first lease, dropped when its encoder stops unwatched.
     pub variants: Mutex<HashMap<VariantKey, watch::Sender<Option<Arc<VariantFrame>>>>>,
     /// JPEG cameras: the newest frame exactly as the camera sent it.
@@ -138,11 +141,12 @@ pub struct Camera {
 }
 
 impl Camera {
-    /// Starts the camera's actor on the current tokio runtime. `stop` is the
-    /// camera's own token (a child of its owner's): cancelling it stops the camera.
-    pub fn spawn(config: CameraConfig, clock: Clock, stop: CancellationToken) -> Arc<Camera> {
+    /// Starts the camera's actor on the current tokio runtime. `metrics` is the
+    /// registry its stages observe into; `stop` is the camera's own token (a child
+    /// of its owner's): cancelling it stops the camera.
+    pub fn spawn(config: CameraConfig, clock: Clock, metrics: Arc<Metrics>, stop: CancellationToken) -> Arc<Camera> {
         let source = crate::source::for_camera(&config, &clock);
-        Self::spawn_with_source(config, source, clock, stop)
+        Self::spawn_with_source(config, source, clock, metrics, stop)
     }
 
     /// Starts a camera reading from the given source (tests script their own,
@@ -151,6 +155,7 @@ impl Camera {
         config: CameraConfig,
         source: Arc<dyn Source>,
         clock: Clock,
+        metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> Arc<Camera> {
         let o = &config.options;
@@ -164,9 +169,10 @@ impl Camera {
             status: watch::channel(Status::new(clock.wall())).0,
             progress: watch::channel(DecodeProgress::default()).0,
             counters: Arc::default(),
-            jpegs: JpegCache::new(2 * MAX_VARIANTS, clock.clone()),
+            jpegs: JpegCache::new(2 * MAX_VARIANTS, clock.clone(), metrics.jpeg_encode()),
             stop,
             clock,
+            metrics,
             variants: Mutex::default(),
             passthrough: watch::channel(None).0,
             replay: (config.options.mode == crate::config::Mode::Replay).then(|| {

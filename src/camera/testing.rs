@@ -22,6 +22,7 @@ use crate::config::{CameraConfig, CameraOptions};
 use crate::error::{Error, Result};
 use crate::media::EncodedUnit;
 use crate::source::{Source, UnitStream};
+use crate::telemetry::metrics::Metrics;
 
 /// One scripted connection attempt.
 enum Attempt {
@@ -110,7 +111,8 @@ pub fn camera(source: Arc<ScriptedSource>, clock: &Clock, edit: impl FnOnce(&mut
     let mut o = CameraOptions::from_url("rtsp://scripted.invalid/cam");
     edit(&mut o);
     let cfg = CameraConfig::resolve("cam", o, Path::new("/")).expect("a valid camera");
-    Camera::spawn_with_source(cfg, source, clock.clone(), CancellationToken::new())
+    let metrics = Arc::new(Metrics::new(clock.wall(), &[]));
+    Camera::spawn_with_source(cfg, source, clock.clone(), metrics, CancellationToken::new())
 }
 
 /// Waits (in real time, bounded) until the camera's status satisfies `pred`.

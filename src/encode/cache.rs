@@ -13,6 +13,7 @@ use tokio::sync::OnceCell;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::media::Frame;
+use crate::telemetry::metrics::Latency;
 use crate::telemetry::stats::Counters;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,11 +30,13 @@ pub struct JpegCache {
     entries: Mutex<VecDeque<(JpegKey, Cell)>>,
     capacity: usize,
     clock: Clock,
+    /// Time to make one JPEG, scaling included.
+    latency: Latency,
 }
 
 impl JpegCache {
-    pub fn new(capacity: usize, clock: Clock) -> Self {
-        JpegCache { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1), clock }
+    pub fn new(capacity: usize, clock: Clock, latency: Latency) -> Self {
+        JpegCache { entries: Mutex::new(VecDeque::new()), capacity: capacity.max(1), clock, latency }
     }
 
     /// The JPEG for `frame` at `quality` and `size`; encodes at most once per key.
@@ -63,12 +66,13 @@ impl JpegCache {
         let hit = cell.initialized();
         let counters = counters.clone();
         let clock = self.clock.clone();
+        let latency = self.latency.clone();
         let bytes = cell
             .get_or_init(|| async move {
                 let out = tokio::task::spawn_blocking(move || {
                     let t = clock.now();
                     let r = super::encode_jpeg(&frame, quality, size);
-                    crate::telemetry::metrics::ENCODE.observe(clock.since(t));
+                    latency.observe(clock.since(t));
                     r
                 })
                 .await

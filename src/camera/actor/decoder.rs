@@ -8,7 +8,7 @@ use tracing::{debug, warn};
 use super::Actor;
 use super::conn::Gate;
 use crate::camera::demand::Tier;
-use crate::decode::Decoder;
+use crate::decode::{Decoder, SyncDecoder};
 use crate::error::Result;
 
 /// The decoder, as far as the actor runs one.
@@ -59,13 +59,13 @@ impl Actor {
         // Keyframes only: the GOP's keyframe is all the decoder needs.
         let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
         let n = replay.len();
+        let ctx = SyncDecoder::new(codec, self.shared.clock.clone(), self.shared.metrics.decode())?;
         let d = Decoder::start(
             &self.shared.config.name,
-            codec,
+            ctx,
             replay,
             self.shared.progress.clone(),
             self.shared.counters.clone(),
-            self.shared.clock.clone(),
             self.shared.replay.as_ref().map(|q| q.tx.clone()),
         )?;
         debug!("decoder started, replaying {n} units");

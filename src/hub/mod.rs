@@ -3,7 +3,10 @@
 //! then its outputs, and stops them in the reverse order; a camera never knows
 //! who consumes it. Add, replace and remove at run time, and apply a reloaded
 //! config file by its difference only. Process-wide settings (the memory
-//! budget, WebRTC ports) are applied here, at start.
+//! budget, WebRTC ports) are applied here, at start, and the metrics registry
+//! is made here, with the hub's families in it (`metrics`).
+
+pub mod metrics;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -17,6 +20,8 @@ use crate::camera::{Camera, Memory};
 use crate::clock::Clock;
 use crate::config::{CameraConfig, ServerConfig};
 use crate::output::{OutputStats, Outputs};
+use crate::snapshot::SnapshotSource;
+use crate::telemetry::metrics::Metrics;
 
 /// One camera and the consumers the hub started for it.
 struct Member {
@@ -29,9 +34,9 @@ struct Member {
 impl Member {
     /// The camera first, then its outputs, each with its token in the tree
     /// (hub -> camera -> outputs), made before anything is spawned.
-    fn start(cfg: CameraConfig, clock: &Clock, hub: &CancellationToken) -> Arc<Member> {
+    fn start(cfg: CameraConfig, hub: &Hub) -> Arc<Member> {
         let has_outputs = !cfg.options.outputs.is_empty();
-        let camera = Camera::spawn(cfg, clock.clone(), hub.child_token());
+        let camera = Camera::spawn(cfg, hub.clock.clone(), hub.metrics.clone(), hub.stop.child_token());
         let outputs = has_outputs.then(|| Outputs::start(&camera, &camera.stop_token().child_token()));
         let output_stats = outputs.as_ref().map_or_else(Vec::new, |o| o.stats().to_vec());
         Arc::new(Member { camera, outputs: Mutex::new(outputs), output_stats })
@@ -57,6 +62,8 @@ pub struct Hub {
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
     clock: Clock,
+    /// The registry `/metrics` renders; the cameras observe their stages into it.
+    metrics: Arc<Metrics>,
     /// The root of the cancellation tree: every camera's token is its child.
     stop: CancellationToken,
 }
@@ -83,19 +90,25 @@ impl Hub {
     pub fn start(server: &ServerConfig, cameras: Vec<CameraConfig>, base_dir: PathBuf) -> Arc<Hub> {
         crate::telemetry::memory::GLOBAL.set_limit(server.memory_budget.map_or(0, |b| b.0));
         let clock = Clock::real();
-        let hub = Arc::new(Hub {
-            base_dir,
-            whep: crate::whep::Whep::new(clock.clone()),
-            clock,
-            members: RwLock::default(),
-            from_file: Mutex::default(),
-            stop: CancellationToken::new(),
+        let hub = Arc::new_cyclic(|me| {
+            // The process starts with the hub; its start time is read once, here.
+            let mut m = Metrics::new(clock.wall(), &SnapshotSource::ALL.map(SnapshotSource::as_str));
+            m.register_collector(metrics::Families(me.clone()));
+            Hub {
+                base_dir,
+                whep: crate::whep::Whep::new(clock.clone()),
+                clock,
+                metrics: Arc::new(m),
+                members: RwLock::default(),
+                from_file: Mutex::default(),
+                stop: CancellationToken::new(),
+            }
         });
         hub.whep.configure(server.webrtc.clone());
         let mut names = hub.from_file.lock();
         for c in cameras {
             names.insert(c.name.clone());
-            hub.insert(Member::start(c, &hub.clock, &hub.stop));
+            hub.insert(Member::start(c, &hub));
         }
         drop(names);
         hub
@@ -115,7 +128,7 @@ impl Hub {
         if all.contains_key(&cfg.name) {
             return Err(HubError::NameTaken(cfg.name));
         }
-        let m = Member::start(cfg, &self.clock, &self.stop);
+        let m = Member::start(cfg, self);
         all.insert(m.camera.name().to_owned(), m.clone());
         Ok(m.camera.clone())
     }
@@ -128,13 +141,13 @@ impl Hub {
                 return (old.camera.clone(), false);
             }
             let name = cfg.name.clone();
-            let m = Member::start(cfg, &self.clock, &self.stop);
+            let m = Member::start(cfg, self);
             self.insert(m.clone());
             old.stop().await;
             tracing::info!(camera = %name, "camera replaced");
             return (m.camera.clone(), false);
         }
-        let m = Member::start(cfg, &self.clock, &self.stop);
+        let m = Member::start(cfg, self);
         self.insert(m.clone());
         (m.camera.clone(), true)
     }
@@ -206,6 +219,10 @@ impl Hub {
 
     pub fn clock(&self) -> &Clock {
         &self.clock
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Stops every camera (outputs first, so they flush) and waits for them to

@@ -1,0 +1,179 @@
+//! The hub's families on `/metrics`, read from its cameras, outputs and viewers
+//! at each scrape: a prometheus-client `Collector` in the hub's registry. Names,
+//! help texts and labels are the page's contract with dashboards and alerts.
+//! Label values are camera and output names (letters, digits, `_`, `-`).
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Unit;
+
+use super::Hub;
+use crate::camera::demand::Tier;
+use crate::camera::{Camera, State};
+use crate::output::OutputStats;
+use crate::telemetry::metrics::{Kind, Labels, family};
+use crate::telemetry::stats::Counters;
+
+/// Every state, in the order `camhub_camera_state` lists them.
+pub const STATES: [State; 9] = [
+    State::Idle,
+    State::Connecting,
+    State::Streaming,
+    State::Stalled,
+    State::Backoff,
+    State::AuthFailed,
+    State::NotFound,
+    State::Stopped,
+    State::Finished,
+];
+
+/// A state as the API and the metrics name it.
+pub fn state_name(s: State) -> String {
+    serde_json::to_value(s).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The hub's families. It holds the hub weakly: the hub owns the registry that holds this.
+#[derive(Debug)]
+pub(super) struct Families(pub Weak<Hub>);
+
+const COUNTER: Kind = Kind::Counter;
+const GAUGE: Kind = Kind::Gauge;
+
+impl Collector for Families {
+    fn encode(&self, mut enc: DescriptorEncoder) -> fmt::Result {
+        let Some(hub) = self.0.upgrade() else {
+            return Ok(());
+        };
+        let cams = hub.list();
+        let e = &mut enc;
+        let names = STATES.map(state_name);
+        family(e, ("camhub_camera_state", None, GAUGE), "1 for the state each camera is in.", {
+            cams.iter().flat_map(|c| {
+                let now = c.status().state;
+                STATES
+                    .iter()
+                    .zip(&names)
+                    .map(move |(s, n)| ([("camera", c.name()), ("state", n.as_str())], u64::from(*s == now)))
+            })
+        })?;
+        counters(e, &cams)?;
+        family(e, ("camhub_leases", None, GAUGE), "Leases held, by tier.", {
+            cams.iter().flat_map(|c| {
+                let variants: u32 = c.variant_leases().iter().map(|(_, n)| n).sum();
+                [
+                    ("connected", c.leases(Tier::Connected)),
+                    ("decoding", c.leases(Tier::Decoding)),
+                    ("keyframes", c.leases(Tier::Keyframes)),
+                    ("variant", variants),
+                ]
+                .map(|(tier, n)| ([("camera", c.name()), ("tier", tier)], u64::from(n)))
+            })
+        })?;
+        let help = "Compressed bytes kept since the newest keyframe.";
+        let rows = cams.iter().map(|c| (by_camera(c), c.status().gop_bytes as u64));
+        family(e, ("camhub_gop_cache", Some(Unit::Bytes), GAUGE), help, rows)?;
+        let rows = cams.iter().map(|c| (by_camera(c), c.jpegs().bytes() as u64));
+        family(e, ("camhub_jpeg_cache", Some(Unit::Bytes), GAUGE), "Bytes of JPEGs kept for sharing.", rows)?;
+        outputs(e, &hub, &cams)?;
+        let help = "WebRTC (WHEP) viewers, and how many of them are connected.";
+        family(e, ("camhub_webrtc_viewers", None, GAUGE), help, {
+            cams.iter().flat_map(|c| {
+                let v = hub.whep.viewers(c.name());
+                let connected = v.iter().filter(|v| v.connected).count();
+                [("all", v.len()), ("connected", connected)]
+                    .map(|(state, n)| ([("camera", c.name()), ("state", state)], n as u64))
+            })
+        })?;
+        memory(e, &hub, &cams)
+    }
+}
+
+fn by_camera(c: &Camera) -> Labels<'_, 1> {
+    [("camera", c.name())]
+}
+
+/// The per-camera counters, one family each.
+fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
+    type Get = fn(&Camera) -> u64;
+    let rows: [(&str, Option<Unit>, &str, Get); 8] = [
+        ("camhub_units_received", None, "Compressed frames received.", |c| Counters::get(&c.counters().units_in)),
+        ("camhub_received", Some(Unit::Bytes), "Compressed bytes received.", |c| Counters::get(&c.counters().bytes_in)),
+        ("camhub_frames_decoded", None, "Frames decoded.", |c| Counters::get(&c.counters().frames_decoded)),
+        ("camhub_frames_dropped", None, "Compressed frames the GOP cache could not keep.", |c| {
+            c.status().gop_dropped_units
+        }),
+        ("camhub_decode_errors", None, "Units the decoder rejected.", |c| Counters::get(&c.counters().decode_errors)),
+        ("camhub_decoder_overruns", None, "Times the decoder fell behind and restarted.", |c| {
+            Counters::get(&c.counters().decoder_overruns)
+        }),
+        ("camhub_jpeg_encodes", None, "JPEG encodes (one per frame and variant).", |c| {
+            Counters::get(&c.counters().jpeg_encodes)
+        }),
+        ("camhub_reconnects", None, "Connections lost or failed.", |c| Counters::get(&c.counters().reconnects)),
+    ];
+    for (name, unit, help, get) in rows {
+        family(e, (name, unit, COUNTER), help, cams.iter().map(|c| (by_camera(c), get(c))))?;
+    }
+    Ok(())
+}
+
+/// Outputs for programs, labelled by camera and output name.
+fn outputs(e: &mut DescriptorEncoder, hub: &Hub, cams: &[Arc<Camera>]) -> fmt::Result {
+    type Get = fn(&OutputStats) -> Option<u64>;
+    let rows: [(&str, Kind, &str, Get); 7] = [
+        ("camhub_output_frames", COUNTER, "Frames published by an output (SHM slots, Redis records).", |s| {
+            Some(s.published.load(Ordering::Relaxed))
+        }),
+        ("camhub_output_skipped_similar", COUNTER, "Frames an output skipped as the same picture.", |s| {
+            Some(s.skipped_similar.load(Ordering::Relaxed))
+        }),
+        ("camhub_output_active", GAUGE, "1 while an output takes frames (SHM: a reader is attached).", |s| {
+            Some(u64::from(s.active.load(Ordering::Relaxed)))
+        }),
+        ("camhub_shm_readers", GAUGE, "Readers registered in an SHM ring.", |s| {
+            s.path.as_ref().map(|_| u64::from(s.readers.load(Ordering::Relaxed)))
+        }),
+        ("camhub_redis_records_sent", COUNTER, "Records written to Redis.", |s| {
+            s.queue.as_ref().map(|q| q.sent.load(Ordering::Relaxed))
+        }),
+        ("camhub_redis_records_dropped", COUNTER, "Records dropped while Redis was slow or away.", |s| {
+            s.queue.as_ref().map(|q| q.dropped.load(Ordering::Relaxed))
+        }),
+        ("camhub_redis_connected", GAUGE, "1 while the output is connected to Redis.", |s| {
+            s.queue.as_ref().map(|q| u64::from(q.connected.load(Ordering::Relaxed)))
+        }),
+    ];
+    let stats: Vec<(&Arc<Camera>, Vec<Arc<OutputStats>>)> = cams.iter().map(|c| (c, hub.outputs(c.name()))).collect();
+    for (name, kind, help, get) in rows {
+        family(e, (name, None, kind), help, {
+            stats.iter().flat_map(|(c, outs)| {
+                outs.iter()
+                    .filter_map(move |s| get(s).map(|v| ([("camera", c.name()), ("output", s.name.as_str())], v)))
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// What each camera holds, and the hub's GOP budget.
+fn memory(e: &mut DescriptorEncoder, hub: &Hub, cams: &[Arc<Camera>]) -> fmt::Result {
+    let mems: Vec<_> = cams.iter().map(|c| (c.name(), hub.memory(c))).collect();
+    let help = "What each camera holds, by kind (rings are shared memory).";
+    family(e, ("camhub_memory", Some(Unit::Bytes), GAUGE), help, {
+        mems.iter().flat_map(|(name, m)| {
+            [("gop", m.gop), ("frame", m.frame), ("jpeg_cache", m.jpeg_cache), ("rings", m.rings)]
+                .map(|(kind, v)| ([("camera", *name), ("kind", kind)], v as u64))
+        })
+    })?;
+    let help = "GOP units dropped because a memory budget ran out.";
+    let rows = mems.iter().map(|(name, m)| ([("camera", *name)], m.budget_drops));
+    family(e, ("camhub_memory_budget_drops", None, COUNTER), help, rows)?;
+    let g = &crate::telemetry::memory::GLOBAL;
+    let help = "The hub's budget for all GOP caches (0: none), and what is used.";
+    let rows = [([("what", "limit")], g.limit()), ([("what", "used")], g.used())];
+    family(e, ("camhub_memory_gop_budget", Some(Unit::Bytes), GAUGE), help, rows)
+}
