@@ -54,6 +54,8 @@ pub struct Hub {
     from_file: Mutex<BTreeSet<String>>,
     /// Where relative file paths of API-added cameras are resolved.
     pub base_dir: PathBuf,
+    /// The only folders API-added cameras may read files from (`server.media_dirs`).
+    pub media_dirs: Vec<PathBuf>,
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
     clock: Clock,
@@ -85,6 +87,7 @@ impl Hub {
         let clock = Clock::real();
         let hub = Arc::new(Hub {
             base_dir,
+            media_dirs: server.media_dirs.clone(),
             whep: crate::whep::Whep::new(clock.clone()),
             clock,
             members: RwLock::default(),

@@ -121,3 +121,33 @@ fn bad_outputs_say_what_is_wrong_and_where() {
             .unwrap_err();
     assert!(e.0.contains("files only"), "{e}");
 }
+
+#[test]
+fn resolve_is_literal_and_only_the_file_interpolates() {
+    // Issue 15, item 1: the run-time API resolves bodies with `CameraConfig::resolve`;
+    // a `${VAR}` there must stay text, or any caller reads the hub's environment.
+    let mut o = CameraOptions::from_url("rtsp://cam/${CARGO_PKG_NAME}");
+    o.username = Some("${CARGO_PKG_NAME}".into());
+    o.password = Some("${CAMHUB_NOT_SET_Z}".into());
+    let out: OutputConfig =
+        serde_json::from_value(serde_json::json!({"redis": {"url": "redis://:${CARGO_PKG_NAME}@127.0.0.1/0"}}))
+            .unwrap();
+    o.outputs.insert("q".into(), out);
+    let c = CameraConfig::resolve("a", o, Path::new("/")).unwrap();
+    assert_eq!(c.username.as_deref(), Some("${CARGO_PKG_NAME}"));
+    assert_eq!(c.password.as_ref().unwrap().expose(), "${CAMHUB_NOT_SET_Z}");
+    assert!(!c.display_url().contains("camhub"), "{}", c.display_url());
+    let OutputConfig::Redis(q) = &c.options.outputs["q"] else { panic!("q is redis") };
+    assert!(q.url.expose().contains("${CARGO_PKG_NAME}"), "literal redis url");
+    // The same in the file is interpolated, redis URLs included.
+    let c = parse(
+        "cameras:\n  a:\n    url: rtsp://cam/${CARGO_PKG_NAME}\n    outputs:\n      q:\n        redis: {url: \"redis://:${CARGO_PKG_NAME}@127.0.0.1/0\"}\n",
+    )
+    .unwrap();
+    assert_eq!(c.cameras[0].display_url(), "rtsp://cam/camhub");
+    let OutputConfig::Redis(q) = &c.cameras[0].options.outputs["q"] else { panic!("q is redis") };
+    assert_eq!(q.url.expose(), "redis://:camhub@127.0.0.1/0");
+    let e = parse("cameras:\n  a:\n    url: rtsp://x/y\n    outputs:\n      q:\n        redis: {url: \"redis://${CAMHUB_NOT_SET_W}/0\"}\n")
+        .unwrap_err();
+    assert!(e.0.contains("output \"q\"") && e.0.contains("CAMHUB_NOT_SET_W is not set"), "{e}");
+}
