@@ -225,3 +225,36 @@ fn api_file_sources_only_from_media_dirs_and_a_refusal_tells_nothing_about_the_d
     assert_eq!(r.status, 403, "{}", r.text());
     assert!(r.text().contains("none are configured"), "{}", r.text());
 }
+
+#[test]
+fn auth_schemes_are_case_insensitive() {
+    let hub = Hub::start("server:\n  auth:\n    tokens: [tok-123]\n    users:\n      admin: pw-Xyz-9\ncameras: {}\n");
+    let get = |a: &str| http_request("GET", &format!("{}/api/cameras", hub.base), &[("authorization", a)], None).status;
+    for a in ["bearer tok-123", "BEARER tok-123", "Bearer  tok-123", &format!("basic {B64_ADMIN_OK}")] {
+        assert_eq!(get(a), 200, "{a}");
+    }
+    for a in ["bearer tok-124", "bearertok-123", "tok-123", &format!("BASIC {B64_ADMIN_BAD}")] {
+        assert_eq!(get(a), 401, "{a}");
+    }
+}
+
+#[test]
+fn credentials_in_a_camera_url_query_are_never_shown() {
+    const PW: &str = "Qu3ry-Secret";
+    // A snapshot-URL camera that never answers: the error names its URL.
+    let hub =
+        Hub::start(&format!("cameras:\n  snap: \"http://127.0.0.1:1/cgi-bin/snap.cgi?user=admin&PWD={PW}&chn=1\"\n"));
+    let body = format!(r#"{{"name":"added","url":"rtsp://127.0.0.1:1/live?Token={PW}&auth={PW}x&key={PW}y"}}"#);
+    let r = hub.send("POST", "/api/cameras", Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.text().contains("Token=***"), "{}", r.text());
+    hub.wait_camera("snap", "failed", std::time::Duration::from_secs(10), |c| !c["last_error"].is_null());
+    let mut seen = r.text();
+    for path in ["/api/cameras", "/api/cameras/snap", "/api/cameras/snap/snapshot.jpg", "/metrics"] {
+        seen.push_str(&hub.get(path).text());
+    }
+    assert!(seen.contains("PWD=***") && seen.contains("user=admin"), "{seen}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    seen.push_str(&hub.log());
+    assert!(!seen.contains(PW), "{PW} leaked:\n{seen}");
+}

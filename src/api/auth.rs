@@ -89,10 +89,13 @@ fn allowed(cfg: &ServerConfig, req: &Request, query_token: Option<&str>) -> bool
     let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    if let Some(t) = value.strip_prefix("Bearer ") {
-        return token_ok(t.trim());
+    // Auth schemes are case-insensitive (RFC 9110, 11.1): `bearer` is `Bearer`.
+    let (scheme, param) = value.trim_start().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return token_ok(param.trim());
     }
-    if let Some(b) = value.strip_prefix("Basic ") {
+    if scheme.eq_ignore_ascii_case("basic") {
+        let b = param;
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else { return false };
         let Ok(pair) = String::from_utf8(raw) else { return false };
         let Some((user, pass)) = pair.split_once(':') else { return false };

@@ -9,7 +9,7 @@ use url::Url;
 
 use super::env::{EnvError, interpolate};
 use super::{ByteSize, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
-use crate::secret::{Secret, redact_url};
+use crate::secret::{Secret, query_secrets, redact_query, redact_url};
 
 /// The long form of a camera. Every field but `url` has a default.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
@@ -274,17 +274,20 @@ impl CameraConfig {
         }
     }
 
-    /// The secrets that must never appear in any output for this camera.
-    pub fn secrets(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = self.password.iter().map(Secret::expose).collect();
+    /// The secrets that must never appear in any output for this camera: the
+    /// password, credentials in the URL's query (`?pwd=`, `?token=`, ...) and Redis passwords.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.password.iter().map(|p| p.expose().to_owned()).collect();
+        if let SourceSpec::Rtsp(u) | SourceSpec::Http(u) = &self.source {
+            s.extend(query_secrets(u));
+        }
         for o in self.options.outputs.values() {
             if let OutputConfig::Redis(r) = o
                 && let Ok(u) = Url::parse(r.url.expose())
-                && let Some(p) = u.password()
             {
                 // The redis URL holds it percent-encoded; scrub() also catches the encoded form.
-                let at = r.url.expose().find(p).unwrap_or(0);
-                s.push(&r.url.expose()[at..at + p.len()]);
+                s.extend(u.password().map(str::to_owned));
+                s.extend(query_secrets(&u));
             }
         }
         s
@@ -319,10 +322,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A URL-ish string with anything between `://` and `@` hidden.
+/// A URL-ish string with anything between `://` and `@` hidden, and credential query values.
 fn redact_str(s: &str) -> String {
-    match (s.find("://"), s.rfind('@')) {
+    let (s, query) = s.split_once('?').map_or((s, None), |(s, q)| (s, Some(q)));
+    let shown = match (s.find("://"), s.rfind('@')) {
         (Some(a), Some(b)) if b > a => format!("{}://***@{}", &s[..a], &s[b + 1..]),
         _ => s.to_owned(),
+    };
+    match query {
+        Some(q) => format!("{shown}?{}", redact_query(q)),
+        None => shown,
     }
 }

@@ -170,8 +170,10 @@ impl Whep {
                 ),
             ));
         }
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| err(Refusal::BadRequest, format!("not an SDP offer: {e}")))?;
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|_| {
+            // The parser's own message shows the address where it stopped: not for callers.
+            err(Refusal::BadRequest, "the body is not an SDP offer (RFC 8866): it could not be parsed".to_owned())
+        })?;
         init_crypto();
         let mut ips: Vec<IpAddr> = cfg.ips.clone();
         if let Some(ip) = ip.filter(|ip| !ips.contains(ip)) {

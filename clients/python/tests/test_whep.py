@@ -5,6 +5,7 @@ frames' barcodes are checked against what the RTSP server sent.
 
 import asyncio
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -110,6 +111,7 @@ def test_bad_requests_get_clear_errors_and_the_viewer_cap_holds(rtsp, hub):
     assert status == 404, body
     status, body = request("POST", url, b"v=0\r\nthis is not sdp\r\n")
     assert status == 400 and "SDP" in body, body
+    assert not re.search(r"0x[0-9a-fA-F]{4,}", body), f"no memory address in an error: {body}"
     status, body = request("DELETE", f"{url}/0123456789")
     assert status == 404, body
     status, body = request("POST", url, offer)
