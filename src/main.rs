@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 
 use camhub::config::{CameraConfig, CameraOptions, Config, Keep, Transport};
 use camhub::hub::Hub;
+use camhub::secret::scrub;
 use camhub::snapshot::SnapshotRequest;
 
 #[derive(Parser)]
@@ -76,14 +77,14 @@ fn probe(url: &str, seconds: f64, udp: bool) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let report = rt
         .block_on(camhub::cli::probe::probe(&cfg, window))
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", cfg.display_url()))?;
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {}", cfg.display_url(), scrub(&e.to_string(), &cfg.secrets())))?;
     println!("{report}");
     Ok(())
 }
 
 fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -> anyhow::Result<()> {
     let cfg = cli_camera(url, udp)?;
-    let shown = cfg.display_url();
+    let (shown, secrets) = (cfg.display_url(), cfg.secrets());
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let shot = rt.block_on(async {
         let clock = camhub::clock::Clock::real();
@@ -93,7 +94,7 @@ fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -
         cam.stop().await;
         shot
     });
-    let shot = shot.map_err(|e| anyhow::anyhow!("no picture from {shown}: {e}"))?;
+    let shot = shot.map_err(|e| anyhow::anyhow!("no picture from {shown}: {}", scrub(&e.to_string(), &secrets)))?;
     std::fs::write(out, &shot.jpeg).with_context(|| format!("cannot write {}", out.display()))?;
     println!("wrote {} ({}x{}, frame {})", out.display(), shot.width, shot.height, shot.frame_id);
     Ok(())

@@ -41,6 +41,7 @@ fn auth_guards_the_api_and_streams_and_cors_only_answers_configured_origins() {
     let r = get("/api/cameras", &ok);
     assert_eq!(r.header("access-control-allow-origin"), Some("https://ui.example"));
     let r = get("/api/cameras", &[("authorization", "Bearer tok-123"), ("origin", "https://evil.example")]);
+    assert_eq!(r.status, 403, "a page of another origin is refused, credentials or not");
     assert_eq!(r.header("access-control-allow-origin"), None);
     let r = http_request("OPTIONS", &url("/api/cameras"), &[("origin", "https://ui.example")], None);
     assert_eq!(r.status, 204);
@@ -50,8 +51,12 @@ fn auth_guards_the_api_and_streams_and_cors_only_answers_configured_origins() {
 #[test]
 fn without_auth_or_cors_config_the_api_is_open_and_sends_no_cors_headers() {
     let hub = Hub::start("cameras: {}\n");
-    let r = http_request("GET", &format!("{}/api/cameras", hub.base), &[("origin", "https://ui.example")], None);
+    let r = http_request("GET", &format!("{}/api/cameras", hub.base), &[], None);
     assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    // A browser page of another site is refused (issue 15, item 1); the hub's own is not.
+    let r = http_request("GET", &format!("{}/api/cameras", hub.base), &[("origin", "https://ui.example")], None);
+    assert_eq!(r.status, 403);
     assert_eq!(r.header("access-control-allow-origin"), None);
     // Metrics are protected by default once auth is on; here auth is off.
     assert_eq!(hub.get("/metrics").status, 200);
@@ -105,4 +110,151 @@ fn a_camera_password_never_leaves_the_process() {
     for secret in [RIGHT, WRONG] {
         assert!(!seen.contains(secret), "{secret} leaked:\n{seen}");
     }
+}
+
+/// A request exactly as given: no default Content-Type.
+fn raw(method: &str, url: &str, headers: &[(&str, &str)], body: &str) -> Response {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut b = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        b = b.header(*k, *v);
+    }
+    let r = if body.is_empty() { agent.run(b.body(()).unwrap()) } else { agent.run(b.body(body.to_owned()).unwrap()) };
+    let mut r = r.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = r.status().as_u16();
+    let headers = r.headers().iter().map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_owned())).collect();
+    Response { status, headers, body: r.body_mut().read_to_vec().unwrap() }
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+#[test]
+fn api_bodies_are_literal_and_cross_site_writes_are_refused() {
+    const LEAK: &str = "env-Secret-7Hq2";
+    let hub = Hub::start_env(
+        "server:\n  cors_origins: [\"https://ui.example\"]\ncameras: {}\n",
+        &[("CAMHUB_TEST_LEAK", LEAK)],
+    );
+    let cams = format!("{}/api/cameras", hub.base);
+    // ${VAR} in a body is text: it is neither echoed expanded nor used to connect.
+    let body = r#"{"name":"e","url":"rtsp://127.0.0.1:1/${CAMHUB_TEST_LEAK}","username":"${CAMHUB_TEST_LEAK}","password":"${CAMHUB_SURELY_UNSET}"}"#;
+    let r = raw("POST", &cams, &[JSON], body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.text().contains("$%7BCAMHUB_TEST_LEAK%7D"), "the URL is kept as written: {}", r.text());
+    let body =
+        r#"{"url":"rtsp://127.0.0.1:1/x","outputs":{"q":{"redis":{"url":"redis://127.0.0.1:1/${CAMHUB_TEST_LEAK}"}}}}"#;
+    assert_eq!(raw("PUT", &format!("{cams}/r"), &[JSON], body).status, 201);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let seen = format!("{}{}{}", hub.get("/api/cameras").text(), hub.get("/metrics").text(), hub.log());
+    assert!(!seen.contains(LEAK), "the environment leaked:\n{seen}");
+
+    // Writes are JSON only: a cross-site form or text/plain POST needs no preflight.
+    let body = r#"{"name":"t","url":"rtsp://127.0.0.1:1/x"}"#;
+    for ctype in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let r = raw("POST", &cams, &[("content-type", ctype)], body);
+        assert_eq!(r.status, 415, "{ctype}: {}", r.text());
+        assert!(r.json()["error"].as_str().unwrap().contains("application/json"), "{}", r.text());
+        assert_eq!(raw("PUT", &format!("{cams}/t"), &[("content-type", ctype)], body).status, 415);
+    }
+    assert_eq!(raw("POST", &cams, &[], body).status, 415, "no Content-Type");
+    assert_eq!(hub.get("/api/cameras/t").status, 404, "nothing was added");
+    let r = raw("POST", &cams, &[("content-type", "Application/JSON; charset=utf-8")], body);
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // An Origin that is neither configured nor the hub's own is refused, reads included.
+    let evil = ("origin", "https://evil.example");
+    let body = r#"{"name":"o","url":"rtsp://127.0.0.1:1/x"}"#;
+    let r = raw("POST", &cams, &[JSON, evil], body);
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.json()["error"].as_str().unwrap().contains("cors_origins"), "{}", r.text());
+    assert_eq!(raw("GET", &cams, &[evil], "").status, 403);
+    assert_eq!(raw("DELETE", &format!("{cams}/e"), &[evil], "").status, 403);
+    assert_eq!(raw("OPTIONS", &cams, &[evil], "").status, 403);
+    assert_eq!(raw("GET", &cams, &[("origin", "null")], "").status, 403);
+    assert_eq!(hub.get("/api/cameras/o").status, 404);
+    assert_eq!(hub.get("/api/cameras/e").status, 200, "the DELETE was refused");
+    let r = raw("POST", &cams, &[JSON, ("origin", "https://ui.example")], body);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://ui.example"));
+    // The dashboard's own requests (same origin) pass.
+    let own = hub.base.clone();
+    let r = raw("DELETE", &format!("{cams}/o"), &[("origin", own.as_str())], "");
+    assert_eq!(r.status, 204, "{}", r.text());
+}
+
+#[test]
+fn api_file_sources_only_from_media_dirs_and_a_refusal_tells_nothing_about_the_disk() {
+    let hub = Hub::start("server:\n  media_dirs: [media]\ncameras: {}\n");
+    std::fs::create_dir_all(hub.dir.join("media")).unwrap();
+    std::fs::copy(repo().join("tests/clips/idx-h264.h264"), hub.dir.join("media/clip.h264")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", hub.dir.join("media/out")).unwrap();
+    let put = |url: &str| hub.send("PUT", "/api/cameras/f", Some(&format!(r#"{{"url":"{url}"}}"#)));
+    let secret = hub.dir.join("cameras.yaml");
+    let refused: Vec<(String, String)> = [
+        "/etc/passwd".to_owned(),
+        "/nonexistent-camhub/clip.mp4".to_owned(),
+        "file:///etc/hostname".to_owned(),
+        "file:///nonexistent-camhub/x".to_owned(),
+        secret.display().to_string(),
+        "media/../cameras.yaml".to_owned(),
+        "media/../nonexistent.mp4".to_owned(),
+        format!("{}/media/../../../etc/passwd", hub.dir.display()),
+        "media/out".to_owned(),
+    ]
+    .into_iter()
+    .map(|u| {
+        let r = put(&u);
+        assert_eq!(r.status, 403, "{u}: {}", r.text());
+        (u, r.text())
+    })
+    .collect();
+    for (u, text) in &refused {
+        assert_eq!(text, &refused[0].1, "{u}: every refusal reads the same, existing file or not");
+        assert!(text.contains("media_dirs"), "{text}");
+    }
+    assert_eq!(hub.get("/api/cameras/f").status, 404, "no camera, so no state to probe");
+    let r = put("media/clip.h264");
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = put(&format!("file://{}/media/./clip.h264", hub.dir.display()));
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // No media_dirs: the API takes no files at all.
+    let hub = Hub::start("cameras: {}\n");
+    std::fs::copy(repo().join("tests/clips/idx-h264.h264"), hub.dir.join("clip.h264")).unwrap();
+    let r = hub.send("POST", "/api/cameras", Some(r#"{"name":"f","url":"clip.h264"}"#));
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.text().contains("none are configured"), "{}", r.text());
+}
+
+#[test]
+fn auth_schemes_are_case_insensitive() {
+    let hub = Hub::start("server:\n  auth:\n    tokens: [tok-123]\n    users:\n      admin: pw-Xyz-9\ncameras: {}\n");
+    let get = |a: &str| http_request("GET", &format!("{}/api/cameras", hub.base), &[("authorization", a)], None).status;
+    for a in ["bearer tok-123", "BEARER tok-123", "Bearer  tok-123", &format!("basic {B64_ADMIN_OK}")] {
+        assert_eq!(get(a), 200, "{a}");
+    }
+    for a in ["bearer tok-124", "bearertok-123", "tok-123", &format!("BASIC {B64_ADMIN_BAD}")] {
+        assert_eq!(get(a), 401, "{a}");
+    }
+}
+
+#[test]
+fn credentials_in_a_camera_url_query_are_never_shown() {
+    const PW: &str = "Qu3ry-Secret";
+    // A snapshot-URL camera that never answers: the error names its URL.
+    let hub =
+        Hub::start(&format!("cameras:\n  snap: \"http://127.0.0.1:1/cgi-bin/snap.cgi?user=admin&PWD={PW}&chn=1\"\n"));
+    let body = format!(r#"{{"name":"added","url":"rtsp://127.0.0.1:1/live?Token={PW}&auth={PW}x&key={PW}y"}}"#);
+    let r = hub.send("POST", "/api/cameras", Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert!(r.text().contains("Token=***"), "{}", r.text());
+    hub.wait_camera("snap", "failed", std::time::Duration::from_secs(10), |c| !c["last_error"].is_null());
+    let mut seen = r.text();
+    for path in ["/api/cameras", "/api/cameras/snap", "/api/cameras/snap/snapshot.jpg", "/metrics"] {
+        seen.push_str(&hub.get(path).text());
+    }
+    assert!(seen.contains("PWD=***") && seen.contains("user=admin"), "{seen}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    seen.push_str(&hub.log());
+    assert!(!seen.contains(PW), "{PW} leaked:\n{seen}");
 }

@@ -1,6 +1,8 @@
 //! Who may call: bearer tokens and/or Basic users from `server.auth`, compared
 //! in constant time; `/metrics` and `/api/health` open or protected by choice.
-//! CORS headers only for the origins configured in `server.cors_origins`.
+//! CORS headers only for the origins configured in `server.cors_origins`; a
+//! request from any other page (an `Origin` that is neither configured nor the
+//! hub's own) is refused, so a web page cannot make a user's browser drive the API.
 
 use std::sync::Arc;
 
@@ -15,6 +17,17 @@ use crate::config::ServerConfig;
 use crate::secret::constant_time_eq;
 
 pub async fn guard(State(cfg): State<Arc<ServerConfig>>, mut req: Request, next: Next) -> Response {
+    if let Some(o) = req.headers().get(header::ORIGIN)
+        && !cfg.cors_origins.iter().any(|a| a.as_bytes() == o.as_bytes() || a == "*")
+        && !same_origin(o, req.headers().get(header::HOST))
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "requests from other web pages are refused: add the page's origin to server.cors_origins",
+            None,
+        )
+        .into_response();
+    }
     let origin = req
         .headers()
         .get(header::ORIGIN)
@@ -52,6 +65,14 @@ pub async fn guard(State(cfg): State<Arc<ServerConfig>>, mut req: Request, next:
     r
 }
 
+/// The hub's own pages (the dashboard): `Origin` names the host the request was sent to.
+fn same_origin(origin: &HeaderValue, host: Option<&HeaderValue>) -> bool {
+    let (Ok(origin), Some(Ok(host))) = (origin.to_str(), host.map(|h| h.to_str())) else { return false };
+    origin.split_once("://").is_some_and(|(scheme, rest)| {
+        matches!(scheme, "http" | "https") && !host.is_empty() && rest.eq_ignore_ascii_case(host)
+    })
+}
+
 fn cors(r: &mut Response, origin: &str) {
     if let Ok(v) = HeaderValue::from_str(origin) {
         r.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
@@ -68,10 +89,13 @@ fn allowed(cfg: &ServerConfig, req: &Request, query_token: Option<&str>) -> bool
     let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    if let Some(t) = value.strip_prefix("Bearer ") {
-        return token_ok(t.trim());
+    // Auth schemes are case-insensitive (RFC 9110, 11.1): `bearer` is `Bearer`.
+    let (scheme, param) = value.trim_start().split_once(' ').unwrap_or((value, ""));
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return token_ok(param.trim());
     }
-    if let Some(b) = value.strip_prefix("Basic ") {
+    if scheme.eq_ignore_ascii_case("basic") {
+        let b = param;
         let Ok(raw) = base64::engine::general_purpose::STANDARD.decode(b.trim()) else { return false };
         let Ok(pair) = String::from_utf8(raw) else { return false };
         let Some((user, pass)) = pair.split_once(':') else { return false };

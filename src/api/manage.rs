@@ -1,24 +1,36 @@
 //! Run-time control: `POST /api/cameras` adds a camera, `PUT /api/cameras/{name}`
 //! adds or changes one, `DELETE /api/cameras/{name}` stops it and frees all it held.
-//! Bodies are JSON with the same keys as a camera's long form in the config file.
+//! Bodies are JSON with the same keys as a camera's long form in the config file,
+//! taken literally: no `${VAR}` (that is the file's), `Content-Type: application/json`
+//! only (a cross-site form or `text/plain` POST is refused), and files only from
+//! `server.media_dirs`.
 
+use std::path::{Component, PathBuf};
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
 use super::ApiError;
 use super::cameras::describe;
-use crate::config::{CameraConfig, CameraOptions};
+use crate::config::{CameraConfig, CameraOptions, SourceSpec};
 use crate::hub::Hub;
 
 /// Reads a camera from a JSON body; `name` comes from the body or the path.
-fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig, ApiError> {
+fn parse(headers: &HeaderMap, body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig, ApiError> {
     let bad = |m: String, name: Option<&str>| ApiError::new(StatusCode::BAD_REQUEST, m, name);
+    let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !ctype.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a camera is written with Content-Type: application/json",
+            path_name,
+        ));
+    }
     let mut v: Value = serde_json::from_slice(body).map_err(|e| bad(format!("body is not JSON: {e}"), path_name))?;
     let obj = v.as_object_mut().ok_or_else(|| bad("body must be a JSON object".into(), path_name))?;
     let body_name = match obj.remove("name") {
@@ -36,7 +48,47 @@ fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig
     };
     let options: CameraOptions =
         serde_json::from_value(v).map_err(|e| bad(format!("bad camera options: {e}"), Some(&name)))?;
-    CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e.to_string(), Some(&name)))
+    let cfg = CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e.to_string(), Some(&name)))?;
+    if let SourceSpec::File(path) = &cfg.source
+        && !in_media_dirs(path, &hub.media_dirs)
+    {
+        // One answer whether or not the path exists: the API is no probe of the disk.
+        let why = if hub.media_dirs.is_empty() { "none are configured" } else { "this path is not under one" };
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("cameras added through the API may read files only from server.media_dirs ({why})"),
+            Some(&name),
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Whether `path` lies under one of `dirs`: first by its text (`..` folded, no disk
+/// access, so a refusal tells nothing about the disk), then, inside a media dir,
+/// by its real path, so a symlink there cannot lead out.
+fn in_media_dirs(path: &std::path::Path, dirs: &[PathBuf]) -> bool {
+    fn lexical(p: &std::path::Path) -> Option<PathBuf> {
+        let mut out = PathBuf::new();
+        for c in std::path::absolute(p).ok()?.components() {
+            match c {
+                Component::ParentDir => {
+                    out.pop();
+                }
+                Component::CurDir => {}
+                c => out.push(c),
+            }
+        }
+        Some(out)
+    }
+    let Some(p) = lexical(path) else { return false };
+    if !dirs.iter().filter_map(|d| lexical(d)).any(|d| p.starts_with(d)) {
+        return false;
+    }
+    match std::fs::canonicalize(&p) {
+        Ok(real) => dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()).any(|d| real.starts_with(d)),
+        // Not there (yet): the camera says so, which a media dir may tell.
+        Err(_) => true,
+    }
 }
 
 /// Add a camera.
@@ -49,12 +101,14 @@ fn parse(body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig
     responses(
         (status = 201, description = "The camera.", body = super::openapi::Camera),
         (status = 400, description = "Bad options (the reason names the key).", body = super::ErrorBody),
+        (status = 403, description = "A file outside server.media_dirs, or a refused Origin.", body = super::ErrorBody),
+        (status = 415, description = "Not Content-Type: application/json.", body = super::ErrorBody),
         (status = 409, description = "The name is taken.", body = super::ErrorBody),
         (status = 401, description = "Credentials required.", body = super::ErrorBody),
     ),
 )]
-pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, ApiError> {
-    let cfg = parse(&body, None, &hub)?;
+pub async fn add(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let cfg = parse(&headers, &body, None, &hub)?;
     let name = cfg.name.clone();
     let cam = hub.add(cfg).map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string(), Some(&name)))?;
     tracing::info!(camera = %name, "camera added through the API");
@@ -73,10 +127,17 @@ pub async fn add(State(hub): State<Arc<Hub>>, body: Bytes) -> Result<Response, A
         (status = 200, description = "The camera.", body = super::openapi::Camera),
         (status = 201, description = "The camera.", body = super::openapi::Camera),
         (status = 400, description = "Bad options.", body = super::ErrorBody),
+        (status = 403, description = "A file outside server.media_dirs, or a refused Origin.", body = super::ErrorBody),
+        (status = 415, description = "Not Content-Type: application/json.", body = super::ErrorBody),
     ),
 )]
-pub async fn put(State(hub): State<Arc<Hub>>, Path(name): Path<String>, body: Bytes) -> Result<Response, ApiError> {
-    let cfg = parse(&body, Some(&name), &hub)?;
+pub async fn put(
+    State(hub): State<Arc<Hub>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let cfg = parse(&headers, &body, Some(&name), &hub)?;
     let (cam, created) = hub.put(cfg).await;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, Json(describe(&hub, &cam))).into_response())

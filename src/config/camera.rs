@@ -9,7 +9,7 @@ use url::Url;
 
 use super::env::{EnvError, interpolate};
 use super::{ByteSize, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
-use crate::secret::{Secret, redact_url};
+use crate::secret::{Secret, query_secrets, redact_query, redact_url};
 
 /// The long form of a camera. Every field but `url` has a default.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
@@ -18,10 +18,11 @@ pub struct CameraOptions {
     /// `rtsp://[user:pass@]host[:port]/path`, `file:///abs/path.mp4`, or a file
     /// path (relative to the config file).
     pub url: String,
-    /// Credentials, if not in the URL. `${VAR}` is read from the environment.
+    /// Credentials, if not in the URL. In the config file (never through the API),
+    /// `${VAR}` is read from the environment.
     #[serde(default)]
     pub username: Option<String>,
-    /// The password of `username`; `${VAR}` is read from the environment.
+    /// The password of `username`; in the config file, `${VAR}` is read from the environment.
     #[serde(default)]
     pub password: Option<String>,
     /// RTP transport for RTSP: `tcp` (default, interleaved) or `udp`.
@@ -113,6 +114,23 @@ mod defaults {
 }
 
 impl CameraOptions {
+    /// Replaces `${VAR}` in the url, the credentials and the Redis URLs with the
+    /// environment. A step of loading the config file only: what the API receives
+    /// is literal, or any caller could read the hub's environment.
+    pub fn interpolate_env(&mut self) -> Result<(), CameraConfigError> {
+        self.url = interpolate(&self.url)?;
+        for v in [&mut self.username, &mut self.password].into_iter().flatten() {
+            *v = interpolate(v)?;
+        }
+        for (name, out) in self.outputs.iter_mut() {
+            if let OutputConfig::Redis(r) = out {
+                let url = interpolate(r.url.expose()).map_err(|e| format!("output {name:?}: {e}"))?;
+                r.url = Secret::new(url);
+            }
+        }
+        Ok(())
+    }
+
     /// The options of the one-line form `name: url`.
     pub fn from_url(url: impl Into<String>) -> Self {
         CameraOptions {
@@ -177,13 +195,13 @@ impl From<String> for CameraConfigError {
 }
 
 impl CameraConfig {
-    /// Builds a camera from options, resolving the URL, credentials and `${VAR}`s.
+    /// Builds a camera from options, resolving the URL and credentials, every value
+    /// taken literally (`${VAR}` is the config file's: `CameraOptions::interpolate_env`).
     /// `base` is the directory relative file paths are taken from.
     pub fn resolve(name: &str, mut options: CameraOptions, base: &Path) -> Result<Self, CameraConfigError> {
         validate_name(name)?;
-        options.url = interpolate(&options.url)?;
-        let mut username = options.username.as_deref().map(interpolate).transpose()?;
-        let mut password = options.password.as_deref().map(interpolate).transpose()?;
+        let mut username = options.username.clone();
+        let mut password = options.password.clone();
         for (key, v) in [
             ("connect_timeout", options.connect_timeout),
             ("stall_timeout", options.stall_timeout),
@@ -231,7 +249,7 @@ impl CameraConfig {
         } else {
             SourceSpec::File(base.join(&options.url))
         };
-        outputs::validate(&mut options.outputs, interpolate)?;
+        outputs::validate(&options.outputs)?;
         if options.mode == Mode::Replay {
             if !matches!(source, SourceSpec::File(_)) {
                 return Err("mode: replay is for files only (a live camera cannot be replayed)".to_owned().into());
@@ -256,17 +274,20 @@ impl CameraConfig {
         }
     }
 
-    /// The secrets that must never appear in any output for this camera.
-    pub fn secrets(&self) -> Vec<&str> {
-        let mut s: Vec<&str> = self.password.iter().map(Secret::expose).collect();
+    /// The secrets that must never appear in any output for this camera: the
+    /// password, credentials in the URL's query (`?pwd=`, `?token=`, ...) and Redis passwords.
+    pub fn secrets(&self) -> Vec<String> {
+        let mut s: Vec<String> = self.password.iter().map(|p| p.expose().to_owned()).collect();
+        if let SourceSpec::Rtsp(u) | SourceSpec::Http(u) = &self.source {
+            s.extend(query_secrets(u));
+        }
         for o in self.options.outputs.values() {
             if let OutputConfig::Redis(r) = o
                 && let Ok(u) = Url::parse(r.url.expose())
-                && let Some(p) = u.password()
             {
                 // The redis URL holds it percent-encoded; scrub() also catches the encoded form.
-                let at = r.url.expose().find(p).unwrap_or(0);
-                s.push(&r.url.expose()[at..at + p.len()]);
+                s.extend(u.password().map(str::to_owned));
+                s.extend(query_secrets(&u));
             }
         }
         s
@@ -301,10 +322,15 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// A URL-ish string with anything between `://` and `@` hidden.
+/// A URL-ish string with anything between `://` and `@` hidden, and credential query values.
 fn redact_str(s: &str) -> String {
-    match (s.find("://"), s.rfind('@')) {
+    let (s, query) = s.split_once('?').map_or((s, None), |(s, q)| (s, Some(q)));
+    let shown = match (s.find("://"), s.rfind('@')) {
         (Some(a), Some(b)) if b > a => format!("{}://***@{}", &s[..a], &s[b + 1..]),
         _ => s.to_owned(),
+    };
+    match query {
+        Some(q) => format!("{shown}?{}", redact_query(q)),
+        None => shown,
     }
 }

@@ -92,28 +92,30 @@ impl Config {
         let mut cameras = Vec::new();
         for (name, entry) in file.cameras {
             let (line, col) = (entry.referenced.line(), entry.referenced.column());
-            let options = match entry.value {
+            let mut options = match entry.value {
                 CameraEntry::Url(u) => CameraOptions::from_url(u),
                 CameraEntry::Full(o) => *o,
             };
-            let cam = CameraConfig::resolve(&name, options, base).map_err(|e| {
-                // An unset variable is pointed at where it is used, not at the camera.
-                let at = match &e {
-                    CameraConfigError::Env(EnvError::Unset(var)) => {
-                        let used = format!("${{{var}");
-                        text.lines()
-                            .enumerate()
-                            .skip((line as usize).saturating_sub(1))
-                            .find_map(|(i, l)| l.find(&used).map(|c| (i + 1, c + 1)))
+            let cam =
+                options.interpolate_env().and_then(|()| CameraConfig::resolve(&name, options, base)).map_err(|e| {
+                    // An unset variable is pointed at where it is used, not at the camera.
+                    let at = match &e {
+                        CameraConfigError::Env(EnvError::Unset(var)) => {
+                            let used = format!("${{{var}");
+                            text.lines()
+                                .enumerate()
+                                .skip((line as usize).saturating_sub(1))
+                                .find_map(|(i, l)| l.find(&used).map(|c| (i + 1, c + 1)))
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                }
-                .map_or_else(|| format!("{origin}:{line}:{col}"), |(l, c)| format!("{origin}:{l}:{c}"));
-                ConfigError(format!("{at}: camera {name:?}: {e}"))
-            })?;
+                    .map_or_else(|| format!("{origin}:{line}:{col}"), |(l, c)| format!("{origin}:{l}:{c}"));
+                    ConfigError(format!("{at}: camera {name:?}: {e}"))
+                })?;
             cameras.push(cam);
         }
         let mut server = file.server;
+        server.media_dirs = server.media_dirs.iter().map(|d| base.join(d)).collect();
         let secret = |v: &Secret, what: &str| {
             interpolate(v.expose())
                 .map_err(|e| e.to_string())

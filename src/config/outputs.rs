@@ -226,14 +226,11 @@ fn check_skip(s: Option<f64>) -> Result<(), String> {
     }
 }
 
-/// Checks every output of a camera; `${VAR}` in Redis URLs is resolved here.
-pub fn validate(
-    outputs: &mut BTreeMap<String, OutputConfig>,
-    interpolate: impl Fn(&str) -> Result<String, super::EnvError>,
-) -> Result<(), String> {
+/// Checks every output of a camera, its values taken literally.
+pub fn validate(outputs: &BTreeMap<String, OutputConfig>) -> Result<(), String> {
     let shm_names: Vec<String> =
         outputs.iter().filter(|(_, o)| matches!(o, OutputConfig::Shm(_))).map(|(n, _)| n.clone()).collect();
-    for (name, out) in outputs.iter_mut() {
+    for (name, out) in outputs {
         let ok = !name.is_empty()
             && name.len() <= 64
             && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
@@ -259,15 +256,13 @@ pub fn validate(
             OutputConfig::Redis(r) => {
                 check_size(r.width, r.height).map_err(at)?;
                 check_skip(r.skip_similar).map_err(at)?;
-                let url = interpolate(r.url.expose()).map_err(|e| at(e.to_string()))?;
-                let parsed = url::Url::parse(&url).map_err(|e| at(format!("bad redis url: {e}")))?;
+                let parsed = url::Url::parse(r.url.expose()).map_err(|e| at(format!("bad redis url: {e}")))?;
                 if !["redis", "unix", "redis+unix"].contains(&parsed.scheme()) {
                     return Err(at(format!(
                         "redis url scheme {:?} is not supported (use redis:// or unix://)",
                         parsed.scheme()
                     )));
                 }
-                r.url = Secret::new(url);
                 if let Some(q) = r.quality
                     && !(1..=100).contains(&q)
                 {

@@ -1,6 +1,7 @@
 //! The `server:` section: where the API listens, who may use it, and WebRTC.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -22,6 +23,10 @@ pub struct ServerConfig {
     pub webrtc: WebRtcConfig,
     /// Bytes every camera's GOP cache may hold together (default: no limit).
     pub memory_budget: Option<ByteSize>,
+    /// Folders whose files cameras added through the API may read (relative to the
+    /// config file). Default none: the API takes network cameras only, so a caller
+    /// cannot make the hub open, or tell apart, arbitrary paths.
+    pub media_dirs: Vec<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -32,6 +37,7 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             webrtc: WebRtcConfig::default(),
             memory_budget: None,
+            media_dirs: Vec::new(),
         }
     }
 }

@@ -94,7 +94,7 @@ fn outputs_parse_with_their_options_and_defaults() {
     assert_eq!((kf.fps, kf.format, kf.slots), (Fps::Keyframes, PixelFormat::Bgr24, 4));
     let OutputConfig::Redis(q) = &o["q"] else { panic!("q is redis") };
     assert_eq!((q.ring.as_deref(), q.maxlen, q.buffer, q.include_jpeg), (Some("ai"), 1000, 1000, true));
-    assert!(c.cameras[0].secrets().contains(&"hunter22"), "the redis password is scrubbed like the camera's");
+    assert!(c.cameras[0].secrets().iter().any(|s| s == "hunter22"), "the redis password is scrubbed like the camera's");
     assert!(!format!("{:?}", c.cameras[0]).contains("hunter22"));
 }
 
@@ -120,4 +120,44 @@ fn bad_outputs_say_what_is_wrong_and_where() {
         parse("cameras:\n  door:\n    url: rtsp://cam/s\n    mode: replay\n    outputs:\n      x:\n        shm: {}\n")
             .unwrap_err();
     assert!(e.0.contains("files only"), "{e}");
+}
+
+#[test]
+fn resolve_is_literal_and_only_the_file_interpolates() {
+    // Issue 15, item 1: the run-time API resolves bodies with `CameraConfig::resolve`;
+    // a `${VAR}` there must stay text, or any caller reads the hub's environment.
+    let mut o = CameraOptions::from_url("rtsp://cam/${CARGO_PKG_NAME}");
+    o.username = Some("${CARGO_PKG_NAME}".into());
+    o.password = Some("${CAMHUB_NOT_SET_Z}".into());
+    let out: OutputConfig =
+        serde_json::from_value(serde_json::json!({"redis": {"url": "redis://:${CARGO_PKG_NAME}@127.0.0.1/0"}}))
+            .unwrap();
+    o.outputs.insert("q".into(), out);
+    let c = CameraConfig::resolve("a", o, Path::new("/")).unwrap();
+    assert_eq!(c.username.as_deref(), Some("${CARGO_PKG_NAME}"));
+    assert_eq!(c.password.as_ref().unwrap().expose(), "${CAMHUB_NOT_SET_Z}");
+    assert!(!c.display_url().contains("camhub"), "{}", c.display_url());
+    let OutputConfig::Redis(q) = &c.options.outputs["q"] else { panic!("q is redis") };
+    assert!(q.url.expose().contains("${CARGO_PKG_NAME}"), "literal redis url");
+    // The same in the file is interpolated, redis URLs included.
+    let c = parse(
+        "cameras:\n  a:\n    url: rtsp://cam/${CARGO_PKG_NAME}\n    outputs:\n      q:\n        redis: {url: \"redis://:${CARGO_PKG_NAME}@127.0.0.1/0\"}\n",
+    )
+    .unwrap();
+    assert_eq!(c.cameras[0].display_url(), "rtsp://cam/camhub");
+    let OutputConfig::Redis(q) = &c.cameras[0].options.outputs["q"] else { panic!("q is redis") };
+    assert_eq!(q.url.expose(), "redis://:camhub@127.0.0.1/0");
+    let e = parse("cameras:\n  a:\n    url: rtsp://x/y\n    outputs:\n      q:\n        redis: {url: \"redis://${CAMHUB_NOT_SET_W}/0\"}\n")
+        .unwrap_err();
+    assert!(e.0.contains("output \"q\"") && e.0.contains("CAMHUB_NOT_SET_W is not set"), "{e}");
+}
+
+#[test]
+fn credentials_in_a_url_query_are_shown_as_stars_and_scrubbed() {
+    let c = parse("cameras:\n  a: \"http://10.0.0.9/snap.cgi?user=admin&Pwd=s3cr%23t&chn=1\"\n").unwrap();
+    assert_eq!(c.cameras[0].display_url(), "http://10.0.0.9/snap.cgi?user=admin&Pwd=***&chn=1");
+    let s = c.cameras[0].secrets();
+    assert!(s.iter().any(|x| x == "s3cr#t") && s.iter().any(|x| x == "s3cr%23t"), "{s:?}");
+    let e = parse("cameras:\n  a: \"rtsp://[bad/x?token=tOk3n-9\"\n").unwrap_err();
+    assert!(!e.0.contains("tOk3n-9"), "{e}");
 }

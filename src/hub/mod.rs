@@ -59,6 +59,8 @@ pub struct Hub {
     from_file: Mutex<BTreeSet<String>>,
     /// Where relative file paths of API-added cameras are resolved.
     pub base_dir: PathBuf,
+    /// The only folders API-added cameras may read files from (`server.media_dirs`).
+    pub media_dirs: Vec<PathBuf>,
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
     clock: Clock,
@@ -96,6 +98,7 @@ impl Hub {
             m.register_collector(metrics::Families(me.clone()));
             Hub {
                 base_dir,
+                media_dirs: server.media_dirs.clone(),
                 whep: crate::whep::Whep::new(clock.clone()),
                 clock,
                 metrics: Arc::new(m),
@@ -135,21 +138,30 @@ impl Hub {
 
     /// Adds or replaces a camera. An identical config leaves the running camera
     /// untouched. Returns the camera and whether it is new.
+    ///
+    /// The look-up and the swap are one step under the lock: two PUTs of one name
+    /// at once each replace (and stop) what was there, so none is left running
+    /// unlisted (issue 15, item 11).
     pub async fn put(&self, cfg: CameraConfig) -> (Arc<Camera>, bool) {
-        if let Some(old) = self.member(&cfg.name) {
-            if *old.camera.config() == cfg {
+        let (m, old) = {
+            let mut all = self.members.write();
+            if let Some(old) = all.get(&cfg.name)
+                && *old.camera.config() == cfg
+            {
                 return (old.camera.clone(), false);
             }
-            let name = cfg.name.clone();
             let m = Member::start(cfg, self);
-            self.insert(m.clone());
-            old.stop().await;
-            tracing::info!(camera = %name, "camera replaced");
-            return (m.camera.clone(), false);
+            let old = all.insert(m.camera.name().to_owned(), m.clone());
+            (m, old)
+        };
+        match old {
+            Some(old) => {
+                old.stop().await;
+                tracing::info!(camera = %m.camera.name(), "camera replaced");
+                (m.camera.clone(), false)
+            }
+            None => (m.camera.clone(), true),
         }
-        let m = Member::start(cfg, self);
-        self.insert(m.clone());
-        (m.camera.clone(), true)
     }
 
     /// Stops and removes a camera, freeing everything it held.

@@ -86,6 +86,8 @@ struct Session {
 pub struct Whep {
     config: Mutex<WebRtcConfig>,
     sessions: Arc<Mutex<HashMap<String, Session>>>,
+    /// Places taken by offers still being answered, per camera (lock after `sessions`).
+    pending: Arc<Mutex<HashMap<String, usize>>>,
     next: AtomicU64,
     clock: Clock,
 }
@@ -132,6 +134,18 @@ impl Whep {
             .collect()
     }
 
+    /// Takes a place for a viewer of `camera` if fewer than `max` have one.
+    fn reserve(&self, camera: &str, max: u32) -> Option<Slot> {
+        let sessions = self.sessions.lock();
+        let mut pending = self.pending.lock();
+        let taken = sessions.values().filter(|s| s.camera == camera).count() + pending.get(camera).map_or(0, |n| *n);
+        if taken >= max as usize {
+            return None;
+        }
+        *pending.entry(camera.to_owned()).or_default() += 1;
+        Some(Slot { pending: self.pending.clone(), camera: camera.to_owned() })
+    }
+
     /// Answers a viewer's offer and starts its session. `ip` is the address the
     /// viewer reached the API at (from its Host header).
     pub async fn create(
@@ -160,7 +174,9 @@ impl Whep {
                 ));
             }
         }
-        if self.viewers(cam.name()).len() >= cfg.max_viewers as usize {
+        // The place is taken now, before the awaits below, so that concurrent offers
+        // cannot all pass the check; an offer that fails gives it back on drop.
+        let Some(slot) = self.reserve(cam.name(), cfg.max_viewers) else {
             return Err(err(
                 Refusal::Busy,
                 format!(
@@ -169,9 +185,11 @@ impl Whep {
                     cfg.max_viewers
                 ),
             ));
-        }
-        let offer =
-            SdpOffer::from_sdp_string(offer).map_err(|e| err(Refusal::BadRequest, format!("not an SDP offer: {e}")))?;
+        };
+        let offer = SdpOffer::from_sdp_string(offer).map_err(|_| {
+            // The parser's own message shows the address where it stopped: not for callers.
+            err(Refusal::BadRequest, "the body is not an SDP offer (RFC 8866): it could not be parsed".to_owned())
+        })?;
         init_crypto();
         let mut ips: Vec<IpAddr> = cfg.ips.clone();
         if let Some(ip) = ip.filter(|ip| !ips.contains(ip)) {
@@ -200,7 +218,8 @@ impl Whep {
         let (control, control_rx) = mpsc::channel(16);
         let connected = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let units_sent = Arc::new(AtomicU64::new(0));
-        self.sessions.lock().insert(
+        let mut sessions = self.sessions.lock();
+        sessions.insert(
             id.clone(),
             Session {
                 camera: cam.name().to_owned(),
@@ -210,6 +229,9 @@ impl Whep {
                 control,
             },
         );
+        // The session holds the place from here: the reservation ends under the same lock.
+        drop(slot);
+        drop(sessions);
         let viewer = Viewer {
             rtc,
             sockets,
@@ -272,6 +294,25 @@ impl Whep {
             }
         }
         Ok(n)
+    }
+}
+
+/// A viewer's place under `max_viewers` while its offer is answered; dropping it
+/// (the offer failed, or its session now counts) gives the place back.
+struct Slot {
+    pending: Arc<Mutex<HashMap<String, usize>>>,
+    camera: String,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut p = self.pending.lock();
+        if let Some(n) = p.get_mut(&self.camera) {
+            *n -= 1;
+            if *n == 0 {
+                p.remove(&self.camera);
+            }
+        }
     }
 }
 

@@ -117,23 +117,29 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(config_yaml: &str) -> Self {
+        Self::start_env(config_yaml, &[])
+    }
+
+    /// With extra environment variables for the hub process.
+    pub fn start_env(config_yaml: &str, env: &[(&str, &str)]) -> Self {
         let dir = temp_dir("hub");
         let cfg = dir.join("cameras.yaml");
         std::fs::write(&cfg, config_yaml).unwrap();
-        Self::spawn(Some(&cfg), dir)
+        Self::spawn(Some(&cfg), dir, env)
     }
 
     /// `camhub serve` with no config: the built-in demo cameras.
     pub fn start_demo() -> Self {
-        Self::spawn(None, temp_dir("demo"))
+        Self::spawn(None, temp_dir("demo"), &[])
     }
 
-    fn spawn(cfg: Option<&Path>, dir: PathBuf) -> Self {
+    fn spawn(cfg: Option<&Path>, dir: PathBuf, env: &[(&str, &str)]) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_camhub"));
         cmd.arg("serve").args(["--listen", "127.0.0.1:0"]);
         if let Some(c) = cfg {
             cmd.arg("--config").arg(c);
         }
+        cmd.envs(env.iter().copied());
         let mut child = cmd
             .env("CAMHUB_LOG", "camhub=debug")
             .env("NO_COLOR", "1")

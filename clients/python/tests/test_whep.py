@@ -5,6 +5,7 @@ frames' barcodes are checked against what the RTSP server sent.
 
 import asyncio
 import os
+import re
 import sys
 import time
 import urllib.error
@@ -110,6 +111,7 @@ def test_bad_requests_get_clear_errors_and_the_viewer_cap_holds(rtsp, hub):
     assert status == 404, body
     status, body = request("POST", url, b"v=0\r\nthis is not sdp\r\n")
     assert status == 400 and "SDP" in body, body
+    assert not re.search(r"0x[0-9a-fA-F]{4,}", body), f"no memory address in an error: {body}"
     status, body = request("DELETE", f"{url}/0123456789")
     assert status == 404, body
     status, body = request("POST", url, offer)
@@ -196,4 +198,30 @@ def test_a_hundred_viewers_coming_and_going_leave_nothing_behind(rtsp, hub):
     assert after[1] <= before[1] + 2, f"threads {before[1]} -> {after[1]}"
     assert after[2] - before[2] < 16 * 1024, f"RSS {before[2]} -> {after[2]} kB"
     assert h.camera(name)["leases"]["connected"] == 0
+    h.stop()
+
+
+def test_the_viewer_cap_holds_under_concurrent_offers(rtsp, hub):
+    """Issue 15, item 12: the slot is taken before the offer's awaits, so 15 offers
+    at once for a camera with max_viewers 10 admit exactly 10."""
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+
+    name = camera_name("wcap")
+    h = hub(config(name, rtsp.url, max_viewers=10, ice_timeout=30))
+    wait_for("streaming", lambda: h.camera(name)["state"] == "streaming", 20, h.log)
+    offer = an_offer().encode()
+    url = f"{h.base}/api/cameras/{name}/whep"
+    go = threading.Barrier(15)
+
+    def one(_):
+        go.wait(timeout=10)
+        return request("POST", url, offer)
+
+    with ThreadPoolExecutor(max_workers=15) as pool:
+        answers = list(pool.map(one, range(15)))
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [201] * 10 + [503] * 5, f"statuses {statuses}"
+    assert all("max_viewers" in b for s, b in answers if s == 503), answers
+    assert len(viewers(h, name)) == 10
     h.stop()
