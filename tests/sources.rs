@@ -1,6 +1,7 @@
 //! Every kind of source gives real pictures: files (raw Annex B H.264, MKV with
-//! H.265), RTSP over UDP; and a "camera" that answers with garbage fails with a
-//! protocol error while the camera beside it keeps streaming.
+//! H.265), RTSP over UDP; a "camera" that answers with garbage fails with a
+//! protocol error while the camera beside it keeps streaming; a FIFO or a
+//! device is refused at once instead of blocking a thread.
 
 mod common;
 
@@ -97,4 +98,35 @@ fn a_camera_speaking_garbage_fails_cleanly_and_alone() {
         std::thread::sleep(Duration::from_millis(400));
     }
     assert_eq!(hub.camera("good")["counters"]["reconnects"], 0);
+}
+
+#[test]
+fn a_fifo_or_device_file_source_is_refused_at_once_and_blocks_no_thread() {
+    // Opening a FIFO blocks until a writer comes: before the fix every attempt
+    // left one thread blocked for ever, and the camera stayed `connecting`.
+    let hub = Hub::start("server:\n  media_dirs: [media]\ncameras:\n  dev: /dev/zero\n");
+    let media = hub.dir.join("media");
+    std::fs::create_dir_all(&media).unwrap();
+    let st = std::process::Command::new("mkfifo").arg(media.join("pipe")).status().unwrap();
+    assert!(st.success());
+    let refused = |name: &str| {
+        let c = hub.wait_camera(name, "refused", Duration::from_secs(5), |c| !c["last_error"].is_null());
+        assert_eq!(c["last_error"]["kind"], "unsupported", "{c:#}");
+        assert!(c["last_error"]["message"].as_str().unwrap().contains("not a regular file"), "{c:#}");
+        assert_eq!(c["state"], "backoff", "{c:#}");
+    };
+    let put = || hub.send("PUT", "/api/cameras/fifo", Some(r#"{"url":"media/pipe"}"#));
+    assert_eq!(put().status, 201);
+    refused("fifo");
+    let (_, threads_before, _) = proc_stats(hub.pid());
+    for _ in 0..6 {
+        assert_eq!(hub.send("DELETE", "/api/cameras/fifo", None).status, 204);
+        assert_eq!(put().status, 201);
+        refused("fifo");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (_, threads_after, _) = proc_stats(hub.pid());
+    assert!(threads_after <= threads_before + 2, "threads grew from {threads_before} to {threads_after}");
+    assert_eq!(hub.send("DELETE", "/api/cameras/fifo", None).status, 204);
+    refused("dev");
 }

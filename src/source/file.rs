@@ -76,6 +76,23 @@ pub fn replay_units(path: PathBuf, clock: Clock) -> Result<mpsc::Receiver<Result
     Ok(rx)
 }
 
+/// Only regular files are read: opening a FIFO or a device blocks (a FIFO
+/// until a writer comes, a tty or socket for ever) in a thread nobody can
+/// interrupt, one more per reconnect attempt, outliving the camera.
+fn check_regular(path: &std::path::Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::new(ErrorKind::NotFound, format!("no such file: {}", path.display())))
+        }
+        Err(e) => Err(Error::new(ErrorKind::NotFound, format!("cannot read {}: {e}", path.display())).caused_by(e)),
+        Ok(m) if !m.is_file() => Err(Error::new(
+            ErrorKind::Unsupported,
+            format!("{} is not a regular file (a FIFO, device or folder is never opened)", path.display()),
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
 struct Reader {
     input: ffmpeg_next::format::context::Input,
     stream_index: usize,
@@ -87,9 +104,7 @@ struct Reader {
 impl Reader {
     fn open(path: &std::path::Path) -> Result<Reader> {
         crate::media::init_ffmpeg();
-        if !path.exists() {
-            return Err(Error::new(ErrorKind::NotFound, format!("no such file: {}", path.display())));
-        }
+        check_regular(path)?;
         let input = ffmpeg_next::format::input(path).map_err(|e| {
             Error::new(ErrorKind::Protocol, format!("cannot read {}: {e}", path.display())).caused_by(e)
         })?;
