@@ -1,13 +1,30 @@
 //! The GOP cache: the compressed units since the newest keyframe. A decoder
 //! that starts cold replays it to reach the newest picture without waiting for
-//! the camera's next keyframe. Bounded in bytes: once a GOP outgrows the bound,
-//! the rest of that GOP is dropped (and counted) until the next keyframe, so
-//! a replay stops at the last unit that fit and says so through its frame's age.
+//! the camera's next keyframe. Bounded in bytes and in units: once a GOP
+//! outgrows either bound, the rest of that GOP is dropped (and counted) until
+//! the next keyframe, so a replay stops at the last unit that fit and says so
+//! through its frame's age. The bytes are what the units really hold: payload
+//! plus a per-unit overhead, so a flood of tiny units cannot hide behind a
+//! byte limit that counts payload only.
 
 use std::sync::Arc;
 
 use crate::media::EncodedUnit;
 use crate::telemetry::memory::Budget;
+
+/// What one kept unit costs besides its payload: the `EncodedUnit` itself, the
+/// `Arc`'s two counters, the `Vec` slot that holds the `Arc`, and the payload's
+/// own allocation (allocator header and `Bytes`' shared block, about 32 bytes).
+/// Counted with the payload against `gop_cache_bytes` and the memory budgets.
+pub const UNIT_OVERHEAD: usize = std::mem::size_of::<EncodedUnit>()
+    + 2 * std::mem::size_of::<usize>()
+    + std::mem::size_of::<Arc<EncodedUnit>>()
+    + 32;
+
+/// The most units one GOP cache keeps, whatever their size: 4096 is over two
+/// minutes at 30 fps, longer than any camera's keyframe interval, and bounds
+/// the bookkeeping of a camera that floods tiny units.
+pub const MAX_UNITS: usize = 4096;
 
 #[derive(Debug)]
 pub struct GopCache {
@@ -59,8 +76,8 @@ impl GopCache {
         } else if self.units.is_empty() && !self.truncated {
             return false;
         }
-        let len = unit.data.len();
-        let over_limit = self.truncated || self.bytes + len > self.limit;
+        let len = unit.data.len() + UNIT_OVERHEAD;
+        let over_limit = self.truncated || self.bytes + len > self.limit || self.units.len() >= MAX_UNITS;
         let over_budget = self.budget_limit.is_some_and(|b| self.bytes + len > b);
         let shared_ok = || {
             if unit.keyframe {
@@ -76,7 +93,7 @@ impl GopCache {
             }
             self.truncated = true;
             self.dropped_units += 1;
-            self.dropped_bytes += len as u64;
+            self.dropped_bytes += unit.data.len() as u64;
             return false;
         }
         self.bytes += len;
@@ -102,6 +119,7 @@ impl GopCache {
     pub fn units(&self) -> &[Arc<EncodedUnit>] {
         &self.units
     }
+    /// What the kept units hold: payload plus `UNIT_OVERHEAD` each.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
@@ -134,6 +152,8 @@ mod tests {
         Arc::new(u)
     }
 
+    const O: usize = UNIT_OVERHEAD;
+
     #[test]
     fn keeps_units_since_newest_keyframe() {
         let mut g = GopCache::new(1000);
@@ -143,31 +163,63 @@ mod tests {
         assert_eq!(g.units().len(), 2);
         assert!(g.push(&unit(4, true, 100)));
         assert_eq!(g.units().iter().map(|u| u.seq).collect::<Vec<_>>(), vec![4]);
-        assert_eq!(g.bytes(), 100);
+        assert_eq!(g.bytes(), 100 + O);
     }
 
     #[test]
     fn drops_and_counts_what_does_not_fit_until_next_keyframe() {
-        let mut g = GopCache::new(250);
+        let mut g = GopCache::new(250 + 2 * O);
         g.push(&unit(1, true, 200));
         assert!(g.push(&unit(2, false, 40)));
         assert!(!g.push(&unit(3, false, 40)), "over the bound");
         assert!(!g.push(&unit(4, false, 5)), "a later small unit would break the chain");
         assert!(g.truncated());
-        assert_eq!(g.dropped(), (2, 45));
+        assert_eq!(g.dropped(), (2, 45), "dropped bytes are payload");
         assert_eq!(g.units().last().unwrap().seq, 2);
         assert!(g.push(&unit(5, true, 100)));
         assert!(!g.truncated());
         // A keyframe larger than the whole bound is dropped too.
-        assert!(!g.push(&unit(6, true, 300)));
+        assert!(!g.push(&unit(6, true, 250 + 2 * O)));
         assert!(g.units().is_empty());
-        assert_eq!(g.dropped(), (3, 345));
+        assert_eq!(g.dropped(), (3, 45 + 250 + 2 * O as u64));
+    }
+
+    #[test]
+    fn every_unit_counts_its_overhead_so_tiny_units_cannot_flood_the_cache() {
+        // Issue 15, item 6: 1-byte units used to be counted as 1 byte each, so
+        // an 8 MiB cache held 1.18 M of them (172 MB).
+        assert!(O >= std::mem::size_of::<EncodedUnit>() + std::mem::size_of::<Arc<EncodedUnit>>());
+        let mut g = GopCache::new(100 * (O + 1));
+        assert!(g.push(&unit(0, true, 1)));
+        let kept = (1..1000).filter(|&i| g.push(&unit(i, false, 1))).count();
+        assert_eq!(kept, 99);
+        assert_eq!(g.bytes(), 100 * (O + 1));
+        assert!(g.truncated());
+        let mut g = GopCache::new(8 << 20);
+        assert!(g.push(&unit(0, true, 1)));
+        for i in 1..20_000 {
+            g.push(&unit(i, false, 1));
+        }
+        assert!(g.units().len() <= MAX_UNITS && g.bytes() <= 8 << 20, "{} units", g.units().len());
+    }
+
+    #[test]
+    fn the_unit_count_is_capped_whatever_the_byte_limit() {
+        let mut g = GopCache::new(1 << 40);
+        assert!(g.push(&unit(0, true, 0)));
+        let kept = (1..MAX_UNITS as u64 + 10).filter(|&i| g.push(&unit(i, false, 0))).count();
+        assert_eq!(kept, MAX_UNITS - 1);
+        assert_eq!(g.units().len(), MAX_UNITS);
+        assert_eq!(g.dropped(), (10, 0));
+        assert!(g.truncated());
+        assert!(g.push(&unit(MAX_UNITS as u64 + 10, true, 0)), "the next keyframe starts afresh");
+        assert_eq!(g.units().len(), 1);
     }
 
     #[test]
     fn a_shared_budget_bounds_several_caches_and_is_given_back() {
         static B: Budget = Budget::new();
-        B.set_limit(300);
+        B.set_limit(300 + 2 * O as u64);
         let mut a = GopCache::with_budget(1000, &B);
         let mut b = GopCache::with_budget(1000, &B);
         assert!(a.push(&unit(1, true, 200)));
@@ -175,14 +227,14 @@ mod tests {
         assert!(!a.push(&unit(3, false, 10)), "the shared budget is spent");
         assert_eq!((a.budget_drops(), a.dropped()), (1, (1, 10)));
         assert!(a.push(&unit(4, true, 150)), "a new GOP gives the old one's bytes back first");
-        assert_eq!(B.used(), 250);
+        assert_eq!(B.used(), 250 + 2 * O as u64);
         assert!(b.push(&unit(5, true, 180)), "a keyframe is never refused by the shared budget");
-        assert_eq!(B.used(), 330);
+        assert_eq!(B.used(), 330 + 2 * O as u64);
         assert!(!b.push(&unit(6, false, 1)), "but nothing more fits");
         assert!(b.push(&unit(7, true, 100)));
-        assert_eq!(B.used(), 250);
+        assert_eq!(B.used(), 250 + 2 * O as u64);
         drop(b);
-        assert_eq!(B.used(), 150, "a cache that goes gives its bytes back");
+        assert_eq!(B.used(), 150 + O as u64, "a cache that goes gives its bytes back");
         a.clear();
         assert_eq!(B.used(), 0);
     }
