@@ -1,6 +1,7 @@
 //! The variant tier through its first consumer, MJPEG: viewers of one
 //! (quality, size) share one encode per frame, each gets fresh frames, and
 //! when the last viewer leaves the encoder and the decoder stop after their lingers.
+//! No size asked for above the source's is ever upscaled (snapshots, streams, outputs).
 
 mod common;
 
@@ -103,4 +104,53 @@ fn opencv_and_ffprobe_play_the_stream() {
         (s["codec_name"].as_str(), s["width"].as_u64(), s["height"].as_u64()),
         (Some("mjpeg"), Some(320), Some(180))
     );
+}
+
+#[test]
+fn sizes_above_the_source_are_never_upscaled() {
+    // Issue 15, item 8: width=8192 used to upscale a 640x360 camera (8 such streams
+    // saturated both cores). Snapshots, streams and outputs all get the source's size.
+    let server = RtspServer::start("h264", None);
+    let shm = temp_dir("shm-upscale");
+    let shm_dir = shm.to_str().unwrap();
+    let hub = Hub::start_env(
+        &format!(
+            "cameras:\n  cam:\n    url: {}\n    outputs:\n      big:\n        shm: {{width: 8192, format: gray, demand: always, slots: 2}}\n",
+            server.url()
+        ),
+        &[("CAMHUB_SHM_DIR", shm_dir)],
+    );
+    hub.wait_streaming("cam");
+    for q in ["width=8192", "height=8192", "width=8192&height=8192", "width=641"] {
+        let r = hub.get(&format!("/api/cameras/cam/snapshot.jpg?{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let pic = Picture::decode(&r.body);
+        assert_eq!((pic.width, pic.height), (640, 360), "snapshot {q}");
+    }
+    let mut a = open_mjpeg(&format!("{}/api/cameras/cam/stream.mjpeg?width=8192", hub.base));
+    let mut b = open_mjpeg(&format!("{}/api/cameras/cam/stream.mjpeg?width=4000", hub.base));
+    for _ in 0..3 {
+        let pic = Picture::decode(&read_part(&mut a).1);
+        assert_eq!((pic.width, pic.height), (640, 360), "stream width=8192");
+        let pic = Picture::decode(&read_part(&mut b).1);
+        assert_eq!((pic.width, pic.height), (640, 360), "stream width=4000");
+    }
+    // Both are the source's own size: one variant, one encode per frame.
+    let c = hub.camera("cam");
+    assert_eq!(c["leases"]["variants"].as_array().unwrap().len(), 1, "{:#}", c["leases"]);
+    // The ring's header names its geometry (docs/shm.md: width at 24, height at 28).
+    let ring = shm.join("camhub.cam.big");
+    let end = std::time::Instant::now() + Duration::from_secs(15);
+    let (w, h) = loop {
+        let bytes = std::fs::read(&ring).unwrap_or_default();
+        let le = |o: usize| u32::from_le_bytes(bytes[o..o + 4].try_into().unwrap());
+        if bytes.len() >= 32 && le(24) != 0 {
+            break (le(24), le(28));
+        }
+        assert!(std::time::Instant::now() < end, "the ring never got a frame:\n{}", hub.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!((w, h), (640, 360), "shm output width=8192");
+    drop(hub);
+    let _ = std::fs::remove_dir_all(shm);
 }

@@ -225,7 +225,13 @@ impl Camera {
 
     /// Asks for a JPEG variant until the lease is dropped; the receiver always
     /// holds its newest JPEG. Fails if the camera already serves `MAX_VARIANTS` others.
-    pub fn lease_variant(&self, key: VariantKey) -> Result<(Lease, VariantRx), LeaseError> {
+    pub fn lease_variant(&self, mut key: VariantKey) -> Result<(Lease, VariantRx), LeaseError> {
+        // A size at or above the picture's is the picture's own size (never upscaled):
+        // such requests share one variant instead of taking one slot each.
+        let src = self.shared.progress.borrow().frame.as_ref().map(|f| (f.width(), f.height()));
+        if src.is_some_and(|s| crate::encode::fit_size(s, key.width, key.height) == s) {
+            (key.width, key.height) = (None, None);
+        }
         let rx = self.shared.variant_sender(key)?.subscribe();
         {
             let mut d = self.shared.demand.lock();

@@ -12,7 +12,9 @@ use crate::media::Frame;
 
 /// The size a picture of `src` gets for a requested width and/or height, aspect kept:
 /// one side given scales the other; both given fit the picture inside that box.
-/// Rounded to even numbers (chroma is subsampled by two).
+/// Never larger than `src`: a request above the source's size gets the source's
+/// size (upscaling adds no detail, only work: 8192 px streams saturated the
+/// hub's cores). Rounded to even numbers (chroma is subsampled by two).
 pub fn fit_size(src: (u32, u32), width: Option<u32>, height: Option<u32>) -> (u32, u32) {
     let (sw, sh) = (src.0.max(1) as f64, src.1.max(1) as f64);
     let scale = match (width, height) {
@@ -21,6 +23,10 @@ pub fn fit_size(src: (u32, u32), width: Option<u32>, height: Option<u32>) -> (u3
         (None, Some(h)) => h as f64 / sh,
         (Some(w), Some(h)) => (w as f64 / sw).min(h as f64 / sh),
     };
+    if scale >= 1.0 {
+        return src;
+    }
+    // Below 1 the rounding cannot pass an even side, nor an odd one (x < 2k+1 rounds to at most 2k).
     let even = |v: f64| ((v / 2.0).round() as u32 * 2).max(2);
     (even(sw * scale), even(sh * scale))
 }
@@ -147,6 +153,23 @@ mod tests {
         assert_eq!(fit_size((1280, 720), Some(320), Some(320)), (320, 180));
         assert_eq!(fit_size((640, 360), Some(101), None), (102, 56));
         assert_eq!(fit_size((640, 360), Some(1), None), (2, 2));
+    }
+
+    #[test]
+    fn fit_size_never_scales_above_the_source() {
+        assert_eq!(fit_size((640, 360), Some(8192), None), (640, 360));
+        assert_eq!(fit_size((640, 360), None, Some(8192)), (640, 360));
+        assert_eq!(fit_size((640, 360), Some(8192), Some(8192)), (640, 360));
+        assert_eq!(fit_size((640, 360), Some(640), None), (640, 360));
+        assert_eq!(fit_size((640, 360), Some(641), None), (640, 360));
+        // A box larger on one side only still fits the picture to the other.
+        assert_eq!(fit_size((640, 360), Some(8192), Some(180)), (320, 180));
+        // Odd sources keep their size, and a scale just below 1 never rounds up past them.
+        assert_eq!(fit_size((641, 361), Some(4000), None), (641, 361));
+        for w in 600..641 {
+            let (fw, fh) = fit_size((641, 361), Some(w), None);
+            assert!(fw <= 641 && fh <= 361, "{w}: {fw}x{fh}");
+        }
     }
 
     #[test]
