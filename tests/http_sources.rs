@@ -3,7 +3,9 @@
 //! snapshots and MJPEG with no decode and no encode, byte for byte; another size
 //! is decoded and encoded; snapshot URLs are polled; and broken servers (a
 //! truncated part, a wrong boundary, an endless part) fail clearly, with bounded
-//! memory, and are retried, while a good camera beside them streams on.
+//! memory, and are retried, while a good camera beside them streams on; a
+//! picture above `max_pixels` is refused before it is decoded, and the camera
+//! says why.
 
 mod common;
 
@@ -149,4 +151,67 @@ fn broken_mjpeg_servers_fail_clearly_with_bounded_memory_and_are_retried() {
         assert!(srv.which(&r.body).is_some());
     }
     assert_eq!(hub.camera("good")["counters"]["reconnects"], 0);
+}
+
+/// A JPEG whose frame header (SOF) declares `w` x `h`, the rest untouched.
+fn declare_size(jpeg: &[u8], w: u16, h: u16) -> Vec<u8> {
+    let mut j = jpeg.to_vec();
+    let mut i = 2;
+    while i + 9 < j.len() {
+        let (marker, len) = (j[i + 1], usize::from(j[i + 2]) << 8 | usize::from(j[i + 3]));
+        if (0xC0..=0xCF).contains(&marker) && ![0xC4, 0xC8, 0xCC].contains(&marker) {
+            j[i + 5..i + 7].copy_from_slice(&h.to_be_bytes());
+            j[i + 7..i + 9].copy_from_slice(&w.to_be_bytes());
+            return j;
+        }
+        i += 2 + len;
+    }
+    panic!("no SOF marker");
+}
+
+/// A snapshot-URL camera on loopback that answers every request with `jpeg`.
+fn serve_jpeg(jpeg: Vec<u8>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                jpeg.len()
+            );
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&jpeg);
+        }
+    });
+    port
+}
+
+#[test]
+fn pictures_above_max_pixels_are_refused_before_decoding() {
+    // Issue 15, item 5: a 7 MB 16000x16000 JPEG made the hub hold 768 MB for
+    // one camera. Here the body is one small real frame, its header says 16000x16000.
+    let srv = MjpegServer::start();
+    let huge = serve_jpeg(declare_size(&srv.frames[0], 16000, 16000));
+    let hub = Hub::start(&format!(
+        "cameras:\n  huge:\n    url: http://127.0.0.1:{huge}/snap.jpg\n    poll_interval: 0.2\n  strict:\n    url: {s}\n    max_pixels: 100000\n  good: {s}\n",
+        s = srv.url("/stream"),
+    ));
+    for (cam, size) in [("huge", "16000x16000"), ("strict", "640x360")] {
+        let c = hub.wait_camera(cam, "refused", Duration::from_secs(10), |c| !c["last_error"].is_null());
+        let msg = c["last_error"]["message"].as_str().unwrap();
+        assert!(msg.contains(size) && msg.contains("max_pixels"), "{cam}: {c:#}");
+        assert_eq!(c["last_error"]["kind"], "unsupported", "{c:#}");
+        assert_eq!(c["state"], "backoff", "{c:#}");
+        assert_eq!(c["counters"]["frames_decoded"], 0, "{c:#}");
+        assert_eq!(hub.get(&format!("/api/cameras/{cam}/snapshot.jpg?width=320")).status, 503);
+    }
+    let (_, _, rss_kib) = proc_stats(hub.pid());
+    assert!(rss_kib < 200 * 1024, "RSS {rss_kib} KiB");
+    hub.wait_streaming("good");
+    let r = hub.get("/api/cameras/good/snapshot.jpg?width=320");
+    assert_eq!(r.status, 200);
+    assert_eq!(Picture::decode(&r.body).width, 320);
 }

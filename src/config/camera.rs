@@ -80,7 +80,18 @@ pub struct CameraOptions {
     /// the outputs' readers go (files only).
     #[serde(default)]
     pub mode: Mode,
+    /// The largest picture (width x height) the camera may send; a larger one is
+    /// refused before it is decoded or kept, and the camera says why. Default
+    /// 33177600 (8K, 7680x4320); at most 268435456 (16384x16384).
+    #[serde(default = "defaults::max_pixels")]
+    #[schema(minimum = 1, maximum = 268435456)]
+    pub max_pixels: u64,
 }
+
+/// The default `max_pixels`: 8K (7680x4320).
+pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
+/// The most `max_pixels` may be set to: 16384x16384 (a 1 GiB RGBA picture).
+pub const MAX_MAX_PIXELS: u64 = 16384 * 16384;
 
 mod defaults {
     use super::*;
@@ -110,6 +121,9 @@ mod defaults {
     }
     pub fn warmup() -> Seconds {
         Seconds(std::time::Duration::ZERO)
+    }
+    pub fn max_pixels() -> u64 {
+        super::DEFAULT_MAX_PIXELS
     }
 }
 
@@ -153,6 +167,7 @@ impl CameraOptions {
             outputs: BTreeMap::new(),
             memory_budget: None,
             mode: Mode::Live,
+            max_pixels: defaults::max_pixels(),
         }
     }
 }
@@ -214,6 +229,9 @@ impl CameraConfig {
         }
         if !(1..=100).contains(&options.jpeg_quality) {
             return Err(format!("jpeg_quality must be 1-100, not {}", options.jpeg_quality).into());
+        }
+        if !(1..=MAX_MAX_PIXELS).contains(&options.max_pixels) {
+            return Err(format!("max_pixels must be 1-{MAX_MAX_PIXELS}, not {}", options.max_pixels).into());
         }
         let source = if options.url.contains("://") {
             let mut url =

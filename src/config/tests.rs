@@ -39,6 +39,17 @@ fn long_form_takes_options() {
 }
 
 #[test]
+fn max_pixels_defaults_to_8k_and_is_validated() {
+    let c = parse("cameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://x/y\n    max_pixels: 2073600\n").unwrap();
+    let px = |n: &str| c.cameras.iter().find(|c| c.name == n).unwrap().options.max_pixels;
+    assert_eq!((px("a"), px("b")), (7680 * 4320, 1920 * 1080));
+    for bad in ["0", "268435457"] {
+        let e = parse(&format!("cameras:\n  b:\n    url: rtsp://x/y\n    max_pixels: {bad}\n")).unwrap_err();
+        assert!(e.0.contains("max_pixels must be 1-268435456"), "{e}");
+    }
+}
+
+#[test]
 fn unknown_key_names_file_line_and_column() {
     let e = parse("cameras:\n  yard:\n    url: rtsp://cam/s\n    trasnport: udp\n").unwrap_err();
     assert!(e.0.starts_with("cams.yaml:4:"), "{e}");

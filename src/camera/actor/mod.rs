@@ -140,12 +140,19 @@ impl Actor {
                         conn = Conn::None;
                         Event::ConnectFailed(self.redact(e))
                     }
-                    ConnEvent::Item(Some(Ok(unit))) => {
-                        if let Some(lost) = self.on_unit(unit) {
-                            events.push_back(lost);
+                    ConnEvent::Item(Some(Ok(unit))) => match oversized(&unit, self.shared.config.options.max_pixels) {
+                        Some(e) => {
+                            // Refused before it is kept, passed through or decoded.
+                            conn = Conn::None;
+                            Event::StreamEnded(e)
                         }
-                        Event::Unit
-                    }
+                        None => {
+                            if let Some(lost) = self.on_unit(unit) {
+                                events.push_back(lost);
+                            }
+                            Event::Unit
+                        }
+                    },
                     ConnEvent::Item(Some(Err(e))) => {
                         conn = Conn::None;
                         Event::StreamEnded(self.redact(e))
@@ -363,6 +370,27 @@ impl Actor {
         e.message = scrub(&e.message, &self.shared.config.secrets());
         e
     }
+}
+
+/// Why a unit is refused for its picture size, if it is: a JPEG declares its
+/// size in its frame header, so a camera that sends a 16000x16000 picture is
+/// stopped before it costs a decoder 768 MB (H.264 and H.265 are bounded at
+/// the decoder). The camera's state then says why, and it backs off.
+fn oversized(unit: &EncodedUnit, max_pixels: u64) -> Option<Error> {
+    if unit.codec != Codec::Mjpeg {
+        return None;
+    }
+    let (w, h) = crate::encode::jpeg_size(&unit.data)?;
+    let pixels = u64::from(w) * u64::from(h);
+    (pixels > max_pixels).then(|| {
+        Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the camera sent a {w}x{h} picture ({pixels} pixels), more than max_pixels ({max_pixels}); \
+                 refused before decoding (raise the camera's max_pixels to accept it)"
+            ),
+        )
+    })
 }
 
 /// How long the actor sleeps with nothing due.
