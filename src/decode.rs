@@ -29,6 +29,8 @@ pub struct DecodeProgress {
     pub processed_seq: u64,
     /// The newest picture decoded, by any decoder of this camera so far.
     pub frame: Option<Arc<Frame>>,
+    /// Why the decoder refused the camera's pictures (larger than `max_pixels`), if it did.
+    pub refused: Option<Error>,
 }
 
 /// Every decoded picture in order, for a lossless consumer (replay); `None`
@@ -115,7 +117,7 @@ impl Decoder {
     }
 }
 
-fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
+fn open_codec(codec: Codec, max_pixels: u64) -> Result<ffmpeg_next::decoder::Video> {
     let id = match codec {
         Codec::H264 => codec::Id::H264,
         Codec::H265 => codec::Id::HEVC,
@@ -128,8 +130,13 @@ fn open_codec(codec: Codec) -> Result<ffmpeg_next::decoder::Video> {
     // and a reorder delay would make every snapshot a frame late.
     ctx.set_flags(codec::Flags::LOW_DELAY);
     ctx.set_threading(codec::threading::Config { kind: codec::threading::Type::Slice, count: 1, ..Default::default() });
+    // libavcodec's own bound: it refuses to allocate a larger picture. It checks the
+    // width rounded up to its stride alignment, hence the margin; the exact limit is ours.
+    let mut opts = ffmpeg_next::Dictionary::new();
+    opts.set("max_pixels", &max_pixels.saturating_add(max_pixels / 16).min(i32::MAX as u64).to_string());
     ctx.decoder()
-        .video()
+        .open_as_with(found, opts)
+        .and_then(|o| o.video())
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot open {} decoder: {e}", codec.name())).caused_by(e))
 }
 
@@ -158,13 +165,19 @@ pub struct SyncDecoder {
     clock: Clock,
     /// Time to decode one unit.
     latency: Latency,
+    /// The largest picture decoded (the camera's `max_pixels`).
+    max_pixels: u64,
+    /// Set when the stream's pictures are larger than `max_pixels`; taken by the thread.
+    refused: Option<Error>,
 }
 
 impl SyncDecoder {
-    pub fn new(codec: Codec, clock: Clock, latency: Latency) -> Result<Self> {
+    pub fn new(codec: Codec, clock: Clock, latency: Latency, max_pixels: u64) -> Result<Self> {
         crate::media::init_ffmpeg();
         Ok(SyncDecoder {
-            dec: open_codec(codec)?,
+            dec: open_codec(codec, max_pixels)?,
+            max_pixels,
+            refused: None,
             pending: Pending(VecDeque::new()),
             need_keyframe: true,
             decoded: ffmpeg_next::frame::Video::empty(),
@@ -197,6 +210,33 @@ impl SyncDecoder {
         self.latency.observe(self.clock.since(t));
     }
 
+    /// Whether the stream's pictures (as its parameter sets declare them, known once a
+    /// keyframe was parsed) are above `max_pixels`; if so, notes why and resyncs.
+    fn oversized(&mut self) -> bool {
+        let (w, h) = (self.dec.width(), self.dec.height());
+        let pixels = u64::from(w) * u64::from(h);
+        if pixels <= self.max_pixels {
+            return false;
+        }
+        if self.refused.is_none() {
+            self.refused = Some(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the camera sent a {w}x{h} picture ({pixels} pixels), more than max_pixels ({}); \
+                     refused (raise the camera's max_pixels to accept it)",
+                    self.max_pixels
+                ),
+            ));
+        }
+        self.need_keyframe = true;
+        true
+    }
+
+    /// Why the pictures were refused, once.
+    pub fn take_refusal(&mut self) -> Option<Error> {
+        self.refused.take()
+    }
+
     /// The pictures still inside the decoder, at the end of a stream.
     pub fn flush(&mut self, counters: &Counters, mut out: impl FnMut(Arc<Frame>)) {
         let _ = self.dec.send_eof();
@@ -204,6 +244,11 @@ impl SyncDecoder {
     }
 
     fn receive(&mut self, counters: &Counters, out: &mut impl FnMut(Arc<Frame>)) {
+        if self.oversized() {
+            // Whatever libavcodec made of it is dropped, not kept.
+            while self.dec.receive_frame(&mut self.decoded).is_ok() {}
+            return;
+        }
         while self.dec.receive_frame(&mut self.decoded).is_ok() {
             Counters::add(&counters.frames_decoded, 1);
             let Some(src) = self.pending.take(self.decoded.pts()) else {
@@ -275,6 +320,10 @@ fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, room: &Semaphore, mut out: Out) 
             let seq = unit.seq;
             let mut made = Vec::new();
             dec.decode(unit, out.counters, |f| made.push(f));
+            if let Some(e) = dec.take_refusal() {
+                tracing::warn!("{e}");
+                out.progress.send_modify(|p| p.refused = Some(e));
+            }
             for f in made {
                 out.lossless(&f);
                 newest = Some(f);

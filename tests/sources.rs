@@ -1,7 +1,8 @@
 //! Every kind of source gives real pictures: files (raw Annex B H.264, MKV with
 //! H.265), RTSP over UDP; a "camera" that answers with garbage fails with a
 //! protocol error while the camera beside it keeps streaming; a FIFO or a
-//! device is refused at once instead of blocking a thread.
+//! device is refused at once instead of blocking a thread; H.264 pictures
+//! above `max_pixels` are refused by the decoder.
 
 mod common;
 
@@ -129,4 +130,28 @@ fn a_fifo_or_device_file_source_is_refused_at_once_and_blocks_no_thread() {
     assert!(threads_after <= threads_before + 2, "threads grew from {threads_before} to {threads_after}");
     assert_eq!(hub.send("DELETE", "/api/cameras/fifo", None).status, 204);
     refused("dev");
+}
+
+#[test]
+fn h264_pictures_above_max_pixels_are_refused_by_the_decoder() {
+    // Issue 15, item 5: H.264 and H.265 declare their size in their parameter
+    // sets; the decoder refuses a larger picture before allocating it, and the
+    // camera says why and backs off. The clip is 640x360 (230400 pixels).
+    let clip = repo().join("tests/clips/idx-h264.h264");
+    let hub = Hub::start(&format!(
+        "cameras:\n  small:\n    url: {c}\n    keep: decoded\n    max_pixels: 100000\n  ok:\n    url: {c}\n    keep: decoded\n    max_pixels: 230400\n",
+        c = clip.display()
+    ));
+    let c = hub.wait_camera("small", "refused", Duration::from_secs(10), |c| !c["last_error"].is_null());
+    let msg = c["last_error"]["message"].as_str().unwrap();
+    assert!(msg.contains("640x360") && msg.contains("max_pixels (100000)"), "{c:#}");
+    assert_eq!(c["last_error"]["kind"], "unsupported", "{c:#}");
+    assert_eq!(c["counters"]["frames_decoded"], 0, "{c:#}");
+    assert_eq!(
+        hub.wait_camera("small", "backing off", Duration::from_secs(5), |c| c["state"] == "backoff")["state"],
+        "backoff"
+    );
+    // Exactly at the limit is fine.
+    check_snapshot(&hub, "ok", "h264");
+    assert!(hub.camera("ok")["last_error"].is_null());
 }

@@ -59,7 +59,9 @@ impl Actor {
         // Keyframes only: the GOP's keyframe is all the decoder needs.
         let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
         let n = replay.len();
-        let ctx = SyncDecoder::new(codec, self.shared.clock.clone(), self.shared.metrics.decode())?;
+        let max_pixels = self.shared.config.options.max_pixels;
+        let ctx = SyncDecoder::new(codec, self.shared.clock.clone(), self.shared.metrics.decode(), max_pixels)?;
+        self.shared.progress.send_if_modified(|p| p.refused.take().is_some());
         let d = Decoder::start(
             &self.shared.config.name,
             ctx,

@@ -140,7 +140,7 @@ impl Actor {
                         conn = Conn::None;
                         Event::ConnectFailed(self.redact(e))
                     }
-                    ConnEvent::Item(Some(Ok(unit))) => match oversized(&unit, self.shared.config.options.max_pixels) {
+                    ConnEvent::Item(Some(Ok(unit))) => match self.refused(&unit) {
                         Some(e) => {
                             // Refused before it is kept, passed through or decoded.
                             conn = Conn::None;
@@ -210,6 +210,8 @@ impl Actor {
 
     fn on_connected(&mut self) {
         self.gop.clear();
+        // A new connection's pictures are judged afresh.
+        self.shared.progress.send_if_modified(|p| p.refused.take().is_some());
         let first = self.seq + 1;
         let now = self.shared.clock.now();
         self.shared.update_status(|s| {
@@ -366,6 +368,13 @@ impl Actor {
         });
     }
 
+    /// Why the camera's pictures are refused as too large: a JPEG from its header,
+    /// H.264 and H.265 once the decoder has seen their size.
+    fn refused(&self, unit: &EncodedUnit) -> Option<Error> {
+        let decoder = || self.shared.progress.borrow().refused.clone();
+        oversized(unit, self.shared.config.options.max_pixels).or_else(decoder)
+    }
+
     fn redact(&self, mut e: Error) -> Error {
         e.message = scrub(&e.message, &self.shared.config.secrets());
         e
@@ -374,8 +383,9 @@ impl Actor {
 
 /// Why a unit is refused for its picture size, if it is: a JPEG declares its
 /// size in its frame header, so a camera that sends a 16000x16000 picture is
-/// stopped before it costs a decoder 768 MB (H.264 and H.265 are bounded at
-/// the decoder). The camera's state then says why, and it backs off.
+/// stopped before it costs a decoder 768 MB (H.264 and H.265 are bounded by the
+/// decoder, which refuses them once it has parsed their size). The camera's
+/// state then says why, and it backs off.
 fn oversized(unit: &EncodedUnit, max_pixels: u64) -> Option<Error> {
     if unit.codec != Codec::Mjpeg {
         return None;
