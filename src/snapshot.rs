@@ -224,7 +224,8 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
     }
 }
 
-fn offline(status: &crate::camera::Status, now: Instant) -> SnapshotError {
+/// Why `status` gives no fresh picture now, and when to ask again.
+pub fn offline(status: &crate::camera::Status, now: Instant) -> SnapshotError {
     let reason =
         status.last_error.as_ref().map_or_else(|| format!("{:?}", status.state).to_lowercase(), |e| e.to_string());
     let retry_after = status.retry_at.map(|t| t.saturating_duration_since(now));
