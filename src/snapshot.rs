@@ -6,7 +6,10 @@
 //!
 //! All three take a decoding lease, so a burst of snapshots keeps one decoder
 //! warm for `decode_linger`. `max_age` and `cached` accept an older picture
-//! that already exists; every answer carries the picture's true age.
+//! that already exists; `cached` also takes that lease for the request, so a
+//! dashboard polling it keeps the decoder (and so its picture) fresh, and with
+//! no picture made yet it takes the fresh path. Every answer carries the
+//! picture's true age.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -27,7 +30,8 @@ pub struct SnapshotRequest {
     pub height: Option<u32>,
     /// Accept an existing picture up to this old, with no further work.
     pub max_age: Option<Duration>,
-    /// Never wait: the newest picture already made, or fail at once.
+    /// Never wait: the newest picture already made (a fresh one if none yet);
+    /// each request keeps the decoder running for `decode_linger`.
     pub cached: bool,
 }
 
@@ -91,17 +95,21 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
     }
     let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
     if req.cached || req.max_age.is_some() {
+        // `cached` polls keep a cheap refresh going: the decoding lease held for
+        // this request keeps the decoder running through `decode_linger`, so the
+        // next poll finds a newer picture without waiting for one.
         let now = cam.clock().now();
         if let Some(f) = cam.latest_frame().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
+            let _refresh = req.cached.then(|| cam.lease(Tier::Decoding));
             return encode(cam, f, quality, req, SnapshotSource::Cache).await;
         }
-        if req.cached {
-            let why = match cam.latest_frame() {
-                Some(f) => format!("the newest picture is {} ms old, older than max_age_ms", f.age(now).as_millis()),
-                None => "no picture has been decoded yet (cached=true never waits)".into(),
-            };
+        if req.cached
+            && let Some(f) = cam.latest_frame()
+        {
+            let why = format!("the newest picture is {} ms old, older than max_age_ms", f.age(now).as_millis());
             return Err(SnapshotError::NoPicture(why));
         }
+        // `cached` with no picture made yet: make a fresh one, as without `cached`.
     }
 
     let status = cam.status();
@@ -173,11 +181,14 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
         let now = cam.clock().now();
         let young =
             |f: &Arc<VariantFrame>| req.max_age.is_none_or(|m| now.saturating_duration_since(f.captured_mono) <= m);
+        // As above: a `cached` poll holds the connection for its linger, so the
+        // camera's own JPEGs keep coming between polls.
         if let Some(f) = cam.latest_passthrough().filter(young) {
+            let _refresh = req.cached.then(|| cam.lease_passthrough());
             return Ok(as_snapshot(&f, SnapshotSource::Cache));
         }
-        if req.cached {
-            return Err(SnapshotError::NoPicture("no picture young enough (cached=true never waits)".into()));
+        if req.cached && cam.latest_passthrough().is_some() {
+            return Err(SnapshotError::NoPicture("no picture young enough for max_age_ms".into()));
         }
     }
     let status = cam.status();
@@ -213,7 +224,8 @@ async fn take_passthrough(cam: &Camera, req: &SnapshotRequest) -> Result<Snapsho
     }
 }
 
-fn offline(status: &crate::camera::Status, now: Instant) -> SnapshotError {
+/// Why `status` gives no fresh picture now, and when to ask again.
+pub fn offline(status: &crate::camera::Status, now: Instant) -> SnapshotError {
     let reason =
         status.last_error.as_ref().map_or_else(|| format!("{:?}", status.state).to_lowercase(), |e| e.to_string());
     let retry_after = status.retry_at.map(|t| t.saturating_duration_since(now));

@@ -59,3 +59,44 @@ fn budgets_bound_the_gop_caches_and_count_what_they_drop() {
         .unwrap();
     assert!(drops > 0);
 }
+
+/// A camera budget smaller than one decoded frame (640x360 I420 is ~340 KiB) still
+/// keeps each keyframe, so its snapshots move on with every GOP instead of showing
+/// one picture for ever, and each says how old its picture is.
+#[test]
+fn a_budget_smaller_than_a_frame_keeps_keyframes_and_snapshots_advance() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!(
+        "cameras:\n  tiny:\n    url: {}\n    memory_budget: 100KiB\n    decode_linger: 0\n",
+        server.url()
+    ));
+    hub.wait_streaming("tiny");
+    let shot = || {
+        let r = hub.get("/api/cameras/tiny/snapshot.jpg");
+        assert_eq!(r.status, 200, "{}", r.text());
+        r
+    };
+    let first = shot();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut ids = vec![first.frame_id()];
+    loop {
+        std::thread::sleep(Duration::from_secs(2));
+        let sent = server.sent().index;
+        let r = shot();
+        let shown = Picture::decode(&r.body).barcode();
+        // The picture may be the GOP's keyframe, older than the newest unit: its age says so.
+        let behind = clip_diff(sent, shown).max(0) as u64;
+        assert!(
+            r.age_ms() + 400 >= behind * 100,
+            "frame {shown} is {behind} frames behind {sent}, age {} ms",
+            r.age_ms()
+        );
+        ids.push(r.frame_id());
+        if r.frame_id() > first.frame_id() + 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the snapshot never moved on: ids {ids:?}");
+    }
+    let tiny = hub.camera("tiny");
+    assert!(tiny["memory"]["budget_drops"].as_u64() > Some(0), "the budget was binding: {tiny:#}");
+}

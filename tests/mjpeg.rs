@@ -154,3 +154,51 @@ fn sizes_above_the_source_are_never_upscaled() {
     drop(hub);
     let _ = std::fs::remove_dir_all(shm);
 }
+
+/// A viewer that comes after an earlier viewer of the same variant left (its
+/// encoder stopped, its last JPEG kept) starts with a fresh picture, not that one.
+#[test]
+fn a_new_viewer_starts_with_a_fresh_picture() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!(
+        "cameras:\n  cam:\n    url: {}\n    decode_linger: 0\n    variant_linger: 0\n",
+        server.url()
+    ));
+    hub.wait_streaming("cam");
+    let url = format!("{}/api/cameras/cam/stream.mjpeg?width=320&quality=60", hub.base);
+    let mut a = open_mjpeg(&url);
+    read_part(&mut a);
+    read_part(&mut a);
+    drop(a);
+    hub.wait_camera("cam", "decoder off", Duration::from_secs(10), |c| c["decoder"]["running"] == false);
+    // Long enough for the old picture to be many frames behind (the clip runs at 6 fps).
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..2 {
+        let before = server.sent().index;
+        let mut b = open_mjpeg(&url);
+        let (_, jpeg) = read_part(&mut b);
+        let shown = Picture::decode(&jpeg).barcode();
+        assert!(clip_diff(shown, before) >= -1, "the first part shows frame {shown}, the server had sent {before}");
+        drop(b);
+        hub.wait_camera("cam", "decoder off", Duration::from_secs(10), |c| c["decoder"]["running"] == false);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+}
+
+/// An unreachable camera's stream answers 503 with Retry-After, like its snapshot,
+/// instead of 200 and then nothing.
+#[test]
+fn an_offline_cameras_stream_is_503() {
+    let hub = Hub::start("cameras:\n  gone:\n    url: rtsp://127.0.0.1:9/cam\n    keep: connected\n");
+    hub.wait_camera("gone", "backoff", Duration::from_secs(10), |c| c["state"] == "backoff");
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    for q in ["", "?width=320"] {
+        let r = agent.get(&format!("{}/api/cameras/gone/stream.mjpeg{q}", hub.base)).call().unwrap();
+        assert_eq!(r.status(), 503, "{q}");
+        assert!(r.headers().get("retry-after").is_some(), "{q}: {:?}", r.headers());
+    }
+}

@@ -121,3 +121,24 @@ fn scaled_and_requality_snapshots_share_one_encode_per_key() {
     assert!(shots.iter().all(|r| r.status == 200));
     assert!(after - before <= ids.len() as u64, "{} encodes for {} distinct frames", after - before, ids.len());
 }
+
+/// A dashboard polling `cached=true`: the first poll (nothing decoded yet) gets a
+/// fresh picture, and each poll keeps the decoder running for its linger, so the
+/// pictures advance instead of freezing on the first one.
+#[test]
+fn polling_cached_snapshots_shows_advancing_pictures() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!("cameras:\n  cam:\n    url: {}\n    decode_linger: 3\n", server.url()));
+    hub.wait_streaming("cam");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let r = hub.get("/api/cameras/cam/snapshot.jpg?cached=true");
+        assert_eq!(r.status, 200, "{}", r.text());
+        ids.push(r.frame_id());
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(ids.windows(2).all(|w| w[1] >= w[0]), "ids never go back: {ids:?}");
+    let distinct = ids.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!(distinct >= 5, "the polled picture advances (the clip runs at 6 fps): {ids:?}");
+}

@@ -3,6 +3,11 @@
 //! lease); each viewer always gets the newest JPEG, so a slow viewer skips frames
 //! instead of queueing them and never slows the others. The lease goes when
 //! the viewer does.
+//!
+//! Like a snapshot, a stream starts with a fresh picture: the first part is at
+//! least as new as the newest unit received when the viewer came (a variant's
+//! last JPEG may be from a viewer long gone), and it is awaited before the
+//! answer, so an offline camera answers 503 with `Retry-After`, not 200 and silence.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,8 +23,9 @@ use futures::StreamExt;
 
 use super::{ApiError, query, rfc3339_ms};
 use crate::camera::demand::VariantKey;
-use crate::camera::{Camera, Lease, State as CamState, VariantRx};
+use crate::camera::{Camera, Lease, State as CamState, VariantFrame, VariantRx};
 use crate::hub::Hub;
+use crate::snapshot::{self, SnapshotError};
 
 const BOUNDARY: &str = "camhubframe";
 
@@ -38,7 +44,8 @@ const BOUNDARY: &str = "camhubframe";
         ),
         (status = 400, description = "Bad query.", body = super::ErrorBody),
         (status = 404, description = "Unknown camera.", body = super::ErrorBody),
-        (status = 503, description = "Too many variants on this camera.", body = super::ErrorBody),
+        (status = 503, description = "Camera offline (with Retry-After), or too many variants on this camera.", body = super::ErrorBody),
+        (status = 504, description = "No picture within snapshot_timeout.", body = super::ErrorBody),
     ),
 )]
 pub async fn get(
@@ -54,7 +61,8 @@ pub async fn get(
         width: q.width,
         height: q.height,
     };
-    let (lease, rx) = if cam.passes_jpeg_through() && q.quality.is_none() && q.width.is_none() && q.height.is_none() {
+    let passthrough = cam.passes_jpeg_through() && q.quality.is_none() && q.width.is_none() && q.height.is_none();
+    let (lease, rx) = if passthrough {
         // The camera's own JPEGs, untouched: no decoder, no encoder.
         cam.lease_passthrough()
     } else {
@@ -63,12 +71,15 @@ pub async fn get(
     };
     let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
     let next = cam.clock().now();
-    let viewer = Viewer { cam, _lease: lease, rx, interval, next, last: 0 };
-    let parts = futures::stream::unfold(viewer, |mut v| async move {
+    let mut viewer = Viewer { cam, _lease: lease, rx, interval, next, last: 0 };
+    let first = viewer.first_part(passthrough).await.map_err(|e| super::snapshot::error(&e, &name))?;
+    let rest = futures::stream::unfold(viewer, |mut v| async move {
         let part = v.next_part().await?;
         Some((part, v))
-    })
-    .flat_map(|chunks| futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
+    });
+    let parts = futures::stream::once(async move { first })
+        .chain(rest)
+        .flat_map(|chunks| futures::stream::iter(chunks.into_iter().map(Ok::<_, Infallible>)));
     let mut r = Response::new(Body::from_stream(parts));
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("multipart/x-mixed-replace; boundary=camhubframe"));
@@ -87,6 +98,50 @@ struct Viewer {
 }
 
 impl Viewer {
+    /// The first part: a JPEG of the newest unit received when the viewer came (of
+    /// the first one decodable, if not streaming yet), within `snapshot_timeout`.
+    async fn first_part(&mut self, passthrough: bool) -> Result<[Bytes; 3], SnapshotError> {
+        let cam = self.cam.clone();
+        let timeout = cam.config().options.snapshot_timeout.0;
+        let deadline = cam.clock().now() + timeout;
+        let mut status_rx = cam.subscribe_status();
+        let mut from: Option<u64> = None;
+        let gone = || SnapshotError::Offline { reason: "camera removed".into(), retry_after: None };
+        loop {
+            status_rx.borrow_and_update();
+            let st = cam.status();
+            if st.state.is_failed() {
+                return Err(snapshot::offline(&st, cam.clock().now()));
+            }
+            // A JPEG camera's frames are its units; a variant's come from decoded units.
+            let newest = if passthrough { st.newest_seq } else { st.decodable_seq };
+            if from.is_none() && st.state == CamState::Streaming && newest >= st.session_first_seq.max(1) {
+                from = Some(newest);
+            }
+            let frame = self.rx.borrow_and_update().clone();
+            if let Some(f) = frame.filter(|f| from.is_some_and(|from| f.frame_id >= from)) {
+                self.next = cam.clock().now() + self.interval.unwrap_or_default();
+                return Ok(self.part(&f));
+            }
+            tokio::select! {
+                r = status_rx.changed() => if r.is_err() { return Err(gone()) },
+                r = self.rx.changed() => if r.is_err() { return Err(gone()) },
+                _ = cam.clock().sleep_until(deadline) => return Err(SnapshotError::Timeout(timeout.as_secs_f64())),
+            }
+        }
+    }
+
+    fn part(&mut self, f: &VariantFrame) -> [Bytes; 3] {
+        self.last = f.frame_id;
+        let head = format!(
+            "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Id: {}\r\nX-Frame-Timestamp: {}\r\n\r\n",
+            f.jpeg.len(),
+            f.frame_id,
+            rfc3339_ms(f.captured)
+        );
+        [Bytes::from(head), f.jpeg.clone(), Bytes::from_static(b"\r\n")]
+    }
+
     /// The next part: the newest JPEG newer than the last one sent (paced to
     /// `fps` if asked). None when the camera is removed.
     async fn next_part(&mut self) -> Option<[Bytes; 3]> {
@@ -105,14 +160,7 @@ impl Viewer {
                     }
                     self.next = self.next.max(now - iv) + iv;
                 }
-                self.last = f.frame_id;
-                let head = format!(
-                    "--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\nX-Frame-Id: {}\r\nX-Frame-Timestamp: {}\r\n\r\n",
-                    f.jpeg.len(),
-                    f.frame_id,
-                    rfc3339_ms(f.captured)
-                );
-                return Some([Bytes::from(head), f.jpeg.clone(), Bytes::from_static(b"\r\n")]);
+                return Some(self.part(&f));
             }
             tokio::select! {
                 r = self.rx.changed() => if r.is_err() { return None },

@@ -61,18 +61,7 @@ pub async fn get(
         query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
     let req =
         SnapshotRequest { quality: q.quality, width: q.width, height: q.height, max_age: q.max_age, cached: q.cached };
-    let shot = snapshot::take(&cam, &req).await.map_err(|e| {
-        let status = match &e {
-            SnapshotError::Offline { .. } | SnapshotError::NoPicture(_) => StatusCode::SERVICE_UNAVAILABLE,
-            SnapshotError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            SnapshotError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let mut err = ApiError::new(status, e.to_string(), Some(&name));
-        if let SnapshotError::Offline { retry_after, .. } = &e {
-            err.retry_after = Some(retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64));
-        }
-        err
-    })?;
+    let shot = snapshot::take(&cam, &req).await.map_err(|e| error(&e, &name))?;
     hub.metrics().observe_snapshot(shot.source.as_str(), cam.clock().since(started));
     let age = cam.clock().since(shot.captured_mono);
     let mut h = HeaderMap::new();
@@ -85,4 +74,19 @@ pub async fn get(
     h.insert("x-frame-age-ms", HeaderValue::from(age.as_millis() as u64));
     h.insert("x-snapshot-source", HeaderValue::from_static(shot.source.as_str()));
     Ok((h, shot.jpeg).into_response())
+}
+
+/// A picture that could not be had: offline 503 (with `Retry-After`), none young
+/// enough 503, none within the timeout 504. MJPEG's first part answers the same way.
+pub(super) fn error(e: &SnapshotError, camera: &str) -> ApiError {
+    let status = match e {
+        SnapshotError::Offline { .. } | SnapshotError::NoPicture(_) => StatusCode::SERVICE_UNAVAILABLE,
+        SnapshotError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        SnapshotError::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    let mut err = ApiError::new(status, e.to_string(), Some(camera));
+    if let SnapshotError::Offline { retry_after, .. } = e {
+        err.retry_after = Some(retry_after.map_or(1, |d| d.as_secs_f64().ceil().max(1.0) as u64));
+    }
+    err
 }

@@ -78,7 +78,10 @@ impl GopCache {
         }
         let len = unit.data.len() + UNIT_OVERHEAD;
         let over_limit = self.truncated || self.bytes + len > self.limit || self.units.len() >= MAX_UNITS;
-        let over_budget = self.budget_limit.is_some_and(|b| self.bytes + len > b);
+        // Like the shared budget, the camera's own never refuses a keyframe: without
+        // it nothing of the GOP can be decoded, and a budget smaller than one decoded
+        // frame would freeze the camera's picture for ever.
+        let over_budget = !unit.keyframe && self.budget_limit.is_some_and(|b| self.bytes + len > b);
         let shared_ok = || {
             if unit.keyframe {
                 self.budget.take(len as u64);
@@ -235,6 +238,12 @@ mod tests {
         assert_eq!(B.used(), 250 + 2 * O as u64);
         drop(b);
         assert_eq!(B.used(), 150 + O as u64, "a cache that goes gives its bytes back");
+        // The camera's own budget, even one that leaves nothing, keeps each keyframe too.
+        a.set_budget_limit(Some(0));
+        assert!(a.push(&unit(8, true, 50)), "a keyframe is never refused by the camera's budget");
+        assert!(!a.push(&unit(9, false, 5)), "the rest of its GOP is");
+        assert_eq!(a.units().len(), 1);
+        assert_eq!(a.budget_drops(), 2);
         a.clear();
         assert_eq!(B.used(), 0);
     }

@@ -183,6 +183,8 @@ pub struct RingWriter {
     skipped: u64,
     last_frame_id: u64,
     clock: Clock,
+    /// This process's hold on the ring's name (dropped after the ring is removed).
+    _owner: std::sync::Arc<owner::Owner>,
 }
 
 /// What a ring is asked to be: its slots, file mode, replay or live, and rate.
@@ -209,6 +211,7 @@ impl RingWriter {
         let RingSpec { slots, perms, mode, fps } = spec;
         let fps_milli = fps_code(fps);
         let path = ring_path(dir, camera, output);
+        let _owner = owner::acquire(&path, perms)?;
         let (file, map) = Self::make_file(&path, HEADER_SIZE, perms)?;
         let mut w = RingWriter {
             path,
@@ -225,6 +228,7 @@ impl RingWriter {
             skipped: 0,
             last_frame_id: 0,
             clock,
+            _owner,
         };
         w.write_header(0);
         w.install()?;
@@ -435,5 +439,6 @@ impl Drop for RingWriter {
     }
 }
 
+mod owner;
 #[cfg(test)]
 mod tests;

@@ -87,3 +87,39 @@ async fn a_snapshot_times_out_on_the_clock_when_no_picture_comes() {
     assert!(matches!(r, Err(SnapshotError::Timeout(t)) if t == 10.0), "{r:?}");
     cam.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_polls_keep_the_picture_fresh_and_start_with_a_fresh_one() {
+    let clock = Clock::stepped();
+    let units = clip_units("h264");
+    let src = Arc::new(ScriptedSource::default());
+    let feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| o.decode_linger = Linger::After(Duration::from_secs(3)));
+    until(&cam, "streaming", |s| s.state == State::Streaming).await;
+    for u in &units[..5] {
+        feed.send(u);
+    }
+    until(&cam, "5 units, nothing decoded", |s| s.newest_seq == 5 && !s.decoder_running).await;
+    assert!(cam.latest_frame().is_none());
+    let cached = SnapshotRequest { cached: true, ..req() };
+
+    // Nothing decoded yet: a fresh picture rather than a refusal.
+    let first = take(&cam, &cached).await.expect("cached=true with no picture yet makes a fresh one");
+    assert_eq!((first.source, first.frame_id), (SnapshotSource::Gop, 5));
+
+    // Each poll holds a decoding lease, so within decode_linger the decoder keeps
+    // running between polls and the next poll shows newer units.
+    clock.advance(Duration::from_secs(4));
+    until(&cam, "the decoder stopped after its linger", |s| !s.decoder_running).await;
+    let poll = take(&cam, &cached).await.expect("a cached picture");
+    assert_eq!(poll.source, SnapshotSource::Cache);
+    until(&cam, "the decoder kept running after the poll", |s| s.decoder_running).await;
+    for u in &units[5..12] {
+        feed.send(u);
+    }
+    until_frame(&cam, 12).await;
+    clock.advance(Duration::from_secs(1));
+    let later = take(&cam, &cached).await.expect("a cached picture");
+    assert_eq!((later.source, later.frame_id), (SnapshotSource::Cache, 12), "the polled picture advanced");
+    cam.stop().await;
+}

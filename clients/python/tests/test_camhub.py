@@ -321,6 +321,38 @@ def test_a_ring_in_camhub_shm_dir_is_found_by_name(rtsp, hub, tmp_path, monkeypa
     ring.close()
 
 
+def test_a_second_hub_does_not_take_over_a_running_hubs_ring(rtsp, hub, tmp_path, monkeypatch):
+    """A second hub with the same camera and output names in the same CAMHUB_SHM_DIR
+    is refused the ring, with the first hub's PID in its output's error; the first
+    hub's ring keeps working, also after the second hub exits."""
+    name = camera_name("owner")
+    rings = tmp_path / "rings"
+    rings.mkdir()
+    monkeypatch.setenv("CAMHUB_SHM_DIR", str(rings))
+    path = str(rings / f"camhub.{name}.ai")
+    cfg = config(name, rtsp.url, {"format": "gray", "width": 320, "slots": 4})
+    first = hub(cfg, path)
+    ring = camhub.open(name, "ai", timeout=10)
+    f = ring.wait(timeout=20)
+    assert f is not None, first.log()
+    second = hub(cfg)
+
+    def error():
+        out = next(o for o in second.camera(name)["outputs"] if o["name"] == "ai")
+        return out.get("error")
+
+    err = wait_for("the second hub's ring error", error, 10, lambda: json.dumps(second.camera(name), indent=1))
+    assert f"pid {first.p.pid}" in err, err
+    later = ring.wait(timeout=10)
+    assert later is not None and later.frame_id > f.frame_id, "the first hub's ring keeps publishing"
+    assert second.stop() == 0, second.log()
+    assert os.path.exists(path), "the second hub's exit leaves the first hub's ring alone"
+    last = ring.wait(timeout=10)
+    assert last is not None and last.frame_id > later.frame_id, f"the ring still works:\n{first.log()}"
+    stop_and_check_gone(first, path, ring)
+    ring.close()
+
+
 def test_fps_spaces_frames_evenly(rtsp, hub):
     name = camera_name("fps")
     h = hub(config(name, rtsp.url, {"fps": 2, "format": "gray", "width": 320, "slots": 4}), ring_file(name))

@@ -250,3 +250,23 @@ fn offsets_are_the_documented_layout() {
     assert_eq!(array("planes"), Some((4, PLANE_SIZE)));
     assert_eq!(array("readers"), Some((MAX_READERS, READER_SIZE)));
 }
+
+#[test]
+fn a_ring_owned_by_another_hub_is_refused_naming_its_pid() {
+    use rustix::fs::{FlockOperation, flock};
+    let d = dir("owned");
+    let spec = RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All };
+    // Another hub's hold: its own open of the lock file, locked, with its PID inside.
+    let lock_path = d.join("camhub.cam.ai.lock");
+    let lock = File::options().read(true).write(true).create(true).truncate(true).open(&lock_path).unwrap();
+    flock(&lock, FlockOperation::NonBlockingLockExclusive).unwrap();
+    std::fs::write(&lock_path, "4242").unwrap();
+    let Err(e) = RingWriter::create(&d, "cam", "ai", spec, Clock::real()) else { panic!("a second writer") };
+    assert!(e.to_string().contains("another hub (pid 4242)"), "{e}");
+    assert!(!d.join("camhub.cam.ai").exists(), "the owner's ring name is left alone");
+    drop(lock); // that hub exits
+    let w = RingWriter::create(&d, "cam", "ai", spec, Clock::real()).unwrap();
+    assert_eq!(std::fs::read_to_string(&lock_path).unwrap(), std::process::id().to_string());
+    drop(w);
+    assert!(!lock_path.exists() && !d.join("camhub.cam.ai").exists(), "both names are freed");
+}
