@@ -9,6 +9,12 @@ fn dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A live two-slot ring of camera `cam`, output `ai`, in `d`.
+fn live_ring(d: &Path) -> RingWriter {
+    let spec = RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All };
+    RingWriter::create(d, "cam", "ai", spec, Clock::real()).unwrap()
+}
+
 fn u32_at(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes(b[o..o + 4].try_into().unwrap())
 }
@@ -79,22 +85,8 @@ fn header_slots_and_replacement_follow_the_documented_layout() {
 #[test]
 fn a_replaced_writer_leaves_its_successors_file_alone() {
     let d = dir("successor");
-    let old = RingWriter::create(
-        &d,
-        "cam",
-        "ai",
-        RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-        Clock::real(),
-    )
-    .unwrap();
-    let new = RingWriter::create(
-        &d,
-        "cam",
-        "ai",
-        RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-        Clock::real(),
-    )
-    .unwrap();
+    let old = live_ring(&d);
+    let new = live_ring(&d);
     drop(old); // the old camera stops after the new one started (config reload)
     assert!(new.path().exists(), "the new camera's ring survives the old one's clean-up");
     drop(new);
@@ -104,25 +96,11 @@ fn a_replaced_writer_leaves_its_successors_file_alone() {
 #[test]
 fn a_crashed_hubs_ring_is_closed_and_replaced() {
     let d = dir("crash");
-    let w = RingWriter::create(
-        &d,
-        "cam",
-        "ai",
-        RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-        Clock::real(),
-    )
-    .unwrap();
+    let w = live_ring(&d);
     let path = w.path().to_path_buf();
     std::mem::forget(w); // a crash: no clean-up ran
     let stale = File::open(&path).unwrap();
-    let _w2 = RingWriter::create(
-        &d,
-        "cam",
-        "ai",
-        RingSpec { slots: 2, perms: 0o600, mode: Mode::Live, fps: Fps::All },
-        Clock::real(),
-    )
-    .unwrap();
+    let _w2 = live_ring(&d);
     let mut h = vec![0u8; 32];
     std::os::unix::fs::FileExt::read_at(&stale, &mut h, 0).unwrap();
     assert_eq!(u32_at(&h, off::FLAGS) & CLOSED, CLOSED);
