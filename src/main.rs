@@ -150,6 +150,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         None => std::env::current_dir().unwrap_or_default(),
     };
     let addr = listen.unwrap_or_else(|| cfg.server.listen.clone());
+    raise_fd_limit(cfg.server.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let listener =
@@ -162,13 +163,13 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
         let app = camhub::api::router(hub.clone(), cfg.server.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-        });
+        let limits = camhub::api::ConnLimits {
+            max_connections: cfg.server.max_connections,
+            header_timeout: cfg.server.header_timeout.0,
+        };
+        let server = tokio::spawn(camhub::api::serve(listener, app, limits, async {
+            let _ = stop_rx.await;
+        }));
         let _ = drained.await;
         let _ = stop_tx.send(());
         if tokio::time::timeout(DRAIN, server).await.is_err() {
@@ -180,6 +181,34 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         tracing::info!("stopped");
         anyhow::Ok(())
     })
+}
+
+/// Raises the soft limit on open files to the hard one (every connection, camera
+/// and ring holds files) and logs it once; warns when `max_connections` does not
+/// fit under it.
+fn raise_fd_limit(max_connections: u32) {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let lim = getrlimit(Resource::Nofile);
+    let mut soft = lim.current;
+    if let (Some(cur), Some(hard)) = (lim.current, lim.maximum)
+        && cur < hard
+    {
+        match setrlimit(Resource::Nofile, rustix::process::Rlimit { current: Some(hard), maximum: Some(hard) }) {
+            Ok(()) => soft = Some(hard),
+            Err(e) => tracing::warn!("cannot raise the open files limit from {cur} to {hard}: {e}"),
+        }
+    }
+    match soft {
+        Some(n) => {
+            tracing::info!("open files limit: {n} (hard {:?})", lim.maximum);
+            if u64::from(max_connections) + 64 > n {
+                tracing::warn!(
+                    "server.max_connections {max_connections} leaves under 64 of {n} open files for cameras"
+                );
+            }
+        }
+        None => tracing::info!("open files limit: unlimited"),
+    }
 }
 
 /// SIGINT/SIGTERM: the first drains, a second exits at once. SIGHUP re-reads

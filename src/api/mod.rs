@@ -8,8 +8,11 @@ mod metrics;
 mod mjpeg;
 mod openapi;
 mod query;
+mod serve;
 mod snapshot;
 mod whep;
+
+pub use serve::{ConnLimits, serve};
 
 use std::sync::Arc;
 

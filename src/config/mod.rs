@@ -130,6 +130,12 @@ impl Config {
             .listen
             .parse::<std::net::SocketAddr>()
             .map_err(|e| ConfigError(format!("{origin}: server.listen {:?}: {e}", server.listen)))?;
+        if server.max_connections == 0 {
+            return Err(ConfigError(format!("{origin}: server.max_connections must be at least 1")));
+        }
+        if server.header_timeout.0.is_zero() {
+            return Err(ConfigError(format!("{origin}: server.header_timeout must be more than 0")));
+        }
         Ok(Config { server, cameras })
     }
 }

@@ -27,6 +27,13 @@ pub struct ServerConfig {
     /// config file). Default none: the API takes network cameras only, so a caller
     /// cannot make the hub open, or tell apart, arbitrary paths.
     pub media_dirs: Vec<PathBuf>,
+    /// Open HTTP connections at most (default 1024, at least 1): one more is
+    /// answered `503` and closed, so idle sockets cannot use up the hub's files.
+    pub max_connections: u32,
+    /// A connection must send a request head within this, from when it opens or
+    /// from its previous response, else it is closed (default 10 s): idle and
+    /// slow clients do not hold a connection. A streaming answer is not idle.
+    pub header_timeout: Seconds,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +45,8 @@ impl Default for ServerConfig {
             webrtc: WebRtcConfig::default(),
             memory_budget: None,
             media_dirs: Vec::new(),
+            max_connections: 1024,
+            header_timeout: Seconds::from_secs(10),
         }
     }
 }

@@ -172,3 +172,16 @@ fn credentials_in_a_url_query_are_shown_as_stars_and_scrubbed() {
     let e = parse("cameras:\n  a: \"rtsp://[bad/x?token=tOk3n-9\"\n").unwrap_err();
     assert!(!e.0.contains("tOk3n-9"), "{e}");
 }
+
+#[test]
+fn connection_limits_default_and_are_validated() {
+    let c = parse("cameras:\n  a: rtsp://h/s\n").unwrap();
+    assert_eq!(c.server.max_connections, 1024);
+    assert_eq!(c.server.header_timeout, Seconds::from_secs(10));
+    let c = parse("server:\n  max_connections: 16\n  header_timeout: 500ms\ncameras:\n  a: rtsp://h/s\n").unwrap();
+    assert_eq!((c.server.max_connections, c.server.header_timeout.0), (16, std::time::Duration::from_millis(500)));
+    let e = parse("server:\n  max_connections: 0\ncameras:\n  a: rtsp://h/s\n").unwrap_err();
+    assert!(e.to_string().contains("server.max_connections must be at least 1"), "{e}");
+    let e = parse("server:\n  header_timeout: 0\ncameras:\n  a: rtsp://h/s\n").unwrap_err();
+    assert!(e.to_string().contains("server.header_timeout must be more than 0"), "{e}");
+}
