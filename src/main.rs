@@ -160,7 +160,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");
         tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
-        let app = camhub::api::router(hub.clone(), cfg.server.clone());
+        let app = camhub::api::router(hub.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
@@ -221,8 +221,22 @@ async fn reload(hub: &Hub, config: Option<&std::path::Path>) {
         return;
     };
     match Config::load(path) {
-        Err(e) => tracing::error!("config reload rejected, cameras unchanged: {e}"),
+        Err(e) => tracing::error!("config reload rejected, cameras and server settings unchanged: {e}"),
         Ok(cfg) => {
+            let s = &cfg.server;
+            let counts = (s.auth.tokens.len(), s.auth.users.len(), s.cors_origins.len(), s.media_dirs.len());
+            for name in hub.apply_server(cfg.server) {
+                tracing::warn!(
+                    "{name} changed in the config file but applies only at start: restart camhub to apply it"
+                );
+            }
+            tracing::info!(
+                "server settings reloaded: {} token(s), {} user(s), {} CORS origin(s), {} media dir(s)",
+                counts.0,
+                counts.1,
+                counts.2,
+                counts.3
+            );
             let a = hub.apply_file(cfg.cameras).await;
             tracing::info!(
                 "config reloaded: added {:?}, changed {:?}, removed {:?}, {} unchanged",

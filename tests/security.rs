@@ -258,3 +258,45 @@ fn credentials_in_a_camera_url_query_are_never_shown() {
     seen.push_str(&hub.log());
     assert!(!seen.contains(PW), "{PW} leaked:\n{seen}");
 }
+
+#[test]
+fn sighup_applies_auth_cors_and_media_dirs_and_names_what_needs_a_restart() {
+    let cfg = |tok: &str, listen: &str, extra: &str| {
+        format!(
+            "server:\n  listen: \"{listen}\"\n  auth:\n    tokens: [{tok}]\n    users:\n      admin: pw-Xyz-9\n{extra}cameras: {{}}\n"
+        )
+    };
+    let hub = Hub::start(&cfg("tok-A", "127.0.0.1:8080", ""));
+    let get = |headers: &[(&str, &str)]| http_request("GET", &format!("{}/api/cameras", hub.base), headers, None);
+    assert_eq!(get(&[("authorization", "Bearer tok-A")]).status, 200);
+    assert_eq!(get(&[("authorization", "Bearer tok-B")]).status, 401);
+    assert_eq!(hub.get("/api/health").status, 200, "health open by default");
+
+    // Token A revoked, B added; health protected; a page origin allowed; a media dir.
+    let extra = "    protect_health: true\n  cors_origins: [\"https://ui.example\"]\n  media_dirs: [media]\n";
+    hub.reload(&cfg("tok-B", "127.0.0.1:8080", extra));
+    hub.wait_log("config reloaded:", std::time::Duration::from_secs(10));
+    assert_eq!(get(&[("authorization", "Bearer tok-A")]).status, 401, "a revoked token is refused");
+    assert_eq!(get(&[("authorization", "Bearer tok-B")]).status, 200, "a new token is accepted");
+    assert_eq!(get(&[("authorization", &format!("Basic {B64_ADMIN_OK}"))]).status, 200);
+    assert_eq!(hub.get("/api/health").status, 401, "protect_health applied");
+    let r = get(&[("authorization", "Bearer tok-B"), ("origin", "https://ui.example")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://ui.example"));
+    std::fs::create_dir_all(hub.dir.join("media")).unwrap();
+    std::fs::copy(repo().join("tests/clips/idx-h264.h264"), hub.dir.join("media/clip.h264")).unwrap();
+    let r = http_request(
+        "PUT",
+        &format!("{}/api/cameras/f", hub.base),
+        &[("authorization", "Bearer tok-B")],
+        Some(r#"{"url":"media/clip.h264"}"#),
+    );
+    assert_eq!(r.status, 201, "media_dirs applied: {}", r.text());
+    assert!(!hub.log().contains("tok-B"), "secrets never logged");
+
+    // What needs a restart is said in one clear line, and the old address keeps serving.
+    hub.reload(&cfg("tok-B", "127.0.0.1:9999", extra));
+    hub.wait_log("server.listen changed", std::time::Duration::from_secs(10));
+    assert!(hub.log().contains("restart"), "{}", hub.log());
+    assert_eq!(get(&[("authorization", "Bearer tok-B")]).status, 200);
+}

@@ -14,9 +14,12 @@ use base64::Engine;
 
 use super::ApiError;
 use crate::config::ServerConfig;
+use crate::hub::Hub;
 use crate::secret::constant_time_eq;
 
-pub async fn guard(State(cfg): State<Arc<ServerConfig>>, mut req: Request, next: Next) -> Response {
+/// Reads the hub's `server:` settings per request, so a reload applies at once.
+pub async fn guard(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> Response {
+    let cfg = hub.server();
     if let Some(o) = req.headers().get(header::ORIGIN)
         && !cfg.cors_origins.iter().any(|a| a.as_bytes() == o.as_bytes() || a == "*")
         && !same_origin(o, req.headers().get(header::HOST))

@@ -19,7 +19,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::config::ServerConfig;
 use crate::hub::Hub;
 
 /// Every route and its methods. The router below is built from these paths, the
@@ -77,8 +76,9 @@ async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(DASHBOARD_HTML)
 }
 
-/// The whole HTTP surface, behind the auth/CORS guard of `server`.
-pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
+/// The whole HTTP surface, behind the auth/CORS guard of the hub's `server:`
+/// settings (read per request: a reload applies them at once).
+pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(DASHBOARD, get(dashboard))
         .route(HEALTH, get(metrics::health))
@@ -91,8 +91,8 @@ pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
         .route(WHEP, axum::routing::post(whep::offer))
         .route(WHEP_SESSION, axum::routing::patch(whep::trickle).delete(whep::end))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
-        .with_state(hub)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(server), auth::guard))
+        .with_state(hub.clone())
+        .layer(axum::middleware::from_fn_with_state(hub, auth::guard))
 }
 
 /// The body of every error answer.
