@@ -156,6 +156,10 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
+        hub.set_bound(local);
+        for w in hub.warnings() {
+            tracing::warn!("{w}");
+        }
         let (first_signal, drained) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");
@@ -163,7 +167,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         let app = camhub::api::router(hub.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            axum::serve(listener, app)
+            axum::serve(listener, app.into_make_service_with_connect_info::<camhub::api::LocalAddr>())
                 .with_graceful_shutdown(async {
                     let _ = stop_rx.await;
                 })
@@ -229,6 +233,9 @@ async fn reload(hub: &Hub, config: Option<&std::path::Path>) {
                 tracing::warn!(
                     "{name} changed in the config file but applies only at start: restart camhub to apply it"
                 );
+            }
+            for w in hub.warnings() {
+                tracing::warn!("{w}");
             }
             tracing::info!(
                 "server settings reloaded: {} token(s), {} user(s), {} CORS origin(s), {} media dir(s)",

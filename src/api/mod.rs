@@ -95,6 +95,17 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .layer(axum::middleware::from_fn_with_state(hub, auth::guard))
 }
 
+/// The hub's side of a request's connection (its local address): where a WHEP
+/// viewer's UDP socket binds. Serve with `into_make_service_with_connect_info`.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalAddr(pub std::net::SocketAddr);
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>> for LocalAddr {
+    fn connect_info(s: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        LocalAddr(s.io().local_addr().unwrap_or_else(|_| ([127, 0, 0, 1], 0).into()))
+    }
+}
+
 /// The body of every error answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[schema(as = Error)]

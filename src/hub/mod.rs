@@ -62,6 +62,8 @@ pub struct Hub {
     pub base_dir: PathBuf,
     /// The `server:` settings in force; a reload swaps them (`apply_server`).
     server: RwLock<Arc<ServerConfig>>,
+    /// The address the API is served on, once bound (`set_bound`).
+    bound: Mutex<Option<std::net::SocketAddr>>,
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
     clock: Clock,
@@ -100,6 +102,7 @@ impl Hub {
             Hub {
                 base_dir,
                 server: RwLock::new(Arc::new(server.clone())),
+                bound: Mutex::new(None),
                 whep: crate::whep::Whep::new(clock.clone()),
                 clock,
                 metrics: Arc::new(m),
@@ -138,6 +141,25 @@ impl Hub {
         let restart = if cur.listen != new.listen { vec!["server.listen"] } else { Vec::new() };
         *cur = Arc::new(new);
         restart
+    }
+
+    /// Records the address the API is served on (for `warnings`).
+    pub fn set_bound(&self, addr: std::net::SocketAddr) {
+        *self.bound.lock() = Some(addr);
+    }
+
+    /// What an operator should know about the settings in force: an API open to
+    /// the network (a non-loopback address with no `server.auth`).
+    pub fn warnings(&self) -> Vec<String> {
+        let bound = *self.bound.lock();
+        let open = !self.server.read().auth.enabled();
+        match bound {
+            Some(a) if open && !a.ip().is_loopback() => vec![format!(
+                "the API listens on {a}, beyond this machine, with no server.auth: anyone who can reach it \
+                 can use every camera and change the config; set server.auth tokens or users"
+            )],
+            _ => Vec::new(),
+        }
     }
 
     fn insert(&self, m: Arc<Member>) -> Option<Arc<Member>> {
