@@ -157,11 +157,15 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
         let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
+        hub.set_bound(local);
+        for w in hub.warnings() {
+            tracing::warn!("{w}");
+        }
         let (first_signal, drained) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");
         tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
-        let app = camhub::api::router(hub.clone(), cfg.server.clone());
+        let app = camhub::api::router(hub.clone());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let limits = camhub::api::ConnLimits {
             max_connections: cfg.server.max_connections,
@@ -250,8 +254,25 @@ async fn reload(hub: &Hub, config: Option<&std::path::Path>) {
         return;
     };
     match Config::load(path) {
-        Err(e) => tracing::error!("config reload rejected, cameras unchanged: {e}"),
+        Err(e) => tracing::error!("config reload rejected, cameras and server settings unchanged: {e}"),
         Ok(cfg) => {
+            let s = &cfg.server;
+            let counts = (s.auth.tokens.len(), s.auth.users.len(), s.cors_origins.len(), s.media_dirs.len());
+            for name in hub.apply_server(cfg.server) {
+                tracing::warn!(
+                    "{name} changed in the config file but applies only at start: restart camhub to apply it"
+                );
+            }
+            for w in hub.warnings() {
+                tracing::warn!("{w}");
+            }
+            tracing::info!(
+                "server settings reloaded: {} token(s), {} user(s), {} CORS origin(s), {} media dir(s)",
+                counts.0,
+                counts.1,
+                counts.2,
+                counts.3
+            );
             let a = hub.apply_file(cfg.cameras).await;
             tracing::info!(
                 "config reloaded: added {:?}, changed {:?}, removed {:?}, {} unchanged",

@@ -258,3 +258,138 @@ fn credentials_in_a_camera_url_query_are_never_shown() {
     seen.push_str(&hub.log());
     assert!(!seen.contains(PW), "{PW} leaked:\n{seen}");
 }
+
+#[test]
+fn sighup_applies_auth_cors_and_media_dirs_and_names_what_needs_a_restart() {
+    let cfg = |tok: &str, listen: &str, extra: &str| {
+        format!(
+            "server:\n  listen: \"{listen}\"\n  auth:\n    tokens: [{tok}]\n    users:\n      admin: pw-Xyz-9\n{extra}cameras: {{}}\n"
+        )
+    };
+    let hub = Hub::start(&cfg("tok-A", "127.0.0.1:8080", ""));
+    let get = |headers: &[(&str, &str)]| http_request("GET", &format!("{}/api/cameras", hub.base), headers, None);
+    assert_eq!(get(&[("authorization", "Bearer tok-A")]).status, 200);
+    assert_eq!(get(&[("authorization", "Bearer tok-B")]).status, 401);
+    assert_eq!(hub.get("/api/health").status, 200, "health open by default");
+
+    // Token A revoked, B added; health protected; a page origin allowed; a media dir.
+    let extra = "    protect_health: true\n  cors_origins: [\"https://ui.example\"]\n  media_dirs: [media]\n";
+    hub.reload(&cfg("tok-B", "127.0.0.1:8080", extra));
+    hub.wait_log("config reloaded:", std::time::Duration::from_secs(10));
+    assert_eq!(get(&[("authorization", "Bearer tok-A")]).status, 401, "a revoked token is refused");
+    assert_eq!(get(&[("authorization", "Bearer tok-B")]).status, 200, "a new token is accepted");
+    assert_eq!(get(&[("authorization", &format!("Basic {B64_ADMIN_OK}"))]).status, 200);
+    assert_eq!(hub.get("/api/health").status, 401, "protect_health applied");
+    let r = get(&[("authorization", "Bearer tok-B"), ("origin", "https://ui.example")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("access-control-allow-origin"), Some("https://ui.example"));
+    std::fs::create_dir_all(hub.dir.join("media")).unwrap();
+    std::fs::copy(repo().join("tests/clips/idx-h264.h264"), hub.dir.join("media/clip.h264")).unwrap();
+    let r = http_request(
+        "PUT",
+        &format!("{}/api/cameras/f", hub.base),
+        &[("authorization", "Bearer tok-B")],
+        Some(r#"{"url":"media/clip.h264"}"#),
+    );
+    assert_eq!(r.status, 201, "media_dirs applied: {}", r.text());
+    assert!(!hub.log().contains("tok-B"), "secrets never logged");
+
+    // What needs a restart is said in one clear line, and the old address keeps serving.
+    hub.reload(&cfg("tok-B", "127.0.0.1:9999", extra));
+    hub.wait_log("server.listen changed", std::time::Duration::from_secs(10));
+    assert!(hub.log().contains("restart"), "{}", hub.log());
+    assert_eq!(get(&[("authorization", "Bearer tok-B")]).status, 200);
+}
+
+/// One HTTP/1.1 GET with exactly this `Host` header: (status, body).
+fn get_with_host(base: &str, path: &str, host: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let addr = base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, out.split_once("\r\n\r\n").map_or(String::new(), |(_, b)| b.to_owned()))
+}
+
+#[test]
+fn with_auth_off_only_this_hubs_host_names_are_answered() {
+    let hub = Hub::start("cameras: {}\n");
+    let port = hub.base.rsplit(':').next().unwrap().to_owned();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "LOCALHOST".into(),
+        "[::1]:80".into(),
+        "10.1.2.3".into(),
+    ] {
+        let (status, body) = get_with_host(&hub.base, "/api/cameras", &host);
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    // A rebinding page's own name is refused with a clear JSON error, reads included.
+    for host in [format!("evil.example:{port}"), "evil.example".into(), "localhost.evil.example".into()] {
+        let (status, body) = get_with_host(&hub.base, "/api/cameras", &host);
+        assert_eq!(status, 421, "{host}: {body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert!(v["error"].as_str().unwrap().contains("DNS rebinding"), "{body}");
+    }
+    // With auth on, credentials are the defence: any name, once authorized.
+    let hub = Hub::start("server:\n  auth:\n    tokens: [tok-123]\ncameras: {}\n");
+    let (status, _) = get_with_host(&hub.base, "/api/cameras?token=tok-123", "evil.example");
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn an_open_api_on_the_network_is_warned_about_at_start_and_in_health() {
+    let hub = Hub::start_at("cameras: {}\n", &[], "0.0.0.0:0");
+    hub.wait_log("no server.auth", std::time::Duration::from_secs(5));
+    let port = hub.base.rsplit(':').next().unwrap().to_owned();
+    let h = http_get(&format!("http://127.0.0.1:{port}/api/health")).json();
+    let w = h["warnings"].as_array().unwrap_or_else(|| panic!("{h}"));
+    assert_eq!(w.len(), 1, "{h}");
+    assert!(w[0].as_str().unwrap().contains("0.0.0.0"), "{h}");
+    // On loopback, or with auth, nothing to warn about.
+    let hub = Hub::start("cameras: {}\n");
+    assert_eq!(hub.get("/api/health").json()["warnings"], serde_json::json!([]));
+    assert!(!hub.log().contains("no server.auth"), "{}", hub.log());
+    let hub = Hub::start_at("server:\n  auth:\n    tokens: [tok-123]\ncameras: {}\n", &[], "0.0.0.0:0");
+    let port = hub.base.rsplit(':').next().unwrap().to_owned();
+    assert_eq!(http_get(&format!("http://127.0.0.1:{port}/api/health")).json()["warnings"], serde_json::json!([]));
+}
+
+/// A browser-like WHEP offer (receive H.264 video), made with str0m.
+fn whep_offer() -> String {
+    str0m::crypto::from_feature_flags().install_process_default();
+    let mut rtc = str0m::RtcConfig::new().clear_codecs().enable_h264(true).build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(str0m::media::MediaKind::Video, str0m::media::Direction::RecvOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
+
+#[test]
+fn a_whep_socket_binds_where_the_request_came_in_not_where_host_says() {
+    use std::io::{Read, Write};
+    let hub = Hub::start("cameras:\n  demo: /nonexistent/clip.mp4\n");
+    let offer = whep_offer();
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine: the Host header names it.
+    let addr = hub.base.strip_prefix("http://").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /api/cameras/demo/whep HTTP/1.1\r\nHost: 192.0.2.1:8080\r\nContent-Type: application/sdp\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{offer}",
+        offer.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 201"), "{out}");
+    let candidates: Vec<&str> = out.lines().filter(|l| l.starts_with("a=candidate")).collect();
+    assert!(!candidates.is_empty(), "{out}");
+    for c in &candidates {
+        assert!(c.contains(" 127.0.0.1 "), "bound where the request came in: {c}");
+        assert!(!c.contains("192.0.2.1"), "{c}");
+    }
+}

@@ -3,6 +3,7 @@
 //! CORS headers only for the origins configured in `server.cors_origins`; a
 //! request from any other page (an `Origin` that is neither configured nor the
 //! hub's own) is refused, so a web page cannot make a user's browser drive the API.
+//! With auth off, a `Host` that is not this hub's (DNS rebinding) is refused too.
 
 use std::sync::Arc;
 
@@ -14,9 +15,26 @@ use base64::Engine;
 
 use super::ApiError;
 use crate::config::ServerConfig;
+use crate::hub::Hub;
 use crate::secret::constant_time_eq;
 
-pub async fn guard(State(cfg): State<Arc<ServerConfig>>, mut req: Request, next: Next) -> Response {
+/// Reads the hub's `server:` settings per request, so a reload applies at once.
+pub async fn guard(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) -> Response {
+    let cfg = hub.server();
+    // DNS rebinding: a hostile page's own name made to resolve to this hub reaches an
+    // open API with that name in Host. With auth off, only names that are this hub's.
+    if !cfg.auth.enabled()
+        && let Some(host) = req.headers().get(header::HOST)
+        && !host_allowed(host)
+    {
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "this hub answers only to localhost and IP addresses (its listen address) while server.auth is off \
+             (DNS rebinding defence): use one of those, or set server.auth",
+            None,
+        )
+        .into_response();
+    }
     if let Some(o) = req.headers().get(header::ORIGIN)
         && !cfg.cors_origins.iter().any(|a| a.as_bytes() == o.as_bytes() || a == "*")
         && !same_origin(o, req.headers().get(header::HOST))
@@ -63,6 +81,20 @@ pub async fn guard(State(cfg): State<Arc<ServerConfig>>, mut req: Request, next:
         cors(&mut r, o);
     }
     r
+}
+
+/// Whether a `Host` header names this hub: an IP literal (`server.listen` is one)
+/// or `localhost`. A name is what a rebinding page would send.
+fn host_allowed(host: &HeaderValue) -> bool {
+    fn name(hostport: &str) -> &str {
+        match hostport.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+        }
+    }
+    let Ok(host) = host.to_str() else { return false };
+    let h = name(host.trim()).trim_end_matches('.');
+    h.parse::<std::net::IpAddr>().is_ok() || h.eq_ignore_ascii_case("localhost")
 }
 
 /// The hub's own pages (the dashboard): `Origin` names the host the request was sent to.

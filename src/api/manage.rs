@@ -49,11 +49,12 @@ fn parse(headers: &HeaderMap, body: &[u8], path_name: Option<&str>, hub: &Hub) -
     let options: CameraOptions =
         serde_json::from_value(v).map_err(|e| bad(format!("bad camera options: {e}"), Some(&name)))?;
     let cfg = CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e.to_string(), Some(&name)))?;
+    let dirs = hub.media_dirs();
     if let SourceSpec::File(path) = &cfg.source
-        && !in_media_dirs(path, &hub.media_dirs)
+        && !in_media_dirs(path, &dirs)
     {
         // One answer whether or not the path exists: the API is no probe of the disk.
-        let why = if hub.media_dirs.is_empty() { "none are configured" } else { "this path is not under one" };
+        let why = if dirs.is_empty() { "none are configured" } else { "this path is not under one" };
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             format!("cameras added through the API may read files only from server.media_dirs ({why})"),

@@ -42,7 +42,7 @@ pub async fn metrics(State(hub): State<Arc<Hub>>) -> Response {
     responses(
         (
             status = 200,
-            description = "status ok or degraded, version, camera counts.",
+            description = "status ok or degraded, version, camera counts, warnings (e.g. an open API on the network).",
             content_type = "application/json",
         ),
     ),
@@ -54,6 +54,7 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
     let streaming = states.iter().filter(|s| **s == CamState::Streaming).count();
     Json(json!({
         "status": if failed == 0 { "ok" } else { "degraded" },
+        "warnings": hub.warnings(),
         "version": env!("CARGO_PKG_VERSION"),
         "cameras": { "total": cams.len(), "streaming": streaming, "failed": failed },
     }))

@@ -22,7 +22,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use crate::config::ServerConfig;
 use crate::hub::Hub;
 
 /// Every route and its methods. The router below is built from these paths, the
@@ -80,8 +79,9 @@ async fn dashboard() -> axum::response::Html<&'static str> {
     axum::response::Html(DASHBOARD_HTML)
 }
 
-/// The whole HTTP surface, behind the auth/CORS guard of `server`.
-pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
+/// The whole HTTP surface, behind the auth/CORS guard of the hub's `server:`
+/// settings (read per request: a reload applies them at once).
+pub fn router(hub: Arc<Hub>) -> Router {
     Router::new()
         .route(DASHBOARD, get(dashboard))
         .route(HEALTH, get(metrics::health))
@@ -94,9 +94,14 @@ pub fn router(hub: Arc<Hub>, server: ServerConfig) -> Router {
         .route(WHEP, axum::routing::post(whep::offer))
         .route(WHEP_SESSION, axum::routing::patch(whep::trickle).delete(whep::end))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
-        .with_state(hub)
-        .layer(axum::middleware::from_fn_with_state(Arc::new(server), auth::guard))
+        .with_state(hub.clone())
+        .layer(axum::middleware::from_fn_with_state(hub, auth::guard))
 }
+
+/// The hub's side of a request's connection (its local address): where a WHEP
+/// viewer's UDP socket binds. `serve` adds it to every request of a connection.
+#[derive(Clone, Copy, Debug)]
+pub struct LocalAddr(pub std::net::SocketAddr);
 
 /// The body of every error answer.
 #[derive(serde::Serialize, utoipa::ToSchema)]

@@ -79,7 +79,10 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, shutd
             warned = false;
         }
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        // The address the request came in at (WHEP binds its UDP socket there).
+        let local = stream.local_addr().unwrap_or_else(|_| ([127, 0, 0, 1], 0).into());
+        let info = axum::extract::ConnectInfo(super::LocalAddr(local));
+        let service = TowerToHyperService::new(app.clone().layer(axum::Extension(info)));
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -85,13 +85,14 @@ fn check_body(headers: &HeaderMap, body: &str, want: &str, what: &str, name: &st
 pub async fn offer(
     State(hub): State<Arc<Hub>>,
     Path(name): Path<String>,
+    local: Option<axum::Extension<axum::extract::ConnectInfo<super::LocalAddr>>>,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
     check_body(&headers, &body, "application/sdp", "a WHEP offer", &name)?;
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let ip = crate::whep::host_ip(host, None);
+    // Where the request came in, not what its Host header names (a caller's choice).
+    let ip = crate::whep::bind_ip(local.map(|l| (l.0).0.0.ip()));
     let (id, answer) = hub.whep.create(&cam, &body, ip).await.map_err(|e| refused(e, &name))?;
     let location = format!("/api/cameras/{name}/whep/{id}");
     let mut r = (StatusCode::CREATED, answer).into_response();

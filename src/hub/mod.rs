@@ -3,7 +3,8 @@
 //! then its outputs, and stops them in the reverse order; a camera never knows
 //! who consumes it. Add, replace and remove at run time, and apply a reloaded
 //! config file by its difference only. Process-wide settings (the memory
-//! budget, WebRTC ports) are applied here, at start, and the metrics registry
+//! budget, WebRTC, the `server:` settings the API reads) are applied here, at
+//! start and on reload (`apply_server`), and the metrics registry
 //! is made here, with the hub's families in it (`metrics`).
 
 pub mod metrics;
@@ -59,8 +60,10 @@ pub struct Hub {
     from_file: Mutex<BTreeSet<String>>,
     /// Where relative file paths of API-added cameras are resolved.
     pub base_dir: PathBuf,
-    /// The only folders API-added cameras may read files from (`server.media_dirs`).
-    pub media_dirs: Vec<PathBuf>,
+    /// The `server:` settings in force; a reload swaps them (`apply_server`).
+    server: RwLock<Arc<ServerConfig>>,
+    /// The address the API is served on, once bound (`set_bound`).
+    bound: Mutex<Option<std::net::SocketAddr>>,
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
     clock: Clock,
@@ -98,7 +101,8 @@ impl Hub {
             m.register_collector(metrics::Families(me.clone()));
             Hub {
                 base_dir,
-                media_dirs: server.media_dirs.clone(),
+                server: RwLock::new(Arc::new(server.clone())),
+                bound: Mutex::new(None),
                 whep: crate::whep::Whep::new(clock.clone()),
                 clock,
                 metrics: Arc::new(m),
@@ -115,6 +119,47 @@ impl Hub {
         }
         drop(names);
         hub
+    }
+
+    /// The `server:` settings in force (auth, CORS, `media_dirs`, ...).
+    pub fn server(&self) -> Arc<ServerConfig> {
+        self.server.read().clone()
+    }
+
+    /// The only folders API-added cameras may read files from (`server.media_dirs`).
+    pub fn media_dirs(&self) -> Vec<PathBuf> {
+        self.server.read().media_dirs.clone()
+    }
+
+    /// Applies a reloaded `server:` section: auth, CORS, `media_dirs`, the memory
+    /// budget and WebRTC (for new viewers) at once. Returns the settings that
+    /// changed but apply only at start (the listen address).
+    pub fn apply_server(&self, new: ServerConfig) -> Vec<&'static str> {
+        crate::telemetry::memory::GLOBAL.set_limit(new.memory_budget.map_or(0, |b| b.0));
+        self.whep.configure(new.webrtc.clone());
+        let mut cur = self.server.write();
+        let restart = if cur.listen != new.listen { vec!["server.listen"] } else { Vec::new() };
+        *cur = Arc::new(new);
+        restart
+    }
+
+    /// Records the address the API is served on (for `warnings`).
+    pub fn set_bound(&self, addr: std::net::SocketAddr) {
+        *self.bound.lock() = Some(addr);
+    }
+
+    /// What an operator should know about the settings in force: an API open to
+    /// the network (a non-loopback address with no `server.auth`).
+    pub fn warnings(&self) -> Vec<String> {
+        let bound = *self.bound.lock();
+        let open = !self.server.read().auth.enabled();
+        match bound {
+            Some(a) if open && !a.ip().is_loopback() => vec![format!(
+                "the API listens on {a}, beyond this machine, with no server.auth: anyone who can reach it \
+                 can use every camera and change the config; set server.auth tokens or users"
+            )],
+            _ => Vec::new(),
+        }
     }
 
     fn insert(&self, m: Arc<Member>) -> Option<Arc<Member>> {

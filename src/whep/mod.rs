@@ -92,19 +92,11 @@ pub struct Whep {
     clock: Clock,
 }
 
-/// What the browser reached the API at: the address it can reach us at over UDP too.
-pub fn host_ip(host_header: Option<&str>, local: Option<IpAddr>) -> Option<IpAddr> {
-    let host = host_header?.trim();
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, p)| if p.chars().all(|c| c.is_ascii_digit()) { h } else { host })
-    };
-    match name.parse::<IpAddr>() {
-        Ok(ip) if !ip.is_unspecified() => Some(ip),
-        _ if name.eq_ignore_ascii_case("localhost") => Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
-        _ => local.filter(|ip| !ip.is_unspecified()),
-    }
+/// Where a viewer's UDP socket binds: the address its API request reached this hub
+/// at (the listen address, or the interface it came in on when listening on all),
+/// never a name from the request; the loopback address when unknown.
+pub fn bind_ip(local: Option<IpAddr>) -> Option<IpAddr> {
+    local.map(|ip| ip.to_canonical()).filter(|ip| !ip.is_unspecified())
 }
 
 impl Whep {
@@ -147,7 +139,7 @@ impl Whep {
     }
 
     /// Answers a viewer's offer and starts its session. `ip` is the address the
-    /// viewer reached the API at (from its Host header).
+    /// viewer's request reached the hub at (`bind_ip`), offered with `webrtc.ips`.
     pub async fn create(
         &self,
         cam: &Arc<Camera>,
@@ -374,13 +366,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_host_header_says_which_address_to_offer() {
+    fn binds_where_the_request_came_in_never_on_an_unspecified_address() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(host_ip(Some("192.168.1.5:8080"), None), Some(ip("192.168.1.5")));
-        assert_eq!(host_ip(Some("[fe80::1]:8080"), None), Some(ip("fe80::1")));
-        assert_eq!(host_ip(Some("localhost:8080"), None), Some(ip("127.0.0.1")));
-        assert_eq!(host_ip(Some("cams.example"), Some(ip("10.0.0.2"))), Some(ip("10.0.0.2")));
-        assert_eq!(host_ip(Some("0.0.0.0:80"), None), None);
-        assert_eq!(host_ip(None, Some(ip("10.0.0.2"))), None);
+        assert_eq!(bind_ip(Some(ip("192.168.1.5"))), Some(ip("192.168.1.5")));
+        assert_eq!(bind_ip(Some(ip("::ffff:10.0.0.2"))), Some(ip("10.0.0.2")));
+        assert_eq!(bind_ip(Some(ip("0.0.0.0"))), None);
+        assert_eq!(bind_ip(None), None);
     }
 }

@@ -122,20 +122,25 @@ impl Hub {
 
     /// With extra environment variables for the hub process.
     pub fn start_env(config_yaml: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_at(config_yaml, env, "127.0.0.1:0")
+    }
+
+    /// Listening on `listen` (`--listen`), e.g. `0.0.0.0:0`.
+    pub fn start_at(config_yaml: &str, env: &[(&str, &str)], listen: &str) -> Self {
         let dir = temp_dir("hub");
         let cfg = dir.join("cameras.yaml");
         std::fs::write(&cfg, config_yaml).unwrap();
-        Self::spawn(Some(&cfg), dir, env)
+        Self::spawn(Some(&cfg), dir, env, listen)
     }
 
     /// `camhub serve` with no config: the built-in demo cameras.
     pub fn start_demo() -> Self {
-        Self::spawn(None, temp_dir("demo"), &[])
+        Self::spawn(None, temp_dir("demo"), &[], "127.0.0.1:0")
     }
 
-    fn spawn(cfg: Option<&Path>, dir: PathBuf, env: &[(&str, &str)]) -> Self {
+    fn spawn(cfg: Option<&Path>, dir: PathBuf, env: &[(&str, &str)], listen: &str) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_camhub"));
-        cmd.arg("serve").args(["--listen", "127.0.0.1:0"]);
+        cmd.arg("serve").args(["--listen", listen]);
         if let Some(c) = cfg {
             cmd.arg("--config").arg(c);
         }
