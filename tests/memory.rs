@@ -100,3 +100,42 @@ fn a_budget_smaller_than_a_frame_keeps_keyframes_and_snapshots_advance() {
     let tiny = hub.camera("tiny");
     assert!(tiny["memory"]["budget_drops"].as_u64() > Some(0), "the budget was binding: {tiny:#}");
 }
+
+/// Issue 15, item 9: one POST could make a 7.2 GB ring in /dev/shm. A ring's bytes
+/// count in the hub's memory budget; a ring that would not fit is refused with the
+/// figures in its output's state, and the camera's other outputs and pictures go on.
+#[test]
+fn rings_count_in_the_memory_budget_and_an_oversize_one_is_refused() {
+    let server = RtspServer::start("h264", None);
+    let shm = temp_dir("shm-budget");
+    let hub = Hub::start_env(
+        &format!(
+            "server:\n  memory_budget: 4MiB\ncameras:\n  cam:\n    url: {}\n    outputs:\n      \
+             small:\n        shm: {{width: 64, format: gray, demand: always, slots: 2}}\n      \
+             huge:\n        shm: {{format: bgr24, demand: always, slots: 64}}\n",
+            server.url()
+        ),
+        &[("CAMHUB_SHM_DIR", shm.to_str().unwrap())],
+    );
+    hub.wait_streaming("cam");
+    let output = |c: &serde_json::Value, name: &str| {
+        c["outputs"].as_array().unwrap().iter().find(|o| o["name"] == name).cloned().unwrap()
+    };
+    let c = hub.wait_camera("cam", "the huge ring refused", Duration::from_secs(20), |c| {
+        output(c, "huge")["error"].is_string() && output(c, "small")["published"].as_u64() > Some(2)
+    });
+    let err = output(&c, "huge")["error"].as_str().unwrap().to_string();
+    // 64 slots of 640x360 BGR (~44 MiB) against a 4 MiB budget.
+    assert!(err.contains("64 slots of 640x360") && err.contains("over the hub's memory_budget"), "{err}");
+    assert_eq!(output(&c, "huge")["published"], 0, "{c:#}");
+    // Its file stayed the header-only one: nothing near 44 MiB was made.
+    let len = std::fs::metadata(shm.join("camhub.cam.huge")).map(|m| m.len()).unwrap_or(0);
+    assert!(len <= 4096, "the refused ring's file is {len} bytes");
+    // The small ring, laid out within the budget, goes on; so do snapshots.
+    let small = std::fs::metadata(shm.join("camhub.cam.small")).unwrap().len();
+    assert!(small > 4096, "the small ring was laid out ({small} bytes)");
+    let r = hub.get("/api/cameras/cam/snapshot.jpg");
+    assert_eq!(r.status, 200, "{}", r.text());
+    drop(hub);
+    let _ = std::fs::remove_dir_all(shm);
+}

@@ -185,6 +185,8 @@ pub struct RingWriter {
     clock: Clock,
     /// This process's hold on the ring's name (dropped after the ring is removed).
     _owner: std::sync::Arc<owner::Owner>,
+    /// The bytes of the hub's memory budget this ring holds (its laid-out size).
+    reserved: u64,
 }
 
 /// What a ring is asked to be: its slots, file mode, replay or live, and rate.
@@ -229,6 +231,7 @@ impl RingWriter {
             last_frame_id: 0,
             clock,
             _owner,
+            reserved: 0,
         };
         w.write_header(0);
         w.install()?;
@@ -323,7 +326,9 @@ impl RingWriter {
             return Ok(());
         }
         let frame = (SLOT_HEADER + g.frame_size()).next_multiple_of(4096);
-        let (file, map) = Self::make_file(&self.path, HEADER_SIZE + frame * self.slots as usize, self.perms)?;
+        let len = HEADER_SIZE + frame * self.slots as usize;
+        self.reserve(len as u64, g)?;
+        let (file, map) = Self::make_file(&self.path, len, self.perms)?;
         let old_map = std::mem::replace(&mut self.map, map);
         self.file = file;
         self.geometry = Some(g);
@@ -331,6 +336,45 @@ impl RingWriter {
         self.install()?;
         // The old file (the header-only one, or the old geometry): readers reopen.
         close_map(&old_map);
+        Ok(())
+    }
+
+    /// Takes `len` bytes for the ring from the hub's memory budget (giving back what
+    /// the old layout held), and checks the ring's filesystem has room for it: a
+    /// ring is refused, with the figures, rather than filling RAM or `/dev/shm`.
+    fn reserve(&mut self, len: u64, g: Geometry) -> io::Result<()> {
+        let budget = &crate::telemetry::memory::GLOBAL;
+        budget.give(self.reserved);
+        let held = std::mem::take(&mut self.reserved);
+        let refuse = |why: String| {
+            budget.take(held);
+            Err(io::Error::other(format!(
+                "{} slots of {}x{} {:?} would take {}: {why}",
+                self.slots,
+                g.width,
+                g.height,
+                g.format,
+                mib(len)
+            )))
+        };
+        let free = rustix::fs::statvfs(self.path.parent().unwrap_or(Path::new("/")))
+            .map(|v| v.f_bavail.saturating_mul(v.f_frsize))
+            .unwrap_or(u64::MAX);
+        if len > free.saturating_add(held) {
+            return refuse(format!(
+                "{} has only {} free",
+                self.path.parent().unwrap_or(Path::new("/")).display(),
+                mib(free)
+            ));
+        }
+        if !budget.try_take(len) {
+            return refuse(format!(
+                "over the hub's memory_budget ({} of {} in use)",
+                mib(budget.used()),
+                mib(budget.limit())
+            ));
+        }
+        self.reserved = len;
         Ok(())
     }
 
@@ -436,7 +480,13 @@ impl Drop for RingWriter {
             let _ = std::fs::remove_file(&self.path);
         }
         let _ = std::fs::remove_file(self.tmp_path());
+        crate::telemetry::memory::GLOBAL.give(self.reserved);
     }
+}
+
+/// Bytes as MiB with one decimal, for messages.
+fn mib(n: u64) -> String {
+    format!("{:.1} MiB", n as f64 / (1024.0 * 1024.0))
 }
 
 mod owner;

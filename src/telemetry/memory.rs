@@ -1,7 +1,9 @@
 //! Memory accounting and budgets. Each camera's bytes (GOP cache, decoded frame,
 //! JPEG cache, rings) are shown in the API and metrics. Two budgets bound the
 //! largest of them, the GOP caches: a camera's `memory_budget` and the hub's
-//! `server.memory_budget`, shared by all cameras. A GOP cache over budget keeps
+//! `server.memory_budget`, shared by all cameras. Shared-memory rings take their
+//! laid-out size from the hub's budget too, and are refused when it does not fit
+//! (`output::ring`). A GOP cache over budget keeps
 //! its keyframe and the frames that fit, and drops (and counts) the rest of that
 //! GOP: dropping its oldest unit, the keyframe, would make the others useless.
 //! The hub's budget never refuses a keyframe, so every camera keeps a picture to
