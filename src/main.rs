@@ -89,7 +89,8 @@ fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -
     let shot = rt.block_on(async {
         let clock = camhub::clock::Clock::real();
         let metrics = std::sync::Arc::new(camhub::telemetry::metrics::Metrics::new(clock.wall(), &[]));
-        let cam = camhub::camera::Camera::spawn(cfg, clock, metrics, Default::default());
+        let ctx = camhub::camera::Context::standalone(clock, metrics);
+        let cam = camhub::camera::Camera::spawn(cfg, ctx, Default::default());
         let shot = camhub::snapshot::take(&cam, &req).await;
         cam.stop().await;
         shot

@@ -90,6 +90,10 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
         "decoder": {
             "running": s.decoder_running,
             "linger_s": linger(o.decode_linger),
+            // Whose pictures it makes (the scheduler's order), and whether it
+            // decodes keyframes only to fit the decode budget.
+            "priority": cam.priority(),
+            "shedding": s.shedding,
         },
         "leases": {
             "connected": cam.leases(Tier::Connected),
@@ -126,6 +130,8 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             "frames_decoded": Counters::get(&c.frames_decoded),
             "decode_errors": Counters::get(&c.decode_errors),
             "decoder_overruns": Counters::get(&c.decoder_overruns),
+            "frames_shed_behind": Counters::get(&c.frames_shed_behind),
+            "frames_shed_overload": Counters::get(&c.frames_shed_overload),
             // Compressed frames the GOP cache could not keep (over gop_cache_bytes).
             "frames_dropped": s.gop_dropped_units,
             "jpeg_encodes": Counters::get(&c.jpeg_encodes),

@@ -57,5 +57,8 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
         "warnings": hub.warnings(),
         "version": env!("CARGO_PKG_VERSION"),
         "cameras": { "total": cams.len(), "streaming": streaming, "failed": failed },
+        // The decode scheduler: workers, who waits (person, program, background),
+        // how busy, and the share of background GOPs shed to keyframes.
+        "decode": hub.scheduler.stats(),
     }))
 }

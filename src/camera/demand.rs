@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::config::{Keep, Linger};
+use crate::decode::schedule::Priority;
 
 /// A level of work a consumer can ask for. Decoding implies connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -51,6 +52,8 @@ pub struct Demand {
     keyframes: TierDemand,
     variant_linger: Linger,
     variants: BTreeMap<VariantKey, TierDemand>,
+    /// Leases that want pictures (decoding or keyframes), by who holds them.
+    by_priority: [u32; 3],
 }
 
 impl Demand {
@@ -62,6 +65,7 @@ impl Demand {
             keyframes: TierDemand::new(decode_linger),
             variant_linger: Linger::After(std::time::Duration::from_secs(10)),
             variants: BTreeMap::new(),
+            by_priority: [0; 3],
         }
     }
 
@@ -105,6 +109,35 @@ impl Demand {
             Tier::Connected => &mut self.connected,
             Tier::Decoding => &mut self.decoding,
             Tier::Keyframes => &mut self.keyframes,
+        }
+    }
+
+    /// A lease for pictures, held by `who`: the decoder's priority is its best holder's.
+    pub fn acquire_as(&mut self, tier: Tier, who: Priority) {
+        if tier != Tier::Connected {
+            self.by_priority[who as usize] += 1;
+        }
+        self.acquire(tier);
+    }
+
+    pub fn release_as(&mut self, tier: Tier, who: Priority, now: Instant) {
+        if tier != Tier::Connected {
+            let n = &mut self.by_priority[who as usize];
+            *n = n.saturating_sub(1);
+        }
+        self.release(tier, now);
+    }
+
+    /// Whose pictures the decoder makes now: a person's (any viewer's or snapshot's
+    /// lease), else a program's (outputs), else nobody's in particular (`keep:
+    /// decoded`, a linger).
+    pub fn priority(&self) -> Priority {
+        if self.by_priority[0] > 0 || self.variants.values().any(|t| t.leases > 0) {
+            Priority::Person
+        } else if self.by_priority[1] > 0 {
+            Priority::Program
+        } else {
+            Priority::Background
         }
     }
 
@@ -168,6 +201,27 @@ mod tests {
 
     fn demand(keep: Keep, decode: Linger) -> Demand {
         Demand::new(keep, Linger::After(30 * S), decode)
+    }
+
+    #[test]
+    fn the_decoders_priority_is_its_best_holders() {
+        let t0 = crate::clock::Clock::stepped().now();
+        let mut d = demand(Keep::Decoded, Linger::After(10 * S));
+        assert_eq!(d.priority(), Priority::Background, "keep: decoded with nobody looking");
+        d.acquire_as(Tier::Keyframes, Priority::Program);
+        assert_eq!(d.priority(), Priority::Program);
+        d.acquire_as(Tier::Connected, Priority::Person);
+        assert_eq!(d.priority(), Priority::Program, "a connection alone wants no pictures");
+        d.acquire_as(Tier::Decoding, Priority::Person);
+        assert_eq!(d.priority(), Priority::Person);
+        d.release_as(Tier::Decoding, Priority::Person, t0);
+        assert_eq!(d.priority(), Priority::Program, "the decoder still lingers, for the program now");
+        let k = VariantKey { quality: 80, width: None, height: None };
+        d.acquire_variant(k);
+        assert_eq!(d.priority(), Priority::Person, "an MJPEG viewer is a person");
+        d.release_variant(k, t0);
+        d.release_as(Tier::Keyframes, Priority::Program, t0);
+        assert_eq!(d.priority(), Priority::Background, "lingering for nobody in particular");
     }
 
     #[test]

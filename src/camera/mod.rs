@@ -23,6 +23,7 @@ use crate::clock::Clock;
 
 use crate::camera::demand::{Demand, Tier, VariantKey};
 use crate::config::CameraConfig;
+use crate::decode::schedule::{Priority, PriorityCell, Scheduler};
 use crate::decode::{DecodeProgress, FrameSink};
 use crate::encode::JpegCache;
 use crate::media::EncodedUnit;
@@ -69,6 +70,9 @@ pub(crate) struct Shared {
     pub feeds: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<UnitFeed>>,
     /// Replay (`mode: replay`): every decoded picture in order, for the one consumer that takes them.
     pub replay: Option<ReplayQueue>,
+    /// The hub's decode scheduler, and this camera's place in it (kept current by the actor).
+    pub scheduler: Arc<Scheduler>,
+    pub priority: Arc<PriorityCell>,
 }
 
 /// The lossless picture queue of a replay camera: the decoder blocks on it, so
@@ -134,6 +138,23 @@ impl Shared {
     }
 }
 
+/// What every camera of a hub shares: the clock, the metrics registry its
+/// stages observe into, and the decode scheduler.
+#[derive(Clone)]
+pub struct Context {
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    pub scheduler: Arc<Scheduler>,
+}
+
+impl Context {
+    /// A context with its own scheduler (one worker per core): one camera outside a hub.
+    pub fn standalone(clock: Clock, metrics: Arc<Metrics>) -> Context {
+        let scheduler = Scheduler::new(Scheduler::default_workers(), clock.clone());
+        Context { clock, metrics, scheduler }
+    }
+}
+
 /// A handle to a running camera.
 pub struct Camera {
     shared: Arc<Shared>,
@@ -144,9 +165,9 @@ impl Camera {
     /// Starts the camera's actor on the current tokio runtime. `metrics` is the
     /// registry its stages observe into; `stop` is the camera's own token (a child
     /// of its owner's): cancelling it stops the camera.
-    pub fn spawn(config: CameraConfig, clock: Clock, metrics: Arc<Metrics>, stop: CancellationToken) -> Arc<Camera> {
-        let source = crate::source::for_camera(&config, &clock);
-        Self::spawn_with_source(config, source, clock, metrics, stop)
+    pub fn spawn(config: CameraConfig, ctx: Context, stop: CancellationToken) -> Arc<Camera> {
+        let source = crate::source::for_camera(&config, &ctx.clock);
+        Self::spawn_with_source(config, source, ctx, stop)
     }
 
     /// Starts a camera reading from the given source (tests script their own,
@@ -154,10 +175,10 @@ impl Camera {
     pub fn spawn_with_source(
         config: CameraConfig,
         source: Arc<dyn Source>,
-        clock: Clock,
-        metrics: Arc<Metrics>,
+        ctx: Context,
         stop: CancellationToken,
     ) -> Arc<Camera> {
+        let Context { clock, metrics, scheduler } = ctx;
         let o = &config.options;
         let demand = Demand::new(o.keep, o.connect_linger, o.decode_linger).with_variant_linger(o.variant_linger);
         let (feeds, feed_rx) = tokio::sync::mpsc::channel(16);
@@ -179,6 +200,8 @@ impl Camera {
                 let (tx, rx) = std::sync::mpsc::sync_channel(REPLAY_FRAMES);
                 ReplayQueue { tx, rx: Mutex::new(Some(rx)) }
             }),
+            scheduler,
+            priority: PriorityCell::new(Priority::Background),
             config,
         });
         let task = tokio::spawn(actor::run(shared.clone(), source, feed_rx));
@@ -208,6 +231,11 @@ impl Camera {
     /// Asks for `tier` until the lease is dropped. Decoding also holds the
     /// connection, so the connection lingers after the decoder stops.
     pub fn lease(&self, tier: Tier) -> Lease {
+        self.lease_as(tier, Priority::Person)
+    }
+
+    /// A lease held for `who`: a program's outputs decode after people's requests.
+    pub fn lease_as(&self, tier: Tier, who: Priority) -> Lease {
         let tiers: &'static [Tier] = match tier {
             Tier::Connected => &[Tier::Connected],
             Tier::Decoding => &[Tier::Connected, Tier::Decoding],
@@ -216,11 +244,11 @@ impl Camera {
         {
             let mut d = self.shared.demand.lock();
             for t in tiers {
-                d.acquire(*t);
+                d.acquire_as(*t, who);
             }
         }
         self.shared.wake.notify_one();
-        Lease { shared: self.shared.clone(), tiers, variant: None }
+        Lease { shared: self.shared.clone(), tiers, variant: None, who }
     }
 
     /// Asks for a JPEG variant until the lease is dropped; the receiver always
@@ -239,7 +267,8 @@ impl Camera {
             d.acquire_variant(key);
         }
         self.shared.wake.notify_one();
-        let lease = Lease { shared: self.shared.clone(), tiers: &[Tier::Connected], variant: Some(key) };
+        let lease =
+            Lease { shared: self.shared.clone(), tiers: &[Tier::Connected], variant: Some(key), who: Priority::Person };
         Ok((lease, rx))
     }
 
@@ -276,6 +305,11 @@ impl Camera {
     /// Leases held per variant.
     pub fn variant_leases(&self) -> Vec<(VariantKey, u32)> {
         self.shared.demand.lock().variant_leases()
+    }
+
+    /// Whose pictures the decoder makes now, as the scheduler orders them.
+    pub fn priority(&self) -> Priority {
+        self.shared.priority.get()
     }
 
     pub fn leases(&self, tier: Tier) -> u32 {
@@ -326,6 +360,7 @@ pub struct Lease {
     shared: Arc<Shared>,
     tiers: &'static [Tier],
     variant: Option<VariantKey>,
+    who: Priority,
 }
 
 impl Drop for Lease {
@@ -334,7 +369,7 @@ impl Drop for Lease {
         {
             let mut d = self.shared.demand.lock();
             for t in self.tiers {
-                d.release(*t, now);
+                d.release_as(*t, self.who, now);
             }
             if let Some(k) = self.variant {
                 d.release_variant(k, now);

@@ -51,6 +51,8 @@ pub struct Status {
     /// The newest unit a decoder will see (running now, or started from the GOP cache).
     pub decodable_seq: u64,
     pub decoder_running: bool,
+    /// The decoder gets keyframes only because decoding is over budget (this GOP is shed).
+    pub shedding: bool,
     /// When the current connection was made.
     pub connected_at: Option<Instant>,
     /// Connection attempts so far.
@@ -78,6 +80,7 @@ impl Status {
             newest_seq: 0,
             decodable_seq: 0,
             decoder_running: false,
+            shedding: false,
             connected_at: None,
             attempts: 0,
             history: Vec::new(),

@@ -112,7 +112,8 @@ pub fn camera(source: Arc<ScriptedSource>, clock: &Clock, edit: impl FnOnce(&mut
     edit(&mut o);
     let cfg = CameraConfig::resolve("cam", o, Path::new("/")).expect("a valid camera");
     let metrics = Arc::new(Metrics::new(clock.wall(), &[]));
-    Camera::spawn_with_source(cfg, source, clock.clone(), metrics, CancellationToken::new())
+    let ctx = crate::camera::Context::standalone(clock.clone(), metrics);
+    Camera::spawn_with_source(cfg, source, ctx, CancellationToken::new())
 }
 
 /// Waits (in real time, bounded) until the camera's status satisfies `pred`.

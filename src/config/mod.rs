@@ -136,6 +136,15 @@ impl Config {
         if server.header_timeout.0.is_zero() {
             return Err(ConfigError(format!("{origin}: server.header_timeout must be more than 0")));
         }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as u32;
+        if let Some(w) = server.decode.workers
+            && !(1..=4 * cores).contains(&w)
+        {
+            return Err(ConfigError(format!(
+                "{origin}: server.decode.workers must be 1-{} (4x the {cores} cores), not {w}",
+                4 * cores
+            )));
+        }
         Ok(Config { server, cameras })
     }
 }

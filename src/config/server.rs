@@ -34,6 +34,16 @@ pub struct ServerConfig {
     /// from its previous response, else it is closed (default 10 s): idle and
     /// slow clients do not hold a connection. A streaming answer is not idle.
     pub header_timeout: Seconds,
+    /// The decode scheduler.
+    pub decode: DecodeConfig,
+}
+
+/// `server.decode`: the hub's budget of decode workers.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// Decodes that run at once (default: the number of cores; 1 to 4x the cores).
+    pub workers: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -47,6 +57,7 @@ impl Default for ServerConfig {
             media_dirs: Vec::new(),
             max_connections: 1024,
             header_timeout: Seconds::from_secs(10),
+            decode: DecodeConfig::default(),
         }
     }
 }

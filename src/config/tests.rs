@@ -185,3 +185,16 @@ fn connection_limits_default_and_are_validated() {
     let e = parse("server:\n  header_timeout: 0\ncameras:\n  a: rtsp://h/s\n").unwrap_err();
     assert!(e.to_string().contains("server.header_timeout must be more than 0"), "{e}");
 }
+
+#[test]
+fn decode_workers_default_to_the_cores_and_are_bounded() {
+    let c = parse("cameras:\n  a: rtsp://h/s\n").unwrap();
+    assert_eq!(c.server.decode.workers, None, "None: one per core");
+    let c = parse("server:\n  decode:\n    workers: 1\ncameras:\n  a: rtsp://h/s\n").unwrap();
+    assert_eq!(c.server.decode.workers, Some(1));
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for bad in [0, 4 * cores + 1] {
+        let e = parse(&format!("server:\n  decode:\n    workers: {bad}\ncameras:\n  a: rtsp://h/s\n")).unwrap_err();
+        assert!(e.to_string().contains(&format!("server.decode.workers must be 1-{}", 4 * cores)), "{e}");
+    }
+}

@@ -88,8 +88,44 @@ impl Collector for Families {
                     .map(|(state, n)| ([("camera", c.name()), ("state", state)], n as u64))
             })
         })?;
-        memory(e, &hub, &cams)
+        memory(e, &hub, &cams)?;
+        decode(e, &hub, &cams)
     }
+}
+
+/// The decode scheduler: its workers, who waits, how busy, what is shed.
+fn decode(e: &mut DescriptorEncoder, hub: &Hub, cams: &[Arc<Camera>]) -> fmt::Result {
+    use crate::decode::schedule::Priority;
+    let st = hub.scheduler.stats();
+    let one = |v: f64| [([("scope", "hub")], v)];
+    family(e, ("camhub_decode_workers", None, GAUGE), "Decodes that may run at once (server.decode.workers).", {
+        one(st.workers as f64)
+    })?;
+    family(e, ("camhub_decode_running", None, GAUGE), "Decodes running now.", one(st.running as f64))?;
+    let help = "Workers' busy share over the last second (0-1).";
+    family(e, ("camhub_decode_utilisation", None, GAUGE), help, one(st.utilisation))?;
+    let help = "Share of background GOPs decoded as keyframes only (0: none shed, 1: all).";
+    family(e, ("camhub_decode_shed_ratio", None, GAUGE), help, one(st.shed))?;
+    let help = "Time the decode workers spent decoding.";
+    family(e, ("camhub_decode_busy", Some(Unit::Seconds), COUNTER), help, one(st.busy_seconds))?;
+    let help = "Estimated decode work waiting for a worker.";
+    family(e, ("camhub_decode_queued_work", Some(Unit::Seconds), GAUGE), help, one(st.waiting_seconds))?;
+    let by = |p: Priority| [("priority", p.name())];
+    let help = "Decodes waiting for a worker, by priority (person, program, background).";
+    let rows = Priority::ALL.map(|p| (by(p), st.waiting.get(p) as u64));
+    family(e, ("camhub_decode_waiting", None, GAUGE), help, rows)?;
+    let rows = Priority::ALL.map(|p| (by(p), st.granted.get(p)));
+    family(e, ("camhub_decode_jobs", None, COUNTER), "Decode jobs granted a worker, by priority.", rows)?;
+    let rows = Priority::ALL.map(|p| (by(p), st.waited_seconds.get(p)));
+    family(e, ("camhub_decode_wait", Some(Unit::Seconds), COUNTER), "Time decode jobs waited for a worker.", rows)?;
+    let help = "Frames not decoded: behind (a decoder skipped its backlog to a keyframe), overload (a background GOP decoded as keyframes only).";
+    family(e, ("camhub_frames_shed", None, COUNTER), help, {
+        cams.iter().flat_map(|c| {
+            let k = c.counters();
+            [("behind", Counters::get(&k.frames_shed_behind)), ("overload", Counters::get(&k.frames_shed_overload))]
+                .map(|(reason, n)| ([("camera", c.name()), ("reason", reason)], n))
+        })
+    })
 }
 
 fn by_camera(c: &Camera) -> Labels<'_, 1> {
@@ -107,7 +143,7 @@ fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
             c.status().gop_dropped_units
         }),
         ("camhub_decode_errors", None, "Units the decoder rejected.", |c| Counters::get(&c.counters().decode_errors)),
-        ("camhub_decoder_overruns", None, "Times the decoder fell behind and restarted.", |c| {
+        ("camhub_decoder_overruns", None, "Times the decoder's queue overflowed (it then skips to a keyframe).", |c| {
             Counters::get(&c.counters().decoder_overruns)
         }),
         ("camhub_jpeg_encodes", None, "JPEG encodes (one per frame and variant).", |c| {

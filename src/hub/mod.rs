@@ -17,9 +17,10 @@ use parking_lot::{Mutex, RwLock};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::camera::{Camera, Memory};
+use crate::camera::{Camera, Context, Memory};
 use crate::clock::Clock;
 use crate::config::{CameraConfig, ServerConfig};
+use crate::decode::schedule::Scheduler;
 use crate::output::{OutputStats, Outputs};
 use crate::snapshot::SnapshotSource;
 use crate::telemetry::metrics::Metrics;
@@ -37,7 +38,8 @@ impl Member {
     /// (hub -> camera -> outputs), made before anything is spawned.
     fn start(cfg: CameraConfig, hub: &Hub) -> Arc<Member> {
         let has_outputs = !cfg.options.outputs.is_empty();
-        let camera = Camera::spawn(cfg, hub.clock.clone(), hub.metrics.clone(), hub.stop.child_token());
+        let ctx = Context { clock: hub.clock.clone(), metrics: hub.metrics.clone(), scheduler: hub.scheduler.clone() };
+        let camera = Camera::spawn(cfg, ctx, hub.stop.child_token());
         let outputs = has_outputs.then(|| Outputs::start(&camera, &camera.stop_token().child_token()));
         let output_stats = outputs.as_ref().map_or_else(Vec::new, |o| o.stats().to_vec());
         Arc::new(Member { camera, outputs: Mutex::new(outputs), output_stats })
@@ -71,6 +73,13 @@ pub struct Hub {
     metrics: Arc<Metrics>,
     /// The root of the cancellation tree: every camera's token is its child.
     stop: CancellationToken,
+    /// Every camera's decoding runs under its workers (`server.decode`).
+    pub scheduler: Arc<Scheduler>,
+}
+
+/// The decode workers `server` asks for (default one per core).
+fn decode_workers(server: &ServerConfig) -> usize {
+    server.decode.workers.map_or_else(Scheduler::default_workers, |w| w as usize)
 }
 
 /// Why the hub refused a change.
@@ -104,6 +113,7 @@ impl Hub {
                 server: RwLock::new(Arc::new(server.clone())),
                 bound: Mutex::new(None),
                 whep: crate::whep::Whep::new(clock.clone()),
+                scheduler: Scheduler::new(decode_workers(server), clock.clone()),
                 clock,
                 metrics: Arc::new(m),
                 members: RwLock::default(),
@@ -137,6 +147,7 @@ impl Hub {
     pub fn apply_server(&self, new: ServerConfig) -> Vec<&'static str> {
         crate::telemetry::memory::GLOBAL.set_limit(new.memory_budget.map_or(0, |b| b.0));
         self.whep.configure(new.webrtc.clone());
+        self.scheduler.set_workers(decode_workers(&new));
         let mut cur = self.server.write();
         let restart = if cur.listen != new.listen { vec!["server.listen"] } else { Vec::new() };
         *cur = Arc::new(new);

@@ -21,6 +21,7 @@ use crate::camera::demand::Tier;
 use crate::camera::{Camera, Lease};
 use crate::clock::Clock;
 use crate::config::{Fps, OutputDemand, RedisOptions, ShmOptions};
+use crate::decode::schedule::Priority;
 use crate::encode::fit_size;
 use crate::media::Frame;
 use crate::secret::scrub;
@@ -97,7 +98,7 @@ impl Worker {
                 info!(output = %s.stats.name, "{}", if want { "reader attached: decoding" } else { "no reader: decoding released" });
             }
             if want && s.lease.is_none() {
-                s.lease = Some(self.cam.lease(tier(s.opts.fps)));
+                s.lease = Some(self.cam.lease_as(tier(s.opts.fps), Priority::Program));
             } else if !want && !self.replay {
                 // A replay keeps its decoder's place while readers come and go.
                 s.lease = None;
@@ -108,7 +109,7 @@ impl Worker {
             r.stats.active.store(true, Ordering::Relaxed);
             if r.lease.is_none() {
                 let fps = r.ring.map_or(r.opts.fps, |i| self.shms[i].opts.fps);
-                r.lease = Some(self.cam.lease(tier(fps)));
+                r.lease = Some(self.cam.lease_as(tier(fps), Priority::Program));
             }
             any = true;
         }

@@ -8,8 +8,12 @@ pub struct Counters {
     pub bytes_in: AtomicU64,
     pub frames_decoded: AtomicU64,
     pub decode_errors: AtomicU64,
-    /// Units the decoder could not take in time (it was behind); it restarted from the GOP cache.
+    /// Units the decoder's queue had no room for (it was behind); it resyncs at the next keyframe.
     pub decoder_overruns: AtomicU64,
+    /// Live units dropped because the decoder fell behind and skipped to a keyframe.
+    pub frames_shed_behind: AtomicU64,
+    /// Frames of background GOPs not decoded (keyframes only) while decoding is over budget.
+    pub frames_shed_overload: AtomicU64,
     pub jpeg_encodes: AtomicU64,
     pub reconnects: AtomicU64,
 }

@@ -8,7 +8,8 @@ use tracing::{debug, warn};
 use super::Actor;
 use super::conn::Gate;
 use crate::camera::demand::Tier;
-use crate::decode::{Decoder, SyncDecoder};
+use crate::decode::schedule::Priority;
+use crate::decode::{Decoder, Sched, SyncDecoder};
 use crate::error::Result;
 
 /// The decoder, as far as the actor runs one.
@@ -30,6 +31,13 @@ impl DecoderState {
             && let DecoderState::Syncing(d) = std::mem::replace(self, DecoderState::Off)
         {
             *self = DecoderState::Running(d);
+        }
+    }
+
+    /// A running decoder that fell behind waits for the next keyframe.
+    pub(super) fn resync(&mut self) {
+        if let DecoderState::Running(d) = std::mem::replace(self, DecoderState::Off) {
+            *self = DecoderState::Syncing(d);
         }
     }
 
@@ -69,6 +77,7 @@ impl Actor {
             self.shared.progress.clone(),
             self.shared.counters.clone(),
             self.shared.replay.as_ref().map(|q| q.tx.clone()),
+            Sched { scheduler: self.shared.scheduler.clone(), priority: self.shared.priority.clone() },
         )?;
         debug!("decoder started, replaying {n} units");
         let synced = !self.gop.truncated() && n > 0;
@@ -78,11 +87,52 @@ impl Actor {
 
     /// Switches between full and keyframe-only decoding as demand changes; a
     /// running decoder restarts from the GOP cache, so the switch loses nothing.
+    /// Whether the decoder should get keyframes alone: only they are wanted, or
+    /// this GOP is shed (over budget, and no person is looking).
+    fn keyframes_wanted(&self, now: Instant) -> bool {
+        let d = self.shared.demand.lock();
+        let by_demand = !d.wanted(Tier::Decoding, now) && d.wanted(Tier::Keyframes, now);
+        by_demand || (self.gop_shed && d.priority() != Priority::Person)
+    }
+
+    /// A keyframe starts a GOP: whether this one is decoded in full is decided now
+    /// (the camera's fair share of the scheduler's budget). At a GOP's start the
+    /// decoder switches between full and keyframes-only with no replay.
+    pub(super) fn next_gop(&mut self) {
+        let background = !self.lossless && self.shared.priority.get() != Priority::Person;
+        self.gop_shed = background && !self.share.full(self.shared.scheduler.shed());
+        self.keyframes_only = self.keyframes_wanted(self.shared.clock.now());
+        let shedding = self.gop_shed && self.keyframes_only;
+        self.shared.update_status(|s| s.shedding = shedding);
+    }
+
+    /// A decoder that fell behind waits for the next keyframe, unless a person is
+    /// waiting for its picture: then it restarts from the GOP cache (a replay at
+    /// the person's priority). Returns whether it did (the newest unit is in it).
+    pub(super) fn catch_up_for_a_person(&mut self) -> bool {
+        if !self.behind || self.shared.priority.get() != Priority::Person || !self.decoder.is_running() {
+            return false;
+        }
+        self.behind = false;
+        self.stop_decoder();
+        match self.start_decoder() {
+            Ok(()) => true,
+            Err(e) => {
+                warn!("cannot restart the decoder: {e}");
+                false
+            }
+        }
+    }
+
     pub(super) fn set_keyframes_only(&mut self, now: Instant) {
-        let only = {
-            let d = self.shared.demand.lock();
-            !d.wanted(Tier::Decoding, now) && d.wanted(Tier::Keyframes, now)
-        };
+        if self.shared.priority.get() == Priority::Person {
+            // A person is looking: this GOP is decoded in full, to its end.
+            if std::mem::take(&mut self.gop_shed) {
+                self.shared.update_status(|s| s.shedding = false);
+            }
+            self.catch_up_for_a_person();
+        }
+        let only = self.keyframes_wanted(now);
         if only != self.keyframes_only {
             self.keyframes_only = only;
             if self.decoder.is_running() {

@@ -45,6 +45,12 @@ struct Actor {
     decoder: DecoderState,
     /// Only keyframes are wanted: the decoder gets keyframes alone.
     keyframes_only: bool,
+    /// This GOP is decoded as keyframes only: decoding is over budget and the
+    /// camera's pictures are for programs or nobody (its fair share, `GopShare`).
+    gop_shed: bool,
+    share: crate::decode::schedule::GopShare,
+    /// The decoder's queue overflowed: units are dropped until the next keyframe.
+    behind: bool,
     /// Replay: every unit reaches the decoder (the source waits for it), and
     /// the end of the file ends the camera.
     lossless: bool,
@@ -77,6 +83,9 @@ impl Actor {
             gop,
             decoder: DecoderState::Off,
             keyframes_only: false,
+            gop_shed: false,
+            share: Default::default(),
+            behind: false,
             lossless,
             codec: None,
             seq: 0,
@@ -88,6 +97,7 @@ impl Actor {
 
     fn wants(&self, now: Instant) -> Wants {
         let mut d = self.shared.demand.lock();
+        self.shared.priority.set(d.priority());
         Wants {
             connected: d.wanted(Tier::Connected, now),
             decoding: d.wanted(Tier::Decoding, now) || d.wanted(Tier::Keyframes, now),
@@ -260,6 +270,8 @@ impl Actor {
         let mut sent = false;
         if unit.keyframe {
             self.decoder.keyframe_arrived();
+            self.behind = false;
+            self.next_gop();
         }
         if matches!(self.decoder, DecoderState::AwaitingCodec) {
             // The replay of the GOP cache includes this unit if it was kept.
@@ -272,17 +284,28 @@ impl Actor {
         {
             match dec.send(unit.clone()) {
                 Ok(()) => sent = true,
-                Err(e) => {
-                    if e == SendError::Full {
-                        Counters::add(&c.decoder_overruns, 1);
-                        debug!(
-                            "decoder behind by {} units; restarting it from the GOP cache",
-                            crate::decode::QUEUE_UNITS
-                        );
-                    }
+                Err(SendError::Full) => {
+                    // Behind: the decoder finishes its queue (or drops it as too old) and
+                    // resyncs at the next keyframe. Replaying the GOP would add work
+                    // exactly when there is too much; only a person waiting gets it.
+                    Counters::add(&c.decoder_overruns, 1);
+                    Counters::add(&c.frames_shed_behind, 1);
+                    debug!("decoder behind by {} units; waiting for the next keyframe", crate::decode::QUEUE_UNITS);
+                    self.behind = true;
+                    self.decoder.resync();
+                    sent = self.catch_up_for_a_person();
+                }
+                Err(SendError::Gone) => {
                     self.stop_decoder();
                     lost = Some(Event::DecoderLost(None));
                 }
+            }
+        } else if self.decoder.is_running() && !unit.keyframe {
+            if self.behind {
+                Counters::add(&c.frames_shed_behind, 1);
+            } else if self.gop_shed && self.keyframes_only {
+                Counters::add(&c.frames_shed_overload, 1);
+                self.shared.scheduler.shed_overload(1);
             }
         }
         let (seq, codec) = (unit.seq, unit.codec);

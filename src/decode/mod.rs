@@ -2,7 +2,13 @@
 //! It takes units through a bounded channel (a GOP replay first, then live
 //! units) and publishes its progress and newest picture through a `watch`.
 //! Dropping the `Decoder` closes the channel; the thread finishes the unit at
-//! hand and exits.
+//! hand and exits. Every decode runs under a grant of the hub's `Scheduler`
+//! (`schedule`): one per live unit, one for a whole GOP replay. A live decoder
+//! that falls behind (its oldest unit waited over `MAX_LAG`) drops its backlog
+//! up to the newest keyframe in it, or to the next one that arrives, instead of
+//! decoding pictures nobody will see in time.
+
+pub mod schedule;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -18,6 +24,28 @@ use crate::media::Frame;
 use crate::media::{Codec, EncodedUnit};
 use crate::telemetry::metrics::Latency;
 use crate::telemetry::stats::Counters;
+use schedule::{DEFAULT_UNIT_COST, PriorityCell, Scheduler};
+
+/// A live unit older than this when its turn comes means the decoder is behind:
+/// it skips to a keyframe rather than decode the backlog.
+pub const MAX_LAG: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Where a decoder's work is scheduled, and at what priority (its camera's, kept current).
+#[derive(Clone)]
+pub struct Sched {
+    pub scheduler: Arc<Scheduler>,
+    pub priority: Arc<PriorityCell>,
+}
+
+impl Sched {
+    /// A scheduler of its own with one worker per core: for one-off decodes outside a hub.
+    pub fn standalone(clock: Clock) -> Sched {
+        Sched {
+            scheduler: Scheduler::new(Scheduler::default_workers(), clock),
+            priority: PriorityCell::new(schedule::Priority::Person),
+        }
+    }
+}
 
 /// Live units the decoder may fall behind by before it is restarted from the GOP cache.
 pub const QUEUE_UNITS: usize = 64;
@@ -69,6 +97,7 @@ impl Decoder {
         out: watch::Sender<DecodeProgress>,
         counters: Arc<Counters>,
         sink: Option<FrameSink>,
+        sched: Sched,
     ) -> Result<Decoder> {
         // Two more than the live units: the replay and the flush always fit.
         let (tx, rx) = mpsc::sync_channel(QUEUE_UNITS + 2);
@@ -82,7 +111,7 @@ impl Decoder {
             .name(format!("decode-{camera}"))
             .spawn(move || {
                 let _g = span.enter();
-                run(ctx, rx, &thread_room, Out { progress: &out, sink, counters: &counters });
+                run(ctx, rx, &thread_room, Out { progress: &out, sink, counters: &counters }, &sched);
             })
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")).caused_by(e))?;
         Ok(Decoder { tx, room, thread: Some(thread) })
@@ -184,6 +213,16 @@ impl SyncDecoder {
             clock,
             latency,
         })
+    }
+
+    /// Whether `unit` would be decoded (a decoder that lost its place waits for a keyframe).
+    pub fn wants(&self, unit: &EncodedUnit) -> bool {
+        !self.need_keyframe || unit.keyframe
+    }
+
+    /// Loses the place: nothing is decoded until the next keyframe.
+    pub fn resync(&mut self) {
+        self.need_keyframe = true;
     }
 
     /// Decodes one unit; calls `out` with each picture it completes.
@@ -291,13 +330,40 @@ impl Out<'_> {
     }
 }
 
-fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, room: &Semaphore, mut out: Out) {
-    while let Ok(msg) = rx.recv() {
-        let (units, publish_every) = match msg {
+fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, room: &Semaphore, mut out: Out, sched: &Sched) {
+    // The measured cost of one unit (a moving average), for the scheduler's estimates.
+    let mut unit_cost = DEFAULT_UNIT_COST.as_secs_f64();
+    let mut later: Option<Msg> = None;
+    while let Some(msg) = later.take().or_else(|| rx.recv().ok()) {
+        let (mut units, publish_every) = match msg {
             Msg::Replay(units) => (units, false),
             Msg::Unit(u) => {
                 room.add_permits(1);
-                (vec![u], true)
+                let mut units = vec![u];
+                if out.sink.is_none() && dec.clock.since(units[0].received_mono) > MAX_LAG {
+                    // Behind: take the whole backlog, and keep it only from its newest keyframe.
+                    while let Ok(m) = rx.try_recv() {
+                        match m {
+                            Msg::Unit(u) => {
+                                room.add_permits(1);
+                                units.push(u);
+                            }
+                            other => {
+                                later = Some(other);
+                                break;
+                            }
+                        }
+                    }
+                    let from = units.iter().rposition(|u| u.keyframe).unwrap_or(units.len());
+                    if from > 0 {
+                        tracing::debug!("decoder behind by {} units; skipping to a keyframe", units.len());
+                        Counters::add(&out.counters.frames_shed_behind, from as u64);
+                        sched.scheduler.fell_behind(from as u64);
+                        units.drain(..from);
+                        dec.resync();
+                    }
+                }
+                (units, true)
             }
             Msg::Flush => {
                 let mut frames = Vec::new();
@@ -313,7 +379,22 @@ fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, room: &Semaphore, mut out: Out) 
                 continue;
             }
         };
-        let last = units.len().saturating_sub(1);
+        // A decoder waiting for a keyframe takes nothing before it, and asks for no worker.
+        let k = units.iter().position(|u| dec.wants(u)).unwrap_or(units.len());
+        if k > 0 {
+            // Passed over all the same: progress moves on, as it did for a decoder that waits.
+            let seq = units[k - 1].seq;
+            units.drain(..k);
+            out.publish(seq, None);
+        }
+        if units.is_empty() {
+            continue;
+        }
+        let n = units.len();
+        let cost = std::time::Duration::from_secs_f64(unit_cost * n as f64);
+        let _grant = sched.scheduler.acquire(&sched.priority, cost);
+        let t = dec.clock.now();
+        let last = n.saturating_sub(1);
         // Mid-replay pictures are only published if nothing newer follows.
         let mut newest: Option<Arc<Frame>> = None;
         for (i, unit) in units.into_iter().enumerate() {
@@ -332,5 +413,7 @@ fn run(mut dec: SyncDecoder, rx: Receiver<Msg>, room: &Semaphore, mut out: Out) 
                 out.publish(seq, newest.take());
             }
         }
+        let per_unit = dec.clock.since(t).as_secs_f64() / n as f64;
+        unit_cost = 0.9 * unit_cost + 0.1 * per_unit;
     }
 }

@@ -1,0 +1,191 @@
+use super::*;
+
+const MS: Duration = Duration::from_millis(1);
+
+fn cell(p: Priority) -> Arc<PriorityCell> {
+    PriorityCell::new(p)
+}
+
+#[test]
+fn workers_are_granted_until_full_then_waiters_go_by_priority_then_arrival() {
+    let mut q = Queue::new(2);
+    let (person, program, background) = (cell(Priority::Person), cell(Priority::Program), cell(Priority::Background));
+    assert_eq!(q.request(&background, MS, "b0"), Some("b0"));
+    assert_eq!(q.request(&background, MS, "b1"), Some("b1"));
+    assert_eq!(q.request(&background, 60 * MS, "b2"), None, "both workers busy");
+    assert_eq!(q.request(&program, MS, "p0"), None);
+    assert_eq!(q.request(&background, MS, "b3"), None);
+    assert_eq!(q.request(&person, 300 * MS, "person"), None);
+    assert_eq!(q.request(&program, MS, "p1"), None);
+    assert_eq!(q.waiting(), ([1, 2, 2], 363 * MS));
+    let order: Vec<_> = (0..5).filter_map(|_| q.release()).collect();
+    assert_eq!(order, ["person", "p0", "p1", "b2", "b3"], "a person first, then programs, each in arrival order");
+    assert_eq!(q.running(), 2, "each wake took over a worker");
+    assert_eq!(q.release(), None);
+    assert_eq!(q.release(), None);
+    assert_eq!(q.running(), 0);
+}
+
+#[test]
+fn a_waiters_priority_is_read_when_the_next_one_is_picked() {
+    let mut q = Queue::new(1);
+    let (a, b) = (cell(Priority::Background), cell(Priority::Background));
+    q.request(&a, MS, "running");
+    q.request(&a, MS, "a");
+    q.request(&b, MS, "b");
+    // A person starts watching b's camera while its decode waits: it moves up.
+    b.set(Priority::Person);
+    assert_eq!(q.release(), Some("b"));
+    assert_eq!(q.release(), Some("a"));
+}
+
+#[test]
+fn a_new_request_never_jumps_a_line_that_exists() {
+    let mut q = Queue::new(1);
+    let p = cell(Priority::Program);
+    q.request(&p, MS, 1);
+    q.request(&p, MS, 2);
+    // The worker is freed and handed to 2; a newcomer then waits its turn.
+    assert_eq!(q.release(), Some(2));
+    assert_eq!(q.request(&cell(Priority::Person), MS, 3), None);
+}
+
+#[test]
+fn fewer_workers_take_effect_as_jobs_end_and_more_wake_waiters_at_once() {
+    let mut q = Queue::new(3);
+    let p = cell(Priority::Program);
+    for i in 0..3 {
+        assert!(q.request(&p, MS, i).is_some());
+    }
+    q.request(&p, MS, 10);
+    assert!(q.set_workers(1).is_empty());
+    assert_eq!(q.release(), None, "3 running for 1 worker: the job ends, nobody takes it");
+    assert_eq!(q.release(), None);
+    assert_eq!(q.release(), Some(10), "down to the budget: the waiter runs");
+    q.request(&p, MS, 11);
+    q.request(&p, MS, 12);
+    assert_eq!(q.set_workers(3), vec![11, 12]);
+    assert_eq!(q.running(), 3);
+}
+
+#[test]
+fn the_governor_sheds_more_when_busy_or_behind_and_less_when_there_is_room() {
+    let clock = Clock::stepped();
+    let t0 = clock.now();
+    let s = Duration::from_secs(1).as_nanos() as u64;
+    let mut g = Governor::default();
+    g.update(t0, 0, 2);
+    // Two workers busy all the time (2 s of work per second).
+    let mut busy = 0;
+    for i in 1..=4 {
+        busy += 2 * s;
+        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
+    }
+    assert!((g.utilisation() - 1.0).abs() < 1e-9);
+    assert!((g.shed() - 0.2).abs() < 1e-9, "0.05 per busy second: {}", g.shed());
+    // Updates within a tick change nothing.
+    g.update(t0 + 4 * GOVERNOR_TICK + 10 * MS, busy + s, 2);
+    assert!((g.shed() - 0.2).abs() < 1e-9);
+    // A decoder fell behind: a bigger step, whatever the utilisation.
+    g.fell_behind();
+    busy += s;
+    g.update(t0 + 5 * GOVERNOR_TICK, busy, 2);
+    assert!((g.shed() - 0.3).abs() < 1e-9, "{}", g.shed());
+    // Room again (half busy): the shed share comes down, to 0 and no further.
+    for i in 6..=20 {
+        busy += s;
+        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
+    }
+    assert!((g.utilisation() - 0.5).abs() < 1e-9);
+    assert_eq!(g.shed(), 0.0);
+    // Never above 1.
+    for i in 21..=60 {
+        g.fell_behind();
+        busy += 2 * s;
+        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
+    }
+    assert_eq!(g.shed(), 1.0);
+}
+
+#[test]
+fn every_camera_sheds_the_same_share_of_its_gops() {
+    for shed in [0.0, 0.25, 0.4, 0.5, 0.9, 1.0] {
+        // Cameras that start at different moments still end within one GOP of each other.
+        let mut cams: Vec<GopShare> = (0..7).map(|_| GopShare::default()).collect();
+        let mut full = [0u32; 7];
+        for gop in 0..100 {
+            for (i, c) in cams.iter_mut().enumerate() {
+                if gop >= i && c.full(shed) {
+                    full[i] += 1;
+                }
+            }
+        }
+        for (i, n) in full.iter().enumerate() {
+            let expect = (100 - i) as f64 * (1.0 - shed);
+            assert!((f64::from(*n) - expect).abs() <= 1.0, "shed {shed}: camera {i} decoded {n} of {} GOPs", 100 - i);
+        }
+    }
+}
+
+#[test]
+fn threads_wait_for_a_worker_and_the_person_goes_first() {
+    use std::sync::atomic::AtomicUsize;
+    let sched = Scheduler::new(2, Clock::real());
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let order = Arc::new(Mutex::new(Vec::new()));
+    // Two jobs hold both workers until told to finish.
+    let (hold_tx, hold_rx) = std::sync::mpsc::channel::<()>();
+    let hold_rx = Arc::new(std::sync::Mutex::new(hold_rx));
+    let mut threads = Vec::new();
+    let spawn = |name: &'static str, p: Priority, hold: bool, threads: &mut Vec<std::thread::JoinHandle<()>>| {
+        let (sched, running, most, order, hold_rx) =
+            (sched.clone(), running.clone(), most.clone(), order.clone(), hold_rx.clone());
+        threads.push(std::thread::spawn(move || {
+            let _g = sched.acquire(&PriorityCell::new(p), MS);
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            order.lock().push(name);
+            if hold {
+                let _ = hold_rx.lock().unwrap().recv();
+            }
+            running.fetch_sub(1, Ordering::SeqCst);
+        }));
+    };
+    let wait_for = |n: usize| {
+        while {
+            let w = sched.stats().waiting;
+            w.person + w.program + w.background
+        } < n
+        {
+            std::thread::sleep(MS);
+        }
+    };
+    spawn("hold1", Priority::Background, true, &mut threads);
+    spawn("hold2", Priority::Background, true, &mut threads);
+    while running.load(Ordering::SeqCst) < 2 {
+        std::thread::sleep(MS);
+    }
+    for (i, name) in ["bg1", "bg2", "bg3"].into_iter().enumerate() {
+        spawn(name, Priority::Background, false, &mut threads);
+        wait_for(i + 1);
+    }
+    spawn("person", Priority::Person, false, &mut threads);
+    wait_for(4);
+    assert_eq!(sched.stats().waiting, ByPriority::new([1, 0, 3]));
+    // One worker frees: the person, who came last, takes it.
+    hold_tx.send(()).unwrap();
+    while order.lock().len() < 3 {
+        std::thread::sleep(MS);
+    }
+    hold_tx.send(()).unwrap();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(most.load(Ordering::SeqCst), 2, "never more than the workers at once");
+    let order = order.lock().clone();
+    assert_eq!(order[2], "person", "the person was served before the background waiters: {order:?}");
+    assert_eq!(&order[3..], ["bg1", "bg2", "bg3"]);
+    let st = sched.stats();
+    assert_eq!((st.running, st.granted), (0, ByPriority::new([1, 0, 5])));
+}
