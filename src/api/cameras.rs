@@ -86,6 +86,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             _ => "idle",
         },
         "attempts": s.attempts,
+        "restarts": s.restarts,
         "history": s.history.iter().map(|(st, t)| json!({ "state": st, "at": rfc3339_ms(*t) })).collect::<Vec<_>>(),
         "decoder": {
             "running": s.decoder_running,

@@ -185,6 +185,8 @@ pub struct Camera {
     #[schema(schema_with = tiers)]
     tier: String,
     attempts: u32,
+    /// Times the camera's task panicked and was restarted (with backoff).
+    restarts: u64,
     /// `{state, at}` of the latest state changes.
     #[schema(value_type = Vec<Object>)]
     history: Vec<()>,

@@ -6,6 +6,7 @@ mod actor;
 pub mod demand;
 pub mod reconcile;
 mod status;
+mod supervise;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -181,7 +182,7 @@ impl Camera {
             }),
             config,
         });
-        let task = tokio::spawn(actor::run(shared.clone(), source, feed_rx));
+        let task = tokio::spawn(supervise::run(shared.clone(), source, feed_rx));
         Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
     }
 
