@@ -352,3 +352,13 @@ fn into_response(mut r: ureq::http::Response<ureq::Body>) -> Response {
     let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
     Response { status, headers, body }
 }
+
+/// A browser-like WHEP offer (receive H.264 video), made with str0m.
+pub fn whep_offer() -> String {
+    str0m::crypto::from_feature_flags().install_process_default();
+    let mut rtc = str0m::RtcConfig::new().clear_codecs().enable_h264(true).build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(str0m::media::MediaKind::Video, str0m::media::Direction::RecvOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("an offer");
+    offer.to_sdp_string()
+}
