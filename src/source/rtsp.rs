@@ -103,13 +103,12 @@ impl RtspSource {
         }
     }
 
-    /// DESCRIBE, SETUP over `transport`, PLAY: the stream of units. A SETUP
-    /// refused for its transport is `Err(None)`.
-    async fn session(&self, transport: Transport) -> Result<UnitStream, Option<Error>> {
+    /// DESCRIBE, SETUP over `transport` (UDP refused: over TCP), PLAY: the stream of units.
+    async fn session(&self, transport: Transport) -> Result<UnitStream> {
         let opts = SessionOptions::default()
             .creds(self.creds.clone())
             .user_agent(format!("camhub/{}", env!("CARGO_PKG_VERSION")));
-        let mut session = Session::describe(self.url.clone(), opts).await.map_err(|e| Some(self.map_err(e)))?;
+        let mut session = Session::describe(self.url.clone(), opts).await.map_err(|e| self.map_err(e))?;
         let (index, codec) = session
             .streams()
             .iter()
@@ -130,25 +129,31 @@ impl RtspSource {
                     format!("no H.264 or H.265 video stream (camera offers: {})", found.join(", ")),
                 )
             })?;
-        let t = match transport {
-            Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
-            Transport::Udp => retina::client::Transport::Udp(Default::default()),
+        let setup = |t: Transport| {
+            let t = match t {
+                Transport::Tcp => retina::client::Transport::Tcp(Default::default()),
+                Transport::Udp => retina::client::Transport::Udp(Default::default()),
+            };
+            SetupOptions::default().transport(t).frame_format(FrameFormat::SIMPLE)
         };
-        if let Err(e) = session.setup(index, SetupOptions::default().transport(t).frame_format(FrameFormat::SIMPLE)).await
-        {
-            if transport == Transport::Udp && refuses_transport(&e) {
-                let first = e.to_string().lines().next().unwrap_or_default().to_owned();
-                Self::fall_back(&self.fallback, &format!("UDP refused ({first})"));
-                return Err(None);
+        let mut transport = transport;
+        if let Err(e) = session.setup(index, setup(transport)).await {
+            if transport != Transport::Udp || !refuses_transport(&e) {
+                return Err(self.map_err(e));
             }
-            return Err(Some(self.map_err(e)));
+            let first = e.to_string().lines().next().unwrap_or_default().to_owned();
+            Self::fall_back(&self.fallback, &format!("UDP refused ({first})"));
+            // The same session asks again over TCP (a new DESCRIBE right after a
+            // refused one is answered 503 by some servers while they tear down).
+            transport = Transport::Tcp;
+            session.setup(index, setup(transport)).await.map_err(|e| self.map_err(e))?;
         }
         let playing = session
             .play(PlayOptions::default())
             .await
-            .map_err(|e| Some(self.map_err(e)))?
+            .map_err(|e| self.map_err(e))?
             .demuxed()
-            .map_err(|e| Some(self.map_err(e)))?;
+            .map_err(|e| self.map_err(e))?;
         let mapper = self.clone_for_stream();
         let clock = self.clock.clone();
         let stream = playing
@@ -213,14 +218,7 @@ impl Source for RtspSource {
         let this = self.clone_for_stream();
         Box::pin(async move {
             let transport = if this.fallback().is_some() { Transport::Tcp } else { this.transport };
-            match this.session(transport).await {
-                Ok(s) => Ok(s),
-                Err(Some(e)) => Err(e),
-                // UDP refused: the same attempt goes on over TCP.
-                Err(None) => this.session(Transport::Tcp).await.map_err(|e| {
-                    e.unwrap_or_else(|| Error::new(ErrorKind::Protocol, "the camera refused TCP as well as UDP"))
-                }),
-            }
+            this.session(transport).await
         })
     }
 

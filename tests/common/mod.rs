@@ -55,6 +55,15 @@ impl RtspServer {
     }
 
     pub fn start_on(codec: &'static str, auth: Option<(&str, &str)>, port: u16) -> Self {
+        Self::spawn(codec, auth, port, &[])
+    }
+
+    /// A server that refuses RTP over UDP (`461 Unsupported Transport` to a UDP SETUP).
+    pub fn start_tcp_only(codec: &'static str) -> Self {
+        Self::spawn(codec, None, 0, &["--tcp-only"])
+    }
+
+    fn spawn(codec: &'static str, auth: Option<(&str, &str)>, port: u16, extra: &[&str]) -> Self {
         let clip = repo().join(format!("tests/clips/idx-{codec}.{codec}"));
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(&clip).args([
@@ -68,6 +77,7 @@ impl RtspServer {
         if let Some((u, p)) = auth {
             cmd.args(["--user", u, "--password", p]);
         }
+        cmd.args(extra);
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start rtsp_server.py");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("rtsp server said nothing").unwrap();
