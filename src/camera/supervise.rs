@@ -31,9 +31,8 @@ pub(super) async fn run(
         let life = shared.stop.child_token();
         let started = shared.clock.now();
         let held = feeds.clone().lock_owned().await;
-        let result = AssertUnwindSafe(actor::run(shared.clone(), source.clone(), held, life.clone()))
-            .catch_unwind()
-            .await;
+        let result =
+            AssertUnwindSafe(actor::run(shared.clone(), source.clone(), held, life.clone())).catch_unwind().await;
         // A run that panicked takes its variant encoders with it.
         life.cancel();
         let Err(panic) = result else { return };

@@ -114,9 +114,7 @@ fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
             Counters::get(&c.counters().jpeg_encodes)
         }),
         ("camhub_reconnects", None, "Connections lost or failed.", |c| Counters::get(&c.counters().reconnects)),
-        ("camhub_camera_restarts", None, "Times a camera's task panicked and was restarted.", |c| {
-            c.status().restarts
-        }),
+        ("camhub_camera_restarts", None, "Times a camera's task panicked and was restarted.", |c| c.status().restarts),
     ];
     for (name, unit, help, get) in rows {
         family(e, (name, unit, COUNTER), help, cams.iter().map(|c| (by_camera(c), get(c))))?;

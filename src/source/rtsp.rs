@@ -14,9 +14,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use tracing::warn;
 use retina::client::{Credentials, PlayOptions, Session, SessionOptions, SetupOptions};
 use retina::codec::{CodecItem, FrameFormat};
+use tracing::warn;
 use url::Url;
 
 use super::{Codec, EncodedUnit, Source, UnitStream};

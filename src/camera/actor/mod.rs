@@ -30,7 +30,8 @@ use crate::telemetry::stats::Counters;
 
 /// Requests for a unit feed, held by one run of the actor at a time: a run that
 /// panics lets go of them and the next run takes them over.
-pub(super) type Feeds = tokio::sync::OwnedMutexGuard<tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>>;
+pub(super) type Feeds =
+    tokio::sync::OwnedMutexGuard<tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>>;
 
 /// One run of the actor, until `life` (a child of the camera's token) is cancelled.
 pub(super) async fn run(shared: Arc<Shared>, source: Arc<dyn Source>, feeds: Feeds, life: CancellationToken) {

@@ -90,7 +90,8 @@ async fn serve(conn: tokio::net::TcpStream, port: u16, server_port: u16, udp: Ud
                 let t = header("Transport");
                 setups.lock().push(t.clone());
                 if t.contains("TCP") {
-                    "200 OK\r\nSession: 4242;timeout=60\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n".to_owned()
+                    "200 OK\r\nSession: 4242;timeout=60\r\nTransport: RTP/AVP/TCP;unicast;interleaved=0-1\r\n"
+                        .to_owned()
                 } else {
                     match udp {
                         Udp::Refuse => "461 Unsupported Transport\r\n".to_owned(),
