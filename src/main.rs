@@ -134,8 +134,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// How long the first SIGINT/SIGTERM waits for requests and cameras to finish.
+/// The documented bound (README, Lifecycle) from the first SIGINT/SIGTERM to the
+/// exit: requests, streams and cameras that are not done by then are cut.
 const DRAIN: Duration = Duration::from_secs(5);
+/// Of it, how long requests in flight (a snapshot, an API call) get to finish
+/// before the cameras stop, which ends the answers that never end by themselves
+/// (MJPEG streams) and the WebRTC sessions.
+const GRACE: Duration = Duration::from_secs(1);
+/// What the runtime's leftover blocking work (a decoder thread being joined, a
+/// file read) may add after the drain before the process exits anyway.
+const LEFTOVER: Duration = Duration::from_millis(250);
 
 fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
     let (cfg, _demo) = match &config {
@@ -153,7 +161,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
     let addr = listen.unwrap_or_else(|| cfg.server.listen.clone());
     raise_fd_limit(cfg.server.max_connections);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let listener =
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
@@ -176,16 +184,30 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
             let _ = stop_rx.await;
         }));
         let _ = drained.await;
+        // One deadline for the whole drain, from the first signal.
+        let deadline = tokio::time::Instant::now() + DRAIN;
         let _ = stop_tx.send(());
-        if tokio::time::timeout(DRAIN, server).await.is_err() {
-            tracing::warn!("requests still open after {} s; closing them", DRAIN.as_secs());
+        let mut server = server;
+        let served = tokio::time::timeout(GRACE, &mut server).await.is_ok();
+        if !served {
+            tracing::info!("closing the streams still open");
         }
-        if tokio::time::timeout(DRAIN, hub.shutdown()).await.is_err() {
-            tracing::warn!("cameras still stopping after {} s; exiting anyway", DRAIN.as_secs());
+        // Stopping the cameras ends their streams and sessions; the server then
+        // finishes the connections that carried them.
+        let rest = async {
+            hub.shutdown().await;
+            if !served {
+                let _ = server.await;
+            }
+        };
+        if tokio::time::timeout_at(deadline, rest).await.is_err() {
+            tracing::warn!("requests or cameras still open after {} s; exiting anyway", DRAIN.as_secs());
         }
         tracing::info!("stopped");
         anyhow::Ok(())
-    })
+    });
+    rt.shutdown_timeout(LEFTOVER);
+    served
 }
 
 /// Raises the soft limit on open files to the hard one (every connection, camera

@@ -358,16 +358,6 @@ fn an_open_api_on_the_network_is_warned_about_at_start_and_in_health() {
     assert_eq!(http_get(&format!("http://127.0.0.1:{port}/api/health")).json()["warnings"], serde_json::json!([]));
 }
 
-/// A browser-like WHEP offer (receive H.264 video), made with str0m.
-fn whep_offer() -> String {
-    str0m::crypto::from_feature_flags().install_process_default();
-    let mut rtc = str0m::RtcConfig::new().clear_codecs().enable_h264(true).build(std::time::Instant::now());
-    let mut api = rtc.sdp_api();
-    api.add_media(str0m::media::MediaKind::Video, str0m::media::Direction::RecvOnly, None, None, None);
-    let (offer, _pending) = api.apply().expect("an offer");
-    offer.to_sdp_string()
-}
-
 #[test]
 fn a_whep_socket_binds_where_the_request_came_in_not_where_host_says() {
     use std::io::{Read, Write};

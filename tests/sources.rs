@@ -1,5 +1,5 @@
 //! Every kind of source gives real pictures: files (raw Annex B H.264, MKV with
-//! H.265), RTSP over UDP; a "camera" that answers with garbage fails with a
+//! H.265), RTSP over UDP (and its fallback to TCP when a camera refuses UDP); a "camera" that answers with garbage fails with a
 //! protocol error while the camera beside it keeps streaming; a FIFO or a
 //! device is refused at once instead of blocking a thread; H.264 pictures
 //! above `max_pixels` are refused by the decoder.
@@ -56,6 +56,23 @@ fn rtsp_over_udp() {
     let hub = Hub::start(&format!("cameras:\n  cam:\n    url: {}\n    transport: udp\n", server.url()));
     check_snapshot(&hub, "cam", "h264");
     assert_eq!(hub.camera("cam")["transport"], "udp");
+    assert_eq!(hub.camera("cam")["transport_fallback"], serde_json::Value::Null);
+}
+
+#[test]
+fn rtsp_udp_refused_with_461_falls_back_to_tcp_and_says_so() {
+    let server = RtspServer::start_tcp_only("h264");
+    let hub = Hub::start(&format!("cameras:\n  cam:\n    url: {}\n    transport: udp\n", server.url()));
+    check_snapshot(&hub, "cam", "h264");
+    let c = hub.camera("cam");
+    assert_eq!(c["transport"], "udp", "the configured transport");
+    assert_eq!(c["transport_fallback"]["transport"], "tcp", "{c:#}");
+    let why = c["transport_fallback"]["reason"].as_str().unwrap();
+    assert!(why.starts_with("UDP refused") && why.contains("461"), "{why}");
+    assert_eq!(c["counters"]["reconnects"], 0, "the first attempt went on over TCP: {c:#}\n{}", hub.log());
+    let log = hub.log();
+    assert_eq!(log.matches("falling back to TCP").count(), 1, "said once:\n{log}");
+    assert!(log.lines().any(|l| l.contains("camera=cam") && l.contains("UDP refused")), "{log}");
 }
 
 #[test]

@@ -73,6 +73,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
         "retry_in_ms": s.retry_at.map(|t| t.saturating_duration_since(now).as_millis() as u64),
         "keep": o.keep,
         "transport": o.transport,
+        "transport_fallback": cam.transport_fallback().map(|why| json!({ "transport": "tcp", "reason": why })),
         "width": frame.as_ref().map(|f| f.width()),
         "height": frame.as_ref().map(|f| f.height()),
         "latest_frame": frame.as_ref().map(|f| json!({
@@ -86,6 +87,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             _ => "idle",
         },
         "attempts": s.attempts,
+        "restarts": s.restarts,
         "history": s.history.iter().map(|(st, t)| json!({ "state": st, "at": rfc3339_ms(*t) })).collect::<Vec<_>>(),
         "decoder": {
             "running": s.decoder_running,

@@ -146,8 +146,9 @@ impl Viewer {
     /// `fps` if asked). None when the camera is removed.
     async fn next_part(&mut self) -> Option<[Bytes; 3]> {
         let mut status = self.cam.subscribe_status();
+        let stop = self.cam.stop_token().clone();
         loop {
-            if self.cam.status().state == CamState::Stopped {
+            if stop.is_cancelled() || self.cam.status().state == CamState::Stopped {
                 return None;
             }
             let newest = self.rx.borrow_and_update().clone();
@@ -155,8 +156,10 @@ impl Viewer {
                 if let Some(iv) = self.interval {
                     let now = self.cam.clock().now();
                     if now < self.next {
-                        self.cam.clock().sleep_until(self.next).await;
-                        continue;
+                        tokio::select! {
+                            _ = self.cam.clock().sleep_until(self.next) => continue,
+                            _ = stop.cancelled() => return None,
+                        }
                     }
                     self.next = self.next.max(now - iv) + iv;
                 }
@@ -165,6 +168,8 @@ impl Viewer {
             tokio::select! {
                 r = self.rx.changed() => if r.is_err() { return None },
                 r = status.changed() => if r.is_err() { return None },
+                // The camera is stopping (removed, replaced, the hub draining): the stream ends now.
+                _ = stop.cancelled() => return None,
             }
         }
     }

@@ -177,6 +177,10 @@ pub struct Camera {
     retry_in_ms: Option<u64>,
     keep: Keep,
     transport: Transport,
+    /// `{transport, reason}` when `transport: udp` fell back to TCP (a `461`
+    /// answer, or no UDP packets within 5 s); it stays so until the config changes.
+    #[schema(value_type = Option<Object>)]
+    transport_fallback: Option<()>,
     width: Option<u32>,
     height: Option<u32>,
     /// `{frame_id, timestamp, age_ms}` of the newest decoded picture.
@@ -185,6 +189,8 @@ pub struct Camera {
     #[schema(schema_with = tiers)]
     tier: String,
     attempts: u32,
+    /// Times the camera's task panicked and was restarted (with backoff).
+    restarts: u64,
     /// `{state, at}` of the latest state changes.
     #[schema(value_type = Vec<Object>)]
     history: Vec<()>,

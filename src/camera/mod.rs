@@ -6,6 +6,7 @@ mod actor;
 pub mod demand;
 pub mod reconcile;
 mod status;
+mod supervise;
 #[cfg(test)]
 pub(crate) mod testing;
 #[cfg(test)]
@@ -159,6 +160,7 @@ impl Context {
 pub struct Camera {
     shared: Arc<Shared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    source: Arc<dyn Source>,
 }
 
 impl Camera {
@@ -204,8 +206,8 @@ impl Camera {
             priority: PriorityCell::new(Priority::Background),
             config,
         });
-        let task = tokio::spawn(actor::run(shared.clone(), source, feed_rx));
-        Arc::new(Camera { shared, task: Mutex::new(Some(task)) })
+        let task = tokio::spawn(supervise::run(shared.clone(), source.clone(), feed_rx));
+        Arc::new(Camera { shared, task: Mutex::new(Some(task)), source })
     }
 
     pub fn name(&self) -> &str {
@@ -327,6 +329,12 @@ impl Camera {
             budget: self.shared.config.options.memory_budget.map(|b| b.0),
             budget_drops: s.gop_budget_drops,
         }
+    }
+
+    /// Why the camera left its configured transport (RTSP `transport: udp` now
+    /// on TCP), if it did; it stays so until its config changes.
+    pub fn transport_fallback(&self) -> Option<String> {
+        self.source.fallback()
     }
 
     pub fn status(&self) -> Status {

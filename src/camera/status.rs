@@ -55,8 +55,10 @@ pub struct Status {
     pub shedding: bool,
     /// When the current connection was made.
     pub connected_at: Option<Instant>,
-    /// Connection attempts so far.
+    /// Connection attempts so far (of the actor's current run).
     pub attempts: u64,
+    /// Times the camera's task panicked and was started again.
+    pub restarts: u64,
     /// Recent state changes, oldest first.
     pub history: Vec<(State, SystemTime)>,
     pub gop_units: usize,
@@ -83,6 +85,7 @@ impl Status {
             shedding: false,
             connected_at: None,
             attempts: 0,
+            restarts: 0,
             history: Vec::new(),
             gop_units: 0,
             gop_bytes: 0,

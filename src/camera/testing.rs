@@ -27,6 +27,8 @@ use crate::telemetry::metrics::Metrics;
 /// One scripted connection attempt.
 enum Attempt {
     Refuse(Error),
+    /// The attempt panics (a bug in a source): the camera's supervisor restarts it.
+    Panic(&'static str),
     Accept(mpsc::UnboundedReceiver<Result<EncodedUnit>>),
 }
 
@@ -65,6 +67,11 @@ impl ScriptedSource {
         self.attempts.lock().push_back(Attempt::Refuse(e));
     }
 
+    /// The next attempt panics with `message`.
+    pub fn panic(&self, message: &'static str) {
+        self.attempts.lock().push_back(Attempt::Panic(message));
+    }
+
     /// Connection attempts so far.
     pub fn opens(&self) -> usize {
         self.opens.load(Ordering::SeqCst)
@@ -78,6 +85,7 @@ impl Source for ScriptedSource {
         Box::pin(async move {
             match next {
                 Some(Attempt::Refuse(e)) => Err(e),
+                Some(Attempt::Panic(message)) => panic!("{message}"),
                 Some(Attempt::Accept(rx)) => {
                     let s = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
                     Ok(s.boxed())

@@ -112,6 +112,8 @@ impl Decoder {
             .spawn(move || {
                 let _g = span.enter();
                 run(ctx, rx, &thread_room, Out { progress: &out, sink, counters: &counters }, &sched);
+                // The decoder and its picture pools are freed: give the memory back.
+                crate::ffi::trim_heap_soon();
             })
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")).caused_by(e))?;
         Ok(Decoder { tx, room, thread: Some(thread) })

@@ -21,3 +21,30 @@ pub fn stream_extradata(stream: &ffmpeg_next::format::stream::Stream) -> Vec<u8>
         std::slice::from_raw_parts((*par).extradata, (*par).extradata_size as usize).to_vec()
     }
 }
+
+unsafe extern "C" {
+    /// glibc: gives free heap memory at the top of each arena, and free whole
+    /// pages inside them, back to the kernel.
+    fn malloc_trim(pad: usize) -> std::ffi::c_int;
+}
+
+static TRIM_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Returns freed heap memory to the system, soon: a stopped decoder's picture
+/// pools (tens of MB at 720p) are freed to glibc's arenas, which keep them
+/// unless trimmed. Called on a thread that is about to end; the calls of many
+/// decoders stopping together (a dashboard closed) coalesce into one trim a
+/// moment after the first.
+pub fn trim_heap_soon() {
+    use std::sync::atomic::Ordering;
+    if TRIM_PENDING.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    TRIM_PENDING.store(false, Ordering::Release);
+    // SAFETY: malloc_trim takes no pointers and only walks glibc's own arenas
+    // under their locks; it is safe to call from any thread at any time.
+    unsafe {
+        malloc_trim(0);
+    }
+}

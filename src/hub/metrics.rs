@@ -135,7 +135,7 @@ fn by_camera(c: &Camera) -> Labels<'_, 1> {
 /// The per-camera counters, one family each.
 fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
     type Get = fn(&Camera) -> u64;
-    let rows: [(&str, Option<Unit>, &str, Get); 8] = [
+    let rows: [(&str, Option<Unit>, &str, Get); 9] = [
         ("camhub_units_received", None, "Compressed frames received.", |c| Counters::get(&c.counters().units_in)),
         ("camhub_received", Some(Unit::Bytes), "Compressed bytes received.", |c| Counters::get(&c.counters().bytes_in)),
         ("camhub_frames_decoded", None, "Frames decoded.", |c| Counters::get(&c.counters().frames_decoded)),
@@ -150,6 +150,7 @@ fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
             Counters::get(&c.counters().jpeg_encodes)
         }),
         ("camhub_reconnects", None, "Connections lost or failed.", |c| Counters::get(&c.counters().reconnects)),
+        ("camhub_camera_restarts", None, "Times a camera's task panicked and was restarted.", |c| c.status().restarts),
     ];
     for (name, unit, help, get) in rows {
         family(e, (name, unit, COUNTER), help, cams.iter().map(|c| (by_camera(c), get(c))))?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
-use crate::camera::testing::{ScriptedSource, camera, clip_units, until, until_frame};
+use crate::camera::testing::{ScriptedSource, camera, clip_units, settle, until, until_frame};
 use crate::clock::Clock;
 use crate::config::{Keep, Linger};
 
@@ -122,4 +122,51 @@ async fn cached_polls_keep_the_picture_fresh_and_start_with_a_fresh_one() {
     let later = take(&cam, &cached).await.expect("a cached picture");
     assert_eq!((later.source, later.frame_id), (SnapshotSource::Cache, 12), "the polled picture advanced");
     cam.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_task_that_panics_is_shown_failed_restarted_after_its_backoff_and_serves_again() {
+    let clock = Clock::stepped();
+    let units = clip_units("h264");
+    let src = Arc::new(ScriptedSource::default());
+    src.panic("scripted source bug");
+    let feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| o.decode_linger = Linger::After(Duration::from_secs(60)));
+    // Taken before the crash: the lease and the subscriber must outlive the crashed run.
+    let lease = cam.lease(crate::camera::demand::Tier::Decoding);
+    let mut progress = cam.subscribe_progress();
+
+    let s = until(&cam, "failed after the panic", |s| s.restarts == 1).await;
+    assert_eq!(s.state, State::Backoff, "a crashed camera counts as failed");
+    let e = s.last_error.expect("the panic is the camera's error");
+    assert_eq!(e.to_string(), "internal error: camera task panicked: scripted source bug");
+    let retry = s.retry_at.expect("a crashed camera says when it restarts");
+    let wait = retry.saturating_duration_since(clock.now());
+    assert!(wait >= Duration::from_millis(500) && wait <= Duration::from_secs(1), "first backoff: {wait:?}");
+    let offline = take(&cam, &req()).await;
+    assert!(matches!(offline, Err(SnapshotError::Offline { .. })), "{offline:?}");
+
+    // No restart before the backoff runs out, on the clock.
+    settle().await;
+    clock.advance(wait - Duration::from_millis(100));
+    settle().await;
+    assert_eq!(src.opens(), 1, "restarted before its backoff ran out");
+    clock.advance(Duration::from_millis(200));
+    until(&cam, "streaming again", |s| s.state == State::Streaming).await;
+    assert_eq!(src.opens(), 2);
+
+    for u in &units[..5] {
+        feed.send(u);
+    }
+    until(&cam, "five units", |s| s.newest_seq == 5).await;
+    let shot = take(&cam, &req()).await.expect("a snapshot after the restart");
+    assert_eq!(shot.frame_id, 5);
+    assert!(shot.jpeg.starts_with(&[0xFF, 0xD8]));
+    let seen = progress.wait_for(|p| p.frame.as_ref().is_some_and(|f| f.frame_id == 5));
+    tokio::time::timeout(Duration::from_secs(5), seen).await.expect("the old subscriber sees new pictures").unwrap();
+    assert!(cam.status().decoder_running, "the lease taken before the crash still holds the decoder");
+    assert_eq!(cam.status().restarts, 1);
+    drop(lease);
+    cam.stop().await;
+    assert_eq!(cam.status().state, State::Stopped);
 }

@@ -28,6 +28,12 @@ pub type UnitStream = BoxStream<'static, Result<EncodedUnit>>;
 /// Opens a camera. Each call is a new connection.
 pub trait Source: Send + Sync + 'static {
     fn open(&self) -> BoxFuture<'static, Result<UnitStream>>;
+
+    /// Why the source gave up its configured transport for another (RTSP:
+    /// `transport: udp` that the camera refused or that delivered nothing), if it did.
+    fn fallback(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The source for a camera's configuration.

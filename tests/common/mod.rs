@@ -55,6 +55,15 @@ impl RtspServer {
     }
 
     pub fn start_on(codec: &'static str, auth: Option<(&str, &str)>, port: u16) -> Self {
+        Self::spawn(codec, auth, port, &[])
+    }
+
+    /// A server that refuses RTP over UDP (`461 Unsupported Transport` to a UDP SETUP).
+    pub fn start_tcp_only(codec: &'static str) -> Self {
+        Self::spawn(codec, None, 0, &["--tcp-only"])
+    }
+
+    fn spawn(codec: &'static str, auth: Option<(&str, &str)>, port: u16, extra: &[&str]) -> Self {
         let clip = repo().join(format!("tests/clips/idx-{codec}.{codec}"));
         let mut cmd = Command::new("/usr/bin/python3");
         cmd.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(&clip).args([
@@ -68,6 +77,7 @@ impl RtspServer {
         if let Some((u, p)) = auth {
             cmd.args(["--user", u, "--password", p]);
         }
+        cmd.args(extra);
         let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("start rtsp_server.py");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("rtsp server said nothing").unwrap();
@@ -351,4 +361,14 @@ fn into_response(mut r: ureq::http::Response<ureq::Body>) -> Response {
         r.headers().iter().map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())).collect();
     let body = r.body_mut().with_config().limit(64 << 20).read_to_vec().unwrap();
     Response { status, headers, body }
+}
+
+/// A browser-like WHEP offer (receive H.264 video), made with str0m.
+pub fn whep_offer() -> String {
+    str0m::crypto::from_feature_flags().install_process_default();
+    let mut rtc = str0m::RtcConfig::new().clear_codecs().enable_h264(true).build(std::time::Instant::now());
+    let mut api = rtc.sdp_api();
+    api.add_media(str0m::media::MediaKind::Video, str0m::media::Direction::RecvOnly, None, None, None);
+    let (offer, _pending) = api.apply().expect("an offer");
+    offer.to_sdp_string()
 }

@@ -10,7 +10,10 @@ which frame the camera last sent. The first line is `PORT <port>`.
 Run with Debian's /usr/bin/python3 (the gi bindings live there).
 
     rtsp_server.py --clip tests/clips/idx-h264.h264 --codec h264 --fps 10 \
-        [--port 0] [--path /cam] [--user U --password P] [--quiet]
+        [--port 0] [--path /cam] [--user U --password P] [--tcp-only] [--quiet]
+
+--tcp-only refuses RTP over UDP (SETUP answers 461 Unsupported Transport), as
+cameras behind some firewalls and NVRs do.
 """
 
 import argparse
@@ -23,8 +26,9 @@ import time
 import gi
 
 gi.require_version("Gst", "1.0")
+gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtspServer  # noqa: E402
+from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 AUD = {"h264": lambda b: b & 0x1F == 9, "h265": lambda b: (b >> 1) & 0x3F == 35}
 KEY = {"h264": lambda b: b & 0x1F == 5, "h265": lambda b: 16 <= (b >> 1) & 0x3F <= 21}
@@ -100,6 +104,7 @@ def main():
     ap.add_argument("--path", default="/cam")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--tcp-only", action="store_true")
     ap.add_argument("--quiet", action="store_true")
     args = ap.parse_args()
 
@@ -121,6 +126,8 @@ def main():
         f"! {args.codec}parse ! rtp{args.codec}pay name=pay0 pt=96 config-interval=-1 )"
     )
     factory.set_shared(True)
+    if args.tcp_only:
+        factory.set_protocols(GstRtsp.RTSPLowerTrans.TCP)
     feeders = []
 
     def on_configure(_factory, media):

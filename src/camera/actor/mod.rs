@@ -28,13 +28,15 @@ use crate::secret::scrub;
 use crate::source::Source;
 use crate::telemetry::stats::Counters;
 
-pub(super) async fn run(
-    shared: Arc<Shared>,
-    source: Arc<dyn Source>,
-    feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
-) {
+/// Requests for a unit feed, held by one run of the actor at a time: a run that
+/// panics lets go of them and the next run takes them over.
+pub(super) type Feeds =
+    tokio::sync::OwnedMutexGuard<tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>>;
+
+/// One run of the actor, until `life` (a child of the camera's token) is cancelled.
+pub(super) async fn run(shared: Arc<Shared>, source: Arc<dyn Source>, feeds: Feeds, life: CancellationToken) {
     let span = tracing::info_span!("camera", camera = %shared.config.name);
-    Actor::new(shared, source, feeds).run().instrument(span).await
+    Actor::new(shared, source, feeds, life).run().instrument(span).await
 }
 
 struct Actor {
@@ -59,23 +61,28 @@ struct Actor {
     /// The encoder task of each running variant, with its token (a child of the camera's).
     variants: HashMap<VariantKey, CancellationToken>,
     /// Requests for a unit feed (GOP cache + live units).
-    feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
+    feeds: Feeds,
+    /// This run's token: a child of the camera's, the parent of its variants' (a
+    /// run that panics takes its variant encoders with it).
+    life: CancellationToken,
     /// The state last published, to log and record changes once.
     shown: (State, bool),
 }
 
 impl Actor {
-    fn new(
-        shared: Arc<Shared>,
-        source: Arc<dyn Source>,
-        feeds: tokio::sync::mpsc::Receiver<tokio::sync::oneshot::Sender<super::UnitFeed>>,
-    ) -> Self {
+    fn new(shared: Arc<Shared>, source: Arc<dyn Source>, feeds: Feeds, life: CancellationToken) -> Self {
         let o = &shared.config.options;
         let lossless = shared.replay.is_some();
         // A replay that waits for its readers is paused, not stalled.
         let stall = if lossless { FAR } else { o.stall_timeout.0 };
         let rec = Reconciler::new(o.connect_timeout.0, stall, fastrand::u64(..), shared.clock.stamp());
         let gop = GopCache::new(o.gop_cache_bytes.0 as usize);
+        // A restarted run (after a panic) goes on from what the last one showed:
+        // unit numbers keep rising, and its first state is published.
+        let (seq, shown) = {
+            let s = shared.status.borrow();
+            (s.newest_seq, (s.state, s.decoder_running))
+        };
         Actor {
             shared,
             source,
@@ -88,10 +95,11 @@ impl Actor {
             behind: false,
             lossless,
             codec: None,
-            seq: 0,
+            seq,
             variants: HashMap::new(),
             feeds,
-            shown: (State::Idle, false),
+            life,
+            shown,
         }
     }
 
@@ -135,7 +143,7 @@ impl Actor {
             }
             let clock = self.shared.clock.clone();
             let wake = self.rec.next_wake(&self.wants(clock.now()));
-            let stop = self.shared.stop.clone();
+            let stop = self.life.clone();
             let gate = self.gate();
             let event = tokio::select! {
                 biased;
@@ -337,7 +345,7 @@ impl Actor {
             return;
         };
         // The token exists before the task: a stop sent at any moment is seen.
-        let stop = self.shared.stop.child_token();
+        let stop = self.life.child_token();
         tokio::spawn(variant::run(self.shared.clone(), key, tx, stop.clone()).in_current_span());
         if let Some(old) = self.variants.insert(key, stop) {
             old.cancel();
