@@ -73,6 +73,7 @@ bench: deps $(CLIENT_OK)
 	cargo bench --bench fanout $(BENCH_ARGS)
 	cargo bench --bench outputs $(BENCH_ARGS)
 	cargo bench --bench whep $(BENCH_ARGS)
+	cargo bench --bench load $(BENCH_ARGS)
 	cargo bench --bench fleet $(BENCH_ARGS)
 
 clips: deps

@@ -154,7 +154,11 @@ pub fn scenario_rows(text: &str) -> Vec<(String, String)> {
             rows.push((name, rest.join(" · ")));
         }
     }
-    rows.sort_by_key(|(n, _)| n.strip_prefix('P').and_then(|r| r[..1].parse::<u32>().ok()).unwrap_or(9));
+    let number = |n: &str| -> u32 {
+        let digits: String = n.strip_prefix('P').unwrap_or("").chars().take_while(char::is_ascii_digit).collect();
+        digits.parse().unwrap_or(99)
+    };
+    rows.sort_by_key(|(n, _)| number(n));
     rows
 }
 

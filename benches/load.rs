@@ -1,0 +1,237 @@
+//! When many look at once: P9 and P11 of PERFORMANCE.md against the fleet
+//! simulator (100 RTSP H.264 720p 6 fps 10 s-GOP cameras in this process).
+//!
+//! P9: every one of 100 connected cameras asked for a fresh snapshot at once (a
+//!     dashboard's first paint). Floor, measured in the same run: one cold GOP
+//!     replay's time x 100 / cores.
+//! P11: 100 cameras decoding all the time (`keep: decoded`) on this machine's
+//!     cores: a person's snapshot latency, per-camera decoded fps (fairness),
+//!     frames shed and decoder-overrun replays, CPU and RSS.
+//!
+//! `cargo bench --bench load [-- --quick]` writes its section of BENCHMARKS.md.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[path = "support.rs"]
+mod support;
+use support::*;
+
+#[path = "sim/mod.rs"]
+mod sim;
+
+const N: usize = 100;
+
+fn get(url: &str) -> (u16, Duration) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(60)))
+        .build()
+        .into();
+    let t = Instant::now();
+    match agent.get(url).call() {
+        Ok(mut r) => {
+            let _ = r.body_mut().read_to_vec();
+            (r.status().as_u16(), t.elapsed())
+        }
+        Err(_) => (0, t.elapsed()),
+    }
+}
+
+fn cameras(base: &str) -> Vec<serde_json::Value> {
+    get_json(&format!("{base}/api/cameras")).as_array().cloned().unwrap_or_default()
+}
+
+fn start(port: u16, keep: &str, dir: &std::path::Path, tag: &str) -> (Server, String) {
+    let mut cfg = String::from("cameras:\n");
+    for k in 0..N {
+        cfg += &format!("  c{k}:\n    url: rtsp://127.0.0.1:{port}/cam{k}\n    keep: {keep}\n    decode_linger: 0\n");
+    }
+    let path = dir.join(format!("load-{tag}.yaml"));
+    std::fs::write(&path, cfg).unwrap();
+    start_hub(env!("CARGO_BIN_EXE_camhub"), &path)
+}
+
+fn wait_warm(base: &str, wait: Duration) {
+    let t = Instant::now();
+    while t.elapsed() < wait {
+        let warm = cameras(base).iter().filter(|c| c["gop_cache"]["units"].as_u64().unwrap_or(0) > 0).count();
+        if warm == N {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+struct P9 {
+    one_cold_ms: f64,
+    floor_ms: f64,
+    ok: usize,
+    first_ms: f64,
+    p50_ms: f64,
+    last_ms: f64,
+}
+
+fn p9(port: u16, dir: &std::path::Path, quick: bool) -> P9 {
+    let (hub, base) = start(port, "connected", dir, "p9");
+    wait_warm(&base, Duration::from_secs(if quick { 12 } else { 25 }));
+    // One cold replay at a time: the floor's unit (mid-GOP on average, like the burst's).
+    let mut singles: Vec<f64> = (0..5)
+        .map(|i| {
+            let (st, d) = get(&format!("{base}/api/cameras/c{}/snapshot.jpg", 90 + i));
+            assert_eq!(st, 200);
+            std::thread::sleep(Duration::from_millis(300));
+            d.as_secs_f64() * 1e3
+        })
+        .collect();
+    let one_cold_ms = pct(&mut singles, 50.0);
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
+    let floor_ms = one_cold_ms * N as f64 / cores;
+    std::thread::sleep(Duration::from_secs(1));
+    let start = Instant::now();
+    let threads: Vec<_> = (0..N)
+        .map(|k| {
+            let url = format!("{base}/api/cameras/c{k}/snapshot.jpg");
+            std::thread::spawn(move || {
+                let (st, _) = get(&url);
+                (st, start.elapsed())
+            })
+        })
+        .collect();
+    let mut res: Vec<(u16, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    res.sort_by_key(|r| r.1);
+    drop(hub);
+    let mut ms: Vec<f64> = res.iter().map(|r| r.1.as_secs_f64() * 1e3).collect();
+    P9 {
+        one_cold_ms,
+        floor_ms,
+        ok: res.iter().filter(|r| r.0 == 200).count(),
+        first_ms: ms[0],
+        p50_ms: pct(&mut ms, 50.0),
+        last_ms: *ms.last().unwrap(),
+    }
+}
+
+struct P11 {
+    cpu: f64,
+    rss: u64,
+    snap_ms: Vec<f64>,
+    snap_ok: usize,
+    fps_min: f64,
+    fps_max: f64,
+    fps_mean: f64,
+    shed_behind: u64,
+    shed_overload: u64,
+    overruns: u64,
+    shed_share: f64,
+    window: Duration,
+}
+
+fn p11(port: u16, dir: &std::path::Path, quick: bool) -> P11 {
+    let (hub, base) = start(port, "decoded", dir, "p11");
+    wait_warm(&base, Duration::from_secs(if quick { 12 } else { 25 }));
+    // Let the scheduler settle into its shed share.
+    std::thread::sleep(Duration::from_secs(if quick { 5 } else { 20 }));
+    let window = Duration::from_secs(if quick { 20 } else { 60 });
+    let decoded = |cams: &[serde_json::Value]| -> Vec<u64> {
+        cams.iter().map(|c| c["counters"]["frames_decoded"].as_u64().unwrap_or(0)).collect()
+    };
+    let before = decoded(&cameras(&base));
+    let pid = hub.0.id();
+    let c0 = cpu_seconds(pid);
+    let t0 = Instant::now();
+    // A person's snapshots during the window, spread over it.
+    let mut snap_ms = Vec::new();
+    let mut snap_ok = 0;
+    let shots = 8;
+    for i in 0..shots {
+        std::thread::sleep(window / (shots + 1));
+        let (st, d) = get(&format!("{base}/api/cameras/c{}/snapshot.jpg", (i as usize * 13) % N));
+        snap_ok += usize::from(st == 200);
+        snap_ms.push(d.as_secs_f64() * 1e3);
+    }
+    std::thread::sleep(window.saturating_sub(t0.elapsed()));
+    let secs = t0.elapsed().as_secs_f64();
+    let cpu = (cpu_seconds(pid) - c0) / secs * 100.0;
+    let rss = proc_stat(pid).1;
+    let cams = cameras(&base);
+    let after = decoded(&cams);
+    let fps: Vec<f64> = after.iter().zip(&before).map(|(a, b)| (a - b) as f64 / secs).collect();
+    let sum = |k: &str| cams.iter().map(|c| c["counters"][k].as_u64().unwrap_or(0)).sum::<u64>();
+    let health = get_json(&format!("{base}/api/health"));
+    drop(hub);
+    P11 {
+        cpu,
+        rss,
+        snap_ms,
+        snap_ok,
+        fps_min: fps.iter().copied().fold(f64::INFINITY, f64::min),
+        fps_max: fps.iter().copied().fold(0.0, f64::max),
+        fps_mean: fps.iter().sum::<f64>() / fps.len() as f64,
+        shed_behind: sum("frames_shed_behind"),
+        shed_overload: sum("frames_shed_overload"),
+        overruns: sum("decoder_overruns"),
+        shed_share: health["decode"]["shed"].as_f64().unwrap_or(0.0),
+        window,
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let Some(quick) = bench_mode("load") else { return };
+    let clip_path = make_720p_clip();
+    let clip = Arc::new(sim::Clip::load(&std::fs::read(&clip_path).unwrap(), FPS as f64));
+    let stats = Arc::new(sim::SimStats::default());
+    let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0))).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(sim::serve(listener, clip, stats));
+    let dir = std::env::temp_dir().join(format!("camhub-load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    eprintln!("P9: burst of {N} fresh snapshots...");
+    let b = p9(port, &dir, quick);
+    eprintln!("P11: {N} cameras always decoding...");
+    let o = p11(port, &dir, quick);
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mut snaps = o.snap_ms.clone();
+    let section = format!(
+        "## When many look at once (P9, P11)\n\n\
+         Command: `make bench` (`cargo bench --bench load{}`), {}, {}.\n\
+         Cameras: the fleet simulator (`benches/sim/`: {N} RTSP H.264 720p 6 fps 10 s-GOP paths, each on its own \
+         timeline). camhub release build, default `server.decode.workers` (one per core), `decode_linger: 0`.\n\n\
+         | scenario | camhub | reference (same run) | ratio | target |\n|---|---|---|---|---|\n\
+         | P9: {N} fresh snapshots at once (dashboard first paint) | {}/{N} answered 200; first {:.0} ms, p50 {:.0} ms, last {:.0} ms | floor: one cold replay {:.0} ms x {N} / cores = {:.0} ms | last = **{:.2}x** the floor | all 200; last <= 1.5x the floor; before the scheduler: 12.4 s, p50 6.1 s, 14 failures |\n\
+         | P11: {N} cameras always decoding: a person's snapshot | {}/{} answered 200; p50 {:.0} ms, max {:.0} ms | | | < 1 s; before: 504 after 10.7 s |\n\
+         | P11: fairness, decoded fps per camera over {} s | min {:.2}, mean {:.2}, max {:.2} fps | | max/min **{:.1}x** | within 2x |\n\
+         | P11: overload handling | shed share {:.2}; frames shed: {} behind, {} overload; {} queue overflows, 0 GOP replays for them | | | no decoder-overrun replays; before: 60 |\n\
+         | P11: CPU and RSS | {:.0}% of a core, {:.0} MiB | | | before: 194%, 1.6 GB |\n\n",
+        if quick { " -- --quick" } else { "" },
+        stamp(),
+        machine(),
+        b.ok,
+        b.first_ms,
+        b.p50_ms,
+        b.last_ms,
+        b.one_cold_ms,
+        b.floor_ms,
+        b.last_ms / b.floor_ms.max(1.0),
+        o.snap_ok,
+        o.snap_ms.len(),
+        pct(&mut snaps, 50.0),
+        o.snap_ms.iter().copied().fold(0.0, f64::max),
+        o.window.as_secs(),
+        o.fps_min,
+        o.fps_mean,
+        o.fps_max,
+        o.fps_max / o.fps_min.max(1e-3),
+        o.shed_share,
+        o.shed_behind,
+        o.shed_overload,
+        o.overruns,
+        o.cpu,
+        o.rss as f64 / 1048576.0,
+    );
+    println!("{section}");
+    write_section(&repo().join("BENCHMARKS.md"), "## When many look at once (P9, P11)", &section);
+}
