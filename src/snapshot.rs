@@ -4,6 +4,11 @@
 //! 2. Connected, decoder off: a fresh decoder replays the GOP cache up to the newest unit.
 //! 3. Not connected: connect, wait for the first keyframe, decode it.
 //!
+//! `keyframe` asks for less: the newest picture at least as new as the GOP
+//! cache's keyframe, decoded from that keyframe alone (one unit, not a replay)
+//! when none exists, under a keyframes lease that keeps decoding each new
+//! keyframe (and nothing else) for `decode_linger`: a dashboard tile's picture.
+//!
 //! All three take a decoding lease, so a burst of snapshots keeps one decoder
 //! warm for `decode_linger`. `max_age` and `cached` accept an older picture
 //! that already exists; `cached` also takes that lease for the request, so a
@@ -33,6 +38,9 @@ pub struct SnapshotRequest {
     /// Never wait: the newest picture already made (a fresh one if none yet);
     /// each request keeps the decoder running for `decode_linger`.
     pub cached: bool,
+    /// The current GOP's keyframe picture (or a newer one already decoded);
+    /// each request keeps keyframe-only decoding running for `decode_linger`.
+    pub keyframe: bool,
 }
 
 /// How the picture was obtained (`X-Snapshot-Source`).
@@ -46,11 +54,18 @@ pub enum SnapshotSource {
     Gop,
     /// Connected on request and waited for a keyframe.
     Cold,
+    /// The GOP cache's keyframe, decoded alone (`keyframe`).
+    Keyframe,
 }
 
 impl SnapshotSource {
-    pub const ALL: [SnapshotSource; 4] =
-        [SnapshotSource::Cache, SnapshotSource::Warm, SnapshotSource::Gop, SnapshotSource::Cold];
+    pub const ALL: [SnapshotSource; 5] = [
+        SnapshotSource::Cache,
+        SnapshotSource::Warm,
+        SnapshotSource::Gop,
+        SnapshotSource::Cold,
+        SnapshotSource::Keyframe,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,6 +73,7 @@ impl SnapshotSource {
             SnapshotSource::Warm => "warm",
             SnapshotSource::Gop => "gop",
             SnapshotSource::Cold => "cold",
+            SnapshotSource::Keyframe => "keyframe",
         }
     }
 }
@@ -94,6 +110,9 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
         return take_passthrough(cam, req).await;
     }
     let quality = req.quality.unwrap_or(cam.config().options.jpeg_quality);
+    if req.keyframe {
+        return take_keyframe(cam, req, quality).await;
+    }
     if req.cached || req.max_age.is_some() {
         // `cached` polls keep a cheap refresh going: the decoding lease held for
         // this request keeps the decoder running through `decode_linger`, so the
@@ -153,6 +172,56 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
                 return encode(cam, f, quality, req, source).await;
             }
         }
+        tokio::select! {
+            _ = status_rx.changed() => {}
+            _ = progress_rx.changed() => {}
+            _ = cam.clock().sleep_until(deadline) => {
+                return Err(SnapshotError::Timeout(timeout.as_secs_f64()));
+            }
+        }
+    }
+}
+
+/// The picture of the GOP cache's keyframe, or a newer one already decoded: at
+/// most one unit decoded per GOP, however many clients poll.
+async fn take_keyframe(cam: &Camera, req: &SnapshotRequest, quality: u8) -> Result<Snapshot, SnapshotError> {
+    let status = cam.status();
+    if status.state.is_failed() {
+        return Err(offline(&status, cam.clock().now()));
+    }
+    let mut status_rx = cam.subscribe_status();
+    let mut progress_rx = cam.subscribe_progress();
+    // Held for the request; its linger keeps the decoder decoding each new
+    // keyframe (only), so the next poll finds the next GOP's picture made.
+    let _lease = cam.lease(Tier::Keyframes);
+    let timeout = cam.config().options.snapshot_timeout.0;
+    let deadline = cam.clock().now() + timeout;
+    // What the answer cost, if it is not an existing picture.
+    let source = match (status.state, status.decoder_running) {
+        (State::Streaming, true) => SnapshotSource::Warm,
+        (State::Streaming, false) => SnapshotSource::Keyframe,
+        _ => SnapshotSource::Cold,
+    };
+    let mut waited = false;
+    loop {
+        status_rx.borrow_and_update();
+        let st = cam.status();
+        if st.state.is_failed() {
+            return Err(offline(&st, cam.clock().now()));
+        }
+        let p = progress_rx.borrow_and_update().clone();
+        if st.state == State::Streaming && st.keyframe_seq >= st.session_first_seq.max(1) {
+            // At least as new as this connection's newest kept keyframe, past the cold-start guard.
+            let o = &cam.config().options;
+            let first_ok = st.keyframe_seq.max(st.session_first_seq + u64::from(o.warmup_frames));
+            let ok_after = st.connected_at.map(|c| c + o.warmup.0);
+            if let Some(f) = p.frame.filter(|f| f.frame_id >= first_ok && ok_after.is_none_or(|a| f.captured_mono >= a))
+            {
+                let source = if waited { source } else { SnapshotSource::Cache };
+                return encode(cam, f, quality, req, source).await;
+            }
+        }
+        waited = true;
         tokio::select! {
             _ = status_rx.changed() => {}
             _ = progress_rx.changed() => {}

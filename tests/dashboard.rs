@@ -86,3 +86,87 @@ fn dashboard_shows_live_tiles_and_offline_cameras() {
     assert_eq!(phone["overflow"], false, "no sideways scrolling on a phone: {phone}");
     assert!(phone["widest"].as_f64().unwrap() <= 390.0, "{phone}");
 }
+
+/// Many cameras in a small window: only the tiles in view ask the hub for
+/// pictures, and those ask for the cheap one (the current GOP's keyframe,
+/// decoded alone); a tile scrolled into view fetches and paints at once.
+#[test]
+fn dashboard_feeds_only_tiles_in_view_with_keyframe_pictures() {
+    const CAMERAS: usize = 16;
+    let server = RtspServer::start("h264", None);
+    let mut yaml = String::from("cameras:\n");
+    for i in 0..CAMERAS {
+        yaml += &format!("  cam{i:02}: {}\n", server.url());
+    }
+    let hub = Hub::start(&yaml);
+    for i in 0..CAMERAS {
+        hub.wait_streaming(&format!("cam{i:02}"));
+    }
+    let out = Command::new("node")
+        .arg(repo().join("tests/support/dashboard_many.mjs"))
+        .arg(format!("{}/", hub.base))
+        .output()
+        .expect("node");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r["errors"], serde_json::json!([]), "no script errors");
+    println!("tiles in view painted {} ms after load; after the scroll {} ms", r["firstMs"], r["scrolledMs"]);
+    let requests = |phase: &str, cam: &str| r[phase][cam].as_array().map_or(0, Vec::len);
+    let tiles = |phase: &str| r[phase].as_array().unwrap().clone();
+    let in_view = |phase: &str| -> Vec<String> {
+        tiles(phase).iter().filter(|t| t["inView"] == true).map(|t| t["camera"].as_str().unwrap().to_owned()).collect()
+    };
+    let (top, bottom) = (in_view("top"), in_view("bottom"));
+    assert!(top.len() >= 2 && top.len() <= CAMERAS / 2, "a small window shows a few tiles: {top:?}");
+
+    // (a) Every tile in view shows the camera's picture and how old it is.
+    for phase in ["top", "bottom"] {
+        for t in tiles(phase).iter().filter(|t| t["inView"] == true) {
+            assert_eq!(t["width"], 480, "{phase}: a real picture at the tile's size: {t}");
+            assert!(t["spread"].as_f64().unwrap() > 30.0, "{phase}: not a grey picture: {t}");
+            let age = t["age"].as_str().unwrap();
+            assert!(age.ends_with(" s ago") && age.split(' ').next().unwrap().parse::<u64>().is_ok(), "{t}");
+        }
+    }
+    // (b) Before the scroll, the tiles out of view asked for nothing.
+    for t in tiles("top") {
+        let cam = t["camera"].as_str().unwrap();
+        let n = requests("topRequests", cam);
+        if top.iter().any(|c| c == cam) {
+            assert!(n >= 1, "{cam} in view asked for its picture");
+        } else {
+            assert_eq!(n, 0, "{cam} out of view made no snapshot request");
+        }
+    }
+    // (c) Scrolling to the bottom brought new tiles into view: each fetched and painted.
+    let entered: Vec<_> = bottom.iter().filter(|c| !top.contains(c)).collect();
+    assert!(!entered.is_empty(), "the scroll showed other tiles: {top:?} then {bottom:?}");
+    for cam in &entered {
+        assert_eq!(requests("topRequests", cam), 0, "{cam} was out of view before");
+        assert!(requests("requests", cam) >= 1, "{cam} fetched once in view");
+    }
+    // The cheap picture: keyframes decoded alone, never a GOP replay.
+    for (cam, reqs) in r["requests"].as_object().unwrap() {
+        for q in reqs.as_array().unwrap() {
+            assert_eq!(q["status"], 200, "{cam}: {q}");
+            assert!(q["query"].as_str().unwrap().contains("keyframe=true"), "{cam}: {q}");
+            let source = q["source"].as_str().unwrap();
+            assert!(["keyframe", "cache", "warm"].contains(&source), "{cam}: no GOP replay for a tile: {q}");
+        }
+    }
+    // The hub's side: a camera never in view decoded nothing; one in view decoded
+    // its keyframes only (at most one per GOP received, the clip's GOP is 101 frames).
+    for i in 0..CAMERAS {
+        let name = format!("cam{i:02}");
+        let c = hub.camera(&name);
+        let decoded = c["counters"]["frames_decoded"].as_u64().unwrap();
+        let units = c["counters"]["units_in"].as_u64().unwrap();
+        if top.contains(&name) || bottom.contains(&name) {
+            assert!(decoded >= 1 && decoded <= units / 100 + 2, "{name}: keyframes only: {decoded} of {units} units");
+        } else {
+            assert_eq!(requests("requests", &name), 0, "{name} was never in view");
+            assert_eq!(decoded, 0, "{name} never in view cost no decode: {}", c["counters"]);
+            assert_eq!(c["leases"]["keyframes"], 0, "{name}: {}", c["leases"]);
+        }
+    }
+}

@@ -24,6 +24,9 @@ fn unknown_camera_and_bad_queries_get_json_errors() {
         ("height=99999", "height"),
         ("qualty=5", "unknown query parameter"),
         ("cached=maybe", "cached"),
+        ("keyframe=2", "keyframe"),
+        ("keyframe=true&cached=true", "keyframe=true takes no cached"),
+        ("keyframe=true&max_age_ms=500", "max_age_ms"),
     ] {
         let r = hub.get(&format!("/api/cameras/cam/snapshot.jpg?{q}"));
         assert_eq!(r.status, 400, "{q}");

@@ -17,6 +17,7 @@ pub struct PictureQuery {
     pub height: Option<u32>,
     pub max_age: Option<Duration>,
     pub cached: bool,
+    pub keyframe: bool,
     pub fps: Option<f64>,
 }
 
@@ -33,18 +34,18 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
                 .filter(|n| (lo..=hi).contains(n))
                 .ok_or_else(|| format!("{k} must be a whole number from {lo} to {hi}, not {v:?}"))
         };
+        let flag = || match v.as_str() {
+            "" | "1" | "true" | "yes" => Ok(true),
+            "0" | "false" | "no" => Ok(false),
+            _ => Err(format!("{k} must be true or false, not {v:?}")),
+        };
         match k.as_str() {
             "quality" => out.quality = Some(num(1, 100)? as u8),
             "width" => out.width = Some(num(1, MAX_SIDE)? as u32),
             "height" => out.height = Some(num(1, MAX_SIDE)? as u32),
             "max_age_ms" => out.max_age = Some(Duration::from_millis(num(0, 86_400_000)?)),
-            "cached" => {
-                out.cached = match v.as_str() {
-                    "" | "1" | "true" | "yes" => true,
-                    "0" | "false" | "no" => false,
-                    _ => return Err(format!("cached must be true or false, not {v:?}")),
-                }
-            }
+            "cached" => out.cached = flag()?,
+            "keyframe" => out.keyframe = flag()?,
             "fps" => {
                 let f: f64 = v
                     .parse()
@@ -55,6 +56,9 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
             }
             _ => unreachable!("allowed lists only known parameters"),
         }
+    }
+    if out.keyframe && (out.cached || out.max_age.is_some()) {
+        return Err("keyframe=true takes no cached or max_age_ms: it answers the current GOP's picture".into());
     }
     Ok(out)
 }
@@ -79,6 +83,10 @@ struct PictureParams {
     max_age_ms: Option<u64>,
     /// Never wait: the newest picture already made, or 503.
     cached: Option<bool>,
+    /// The cheap picture: the current GOP's keyframe (decoded alone, one unit), or a
+    /// newer picture already decoded; keeps keyframe-only decoding for decode_linger.
+    /// Not with cached or max_age_ms.
+    keyframe: Option<bool>,
     /// Frames per second at most (default: every frame).
     #[param(minimum = 0.1, maximum = 60)]
     fps: Option<f64>,

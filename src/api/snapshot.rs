@@ -59,8 +59,14 @@ pub async fn get(
     let started = cam.clock().now();
     let q =
         query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
-    let req =
-        SnapshotRequest { quality: q.quality, width: q.width, height: q.height, max_age: q.max_age, cached: q.cached };
+    let req = SnapshotRequest {
+        quality: q.quality,
+        width: q.width,
+        height: q.height,
+        max_age: q.max_age,
+        cached: q.cached,
+        keyframe: q.keyframe,
+    };
     let shot = snapshot::take(&cam, &req).await.map_err(|e| error(&e, &name))?;
     hub.metrics().observe_snapshot(shot.source.as_str(), cam.clock().since(started));
     let age = cam.clock().since(shot.captured_mono);

@@ -50,6 +50,8 @@ pub struct Status {
     pub newest_seq: u64,
     /// The newest unit a decoder will see (running now, or started from the GOP cache).
     pub decodable_seq: u64,
+    /// The keyframe that starts the GOP cache (0: none kept yet).
+    pub keyframe_seq: u64,
     pub decoder_running: bool,
     /// The decoder gets keyframes only because decoding is over budget (this GOP is shed).
     pub shedding: bool,
@@ -81,6 +83,7 @@ impl Status {
             session_first_seq: 0,
             newest_seq: 0,
             decodable_seq: 0,
+            keyframe_seq: 0,
             decoder_running: false,
             shedding: false,
             connected_at: None,

@@ -170,3 +170,40 @@ async fn a_camera_task_that_panics_is_shown_failed_restarted_after_its_backoff_a
     cam.stop().await;
     assert_eq!(cam.status().state, State::Stopped);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyframe_snapshots_decode_one_unit_per_gop() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let clock = Clock::stepped();
+    let units = clip_units("h264");
+    let next_key = 1 + units[1..].iter().position(|u| u.keyframe).expect("a second keyframe in the clip");
+    let src = Arc::new(ScriptedSource::default());
+    let feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| o.decode_linger = Linger::After(Duration::from_secs(10)));
+    until(&cam, "streaming", |s| s.state == State::Streaming).await;
+    for u in &units[..20] {
+        feed.send(u);
+    }
+    until(&cam, "20 units, nothing decoded", |s| s.newest_seq == 20 && !s.decoder_running).await;
+    clock.advance(Duration::from_millis(700));
+    let key = SnapshotRequest { keyframe: true, width: Some(320), ..req() };
+
+    // The GOP's keyframe alone is decoded: not a replay of the 20 units.
+    let first = take(&cam, &key).await.expect("a keyframe snapshot");
+    assert_eq!((first.source, first.frame_id, first.width), (SnapshotSource::Keyframe, 1, 320));
+    assert_eq!(clock.since(first.captured_mono), Duration::from_millis(700), "the keyframe's own age");
+    assert_eq!(cam.counters().frames_decoded.load(Relaxed), 1, "one unit decoded");
+
+    // The lease lingers: the decoder takes each new keyframe and nothing else.
+    let again = take(&cam, &key).await.unwrap();
+    assert_eq!((again.source, again.frame_id), (SnapshotSource::Cache, 1));
+    for u in &units[20..=next_key] {
+        feed.send(u);
+    }
+    until_frame(&cam, next_key as u64 + 1).await;
+    let later = take(&cam, &key).await.unwrap();
+    assert_eq!((later.source, later.frame_id), (SnapshotSource::Cache, next_key as u64 + 1), "the next GOP's picture");
+    assert_eq!(cam.counters().frames_decoded.load(Relaxed), 2, "two keyframes decoded, no difference frames");
+    assert_eq!(cam.leases(crate::camera::demand::Tier::Keyframes), 0, "the lease was the request's");
+    cam.stop().await;
+}

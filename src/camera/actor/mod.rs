@@ -316,7 +316,7 @@ impl Actor {
                 self.shared.scheduler.shed_overload(1);
             }
         }
-        let (seq, codec) = (unit.seq, unit.codec);
+        let (seq, codec, keyframe) = (unit.seq, unit.codec, unit.keyframe && stored);
         let (units, bytes, truncated, dropped, budget_drops) = (
             self.gop.units().len(),
             self.gop.bytes(),
@@ -328,6 +328,9 @@ impl Actor {
             s.newest_seq = seq;
             if stored || sent {
                 s.decodable_seq = seq;
+            }
+            if keyframe {
+                s.keyframe_seq = seq;
             }
             s.codec = Some(codec);
             s.gop_units = units;
