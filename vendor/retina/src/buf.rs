@@ -204,6 +204,34 @@ impl RingBuf {
         }
     }
 
+    // camhub patch: gives back the memory of a buffer that grew (e.g. to hold a
+    // large access unit) once that data is no longer needed.
+    /// Shrinks the buffer to the smallest power of two that holds its data and
+    /// at least `min_capacity` bytes, if that is smaller than it is now. Stream
+    /// positions are unchanged.
+    pub fn shrink_to(&mut self, min_capacity: usize) {
+        let data_len = self.len();
+        let new_size = data_len.max(min_capacity).max(1).next_power_of_two();
+        if new_size >= self.buf.len() {
+            return;
+        }
+        let mut new = RingBuf {
+            buf: vec![0u8; new_size].into_boxed_slice(),
+            start: self.start,
+            end: self.start,
+        };
+        let data = {
+            let (s1, s2) = self.split(self.start, data_len).slices();
+            [s1, s2].concat()
+        };
+        let (d1, d2) = new.spare_capacity(0);
+        let mid = data_len.min(d1.len());
+        d1[..mid].copy_from_slice(&data[..mid]);
+        d2[..data_len - mid].copy_from_slice(&data[mid..]);
+        new.advance_end(data_len);
+        *self = new;
+    }
+
     #[cold]
     fn realloc(&mut self, additional: usize) {
         let data_len = self.len();
@@ -469,6 +497,14 @@ impl MarkBuf {
         let floor = self.registry.earliest().unwrap_or(self.unparsed);
         debug_assert!(floor <= self.unparsed);
         self.ring.advance_to(floor);
+    }
+
+    // camhub patch: see `RingBuf::shrink_to`.
+    /// Reclaims what no mark holds, then shrinks the ring to hold the rest and
+    /// at least `min_capacity` bytes.
+    pub fn shrink_to(&mut self, min_capacity: usize) {
+        self.reclaim();
+        self.ring.shrink_to(min_capacity);
     }
 
     /// Appends data directly to the buffer.

@@ -21,6 +21,15 @@ use super::{ConnectionContext, ReceivedMessage, WallTime};
 /// Default initial capacity for the read ring buffer (64 KiB).
 const DEFAULT_READ_CAPACITY: usize = 64 * 1024;
 
+// camhub patch: bounds on every RTSP message read from a connection, so that a
+// peer cannot grow the read buffer without limit (a huge Content-Length, a start
+// or header line that never ends). Interleaved data frames are bounded by their
+// 16-bit length already.
+/// The most bytes a message head (start line and headers) may take.
+pub(crate) const MAX_RTSP_HEAD_BYTES: usize = 64 << 10;
+/// The largest RTSP message body (`Content-Length`) accepted.
+pub(crate) const MAX_RTSP_BODY_BYTES: usize = 1 << 20;
+
 /// A RTSP connection which implements `Stream`, `Sink`, and `Unpin`.
 pub(crate) struct Connection {
     stream: TcpStream,
@@ -52,7 +61,12 @@ impl Connection {
                 peer_addr,
                 established_wall,
             },
-            parser: crate::rtsp::parse::Parser::default(),
+            // camhub patch: a bounded parser (was `Parser::default()`, unbounded).
+            parser: crate::rtsp::parse::Parser::builder()
+                .max_message_size(MAX_RTSP_HEAD_BYTES + MAX_RTSP_BODY_BYTES)
+                .max_head_size(MAX_RTSP_HEAD_BYTES)
+                .max_body_size(MAX_RTSP_BODY_BYTES)
+                .build(),
             read_buf: MarkBuf::new(DEFAULT_READ_CAPACITY),
             write_buf: Vec::new(),
         })
@@ -64,6 +78,13 @@ impl Connection {
 
     pub(crate) fn read_buf(&self) -> &MarkBuf {
         &self.read_buf
+    }
+
+    // camhub patch: a session dropped after a large (or refused) access unit
+    // leaves its connection's read buffer grown; give that memory back before
+    // the connection lingers for the background TEARDOWN.
+    pub(crate) fn shrink_read_buf(&mut self) {
+        self.read_buf.shrink_to(DEFAULT_READ_CAPACITY);
     }
 
     /// Reads body data from the ring buffer as `Bytes`.
@@ -147,6 +168,8 @@ fn try_decode(
                 pos,
             })
         }
+        // camhub patch: a message over a size limit; its text says which.
+        Err(FeedError::TooLarge(description)) => Err(CodecError::ParseError { description, pos }),
         Err(FeedError::Invalid(inv)) => Err(CodecError::ParseError {
             description: format!(
                 "Invalid RTSP message: {inv}; buffered:\n{:#?}",

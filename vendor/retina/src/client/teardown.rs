@@ -99,7 +99,10 @@ pub(super) async fn teardown_loop_forever(
 
     let attempt_deadline = tokio::time::sleep(EXISTING_CONN_TIMEOUT);
     tokio::pin!(attempt_deadline);
-    if let Some(conn) = conn.take() {
+    if let Some(mut conn) = conn.take() {
+        // camhub patch: the depacketizers are gone; don't hold a grown read
+        // buffer for the length of this attempt.
+        conn.inner.shrink_read_buf();
         // Attempt first on existing connection. Besides being the most
         // efficient approach, this is the best for old live555 servers' stale
         // TCP sessions. Tearing them down before closing the connection means

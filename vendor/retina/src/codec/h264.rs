@@ -492,6 +492,12 @@ impl Depacketizer {
         if self.mark.is_none() {
             self.mark = Some(pkt.mark());
         }
+        // camhub patch: bound the access unit (and a fragmented NAL in it) being
+        // reassembled, instead of pinning the ring buffer without limit.
+        if let Some(m) = &self.mark {
+            let fragmented = access_unit.fu_a.is_some();
+            super::check_access_unit_size("H.264", fragmented, m, payload_pos, payload_len)?;
+        }
 
         let payload = pkt.payload();
 

@@ -318,6 +318,11 @@ impl Depacketizer {
         if self.mark.is_none() {
             self.mark = Some(pkt.mark());
         }
+        // camhub patch: bound the access unit (and a fragmentation unit in it)
+        // being reassembled, instead of pinning the ring buffer without limit.
+        if let Some(m) = &self.mark {
+            super::check_access_unit_size("H.265", access_unit.in_fu, m, payload_pos, payload_len)?;
+        }
 
         let payload = pkt.payload();
 

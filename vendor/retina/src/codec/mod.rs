@@ -115,6 +115,36 @@ pub mod h265;
 pub(crate) mod onvif;
 pub(crate) mod simple_audio;
 
+// camhub patch: the most bytes one H.264/H.265 access unit (or a fragmented NAL in
+// it) may pin in the receive ring buffer while it is reassembled, counted from its
+// first payload byte to the end of the newest packet (RTP headers and interleaved
+// framing in between included: that is the memory it holds).
+pub(crate) const MAX_ACCESS_UNIT_BYTES: u64 = 16 << 20;
+
+// camhub patch: refuses a packet that would take the access unit pinned at `mark`
+// past `MAX_ACCESS_UNIT_BYTES`.
+pub(crate) fn check_access_unit_size(
+    codec: &str,
+    fragmented: bool,
+    mark: &crate::buf::Mark,
+    payload_pos: u64,
+    payload_len: u16,
+) -> Result<(), String> {
+    let pinned = (payload_pos + u64::from(payload_len)).saturating_sub(mark.pos());
+    if pinned > MAX_ACCESS_UNIT_BYTES {
+        let what = if fragmented {
+            "fragmented unit"
+        } else {
+            "access unit"
+        };
+        return Err(format!(
+            "{codec} {what} exceeds {} MiB",
+            MAX_ACCESS_UNIT_BYTES >> 20
+        ));
+    }
+    Ok(())
+}
+
 /// Configuration options controlling how depacketized frames are formatted.
 ///
 /// Supplied via [`SetupOptions::frame_format`](crate::client::SetupOptions::frame_format).

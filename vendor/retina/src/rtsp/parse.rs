@@ -55,6 +55,10 @@ pub enum FeedError {
     Incomplete(Incomplete),
     /// Malformed message; the connection should be dropped.
     Invalid(Invalid),
+    // camhub patch: a message over a configured size limit, with a message
+    // that says which limit (e.g. "RTSP header section exceeds 64 KiB").
+    /// A message over a configured size limit; the connection should be dropped.
+    TooLarge(String),
 }
 
 /// Detail carried by [`FeedError::Incomplete`].
@@ -90,6 +94,7 @@ impl std::fmt::Display for FeedError {
         match self {
             FeedError::Incomplete(inc) => std::fmt::Display::fmt(inc, f),
             FeedError::Invalid(inv) => write!(f, "invalid RTSP message: {inv}"),
+            FeedError::TooLarge(msg) => f.write_str(msg), // camhub patch
         }
     }
 }
@@ -119,6 +124,7 @@ impl FeedError {
                 inc.context.push(label);
                 FeedError::Incomplete(inc)
             }
+            other @ FeedError::TooLarge(_) => other, // camhub patch
         }
     }
 }
@@ -146,9 +152,32 @@ fn incomplete() -> FeedError {
     FeedError::Incomplete(Incomplete::default())
 }
 
+// camhub patch: size limits for the head and the body of a message, with errors
+// that name the limit.
+
+/// `n` bytes for a message: "64 KiB", "1 MiB", or "1000 bytes".
+fn fmt_size(n: usize) -> String {
+    if n >= 1 << 20 && n % (1 << 20) == 0 {
+        format!("{} MiB", n >> 20)
+    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+        format!("{} KiB", n >> 10)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+fn head_too_large(max_head_size: usize) -> FeedError {
+    FeedError::TooLarge(format!(
+        "RTSP header section exceeds {}",
+        fmt_size(max_head_size)
+    ))
+}
+
 /// Builder for [`Parser`]. Obtain via [`Parser::builder`].
 pub struct ParserBuilder {
     max_message_size: usize,
+    max_head_size: usize, // camhub patch
+    max_body_size: usize, // camhub patch
 }
 
 impl ParserBuilder {
@@ -161,9 +190,29 @@ impl ParserBuilder {
         self
     }
 
+    // camhub patch: head and body limits.
+    /// Sets the maximum size of a message head (start line and headers) in
+    /// bytes. A head that passes it, even one still incomplete (a line that
+    /// never ends), is rejected with [`FeedError::TooLarge`]. Defaults to
+    /// [`usize::MAX`] (no limit).
+    pub fn max_head_size(mut self, n: usize) -> Self {
+        self.max_head_size = n;
+        self
+    }
+
+    /// Sets the maximum body size (`Content-Length`) in bytes. A larger one is
+    /// rejected with [`FeedError::TooLarge`] as soon as the head is parsed,
+    /// before any body byte is buffered. Defaults to [`usize::MAX`] (no limit).
+    pub fn max_body_size(mut self, n: usize) -> Self {
+        self.max_body_size = n;
+        self
+    }
+
     pub fn build(self) -> Parser {
         Parser {
             max_message_size: self.max_message_size,
+            max_head_size: self.max_head_size, // camhub patch
+            max_body_size: self.max_body_size, // camhub patch
             state: ParserState::default(),
             stream_pos: 0,
         }
@@ -172,6 +221,8 @@ impl ParserBuilder {
 
 pub struct Parser {
     max_message_size: usize,
+    max_head_size: usize, // camhub patch
+    max_body_size: usize, // camhub patch
     state: ParserState,
     /// Cumulative bytes consumed from the stream across all `feed` calls.
     stream_pos: u64,
@@ -199,6 +250,8 @@ impl Parser {
     pub fn builder() -> ParserBuilder {
         ParserBuilder {
             max_message_size: usize::MAX,
+            max_head_size: usize::MAX, // camhub patch
+            max_body_size: usize::MAX, // camhub patch
         }
     }
 
@@ -251,6 +304,12 @@ impl Parser {
                         }
                         Err(FeedError::Incomplete(_)) => {
                             *input = checkpoint;
+                            // camhub patch: everything buffered is this unfinished start
+                            // line; refuse it once it passes the head limit instead of
+                            // buffering and rescanning it for ever.
+                            if before > self.max_head_size {
+                                return Err(head_too_large(self.max_head_size));
+                            }
                             return Err(incomplete());
                         }
                         Err(e) => return Err(e),
@@ -270,6 +329,10 @@ impl Parser {
                     match parse_header_line(input) {
                         Ok(Some((name, value))) => {
                             head_bytes += before - input.len();
+                            // camhub patch: endless header lines.
+                            if head_bytes > self.max_head_size {
+                                return Err(head_too_large(self.max_head_size));
+                            }
                             match &mut msg {
                                 Message::Request(req) => req.headers.append(name, value),
                                 Message::Response(resp) => resp.headers.append(name, value),
@@ -286,6 +349,17 @@ impl Parser {
                             };
                             let body_len =
                                 content_length(headers).map_err(|e| e.context(context))?;
+                            // camhub patch: refuse an oversized head or body before
+                            // buffering the body.
+                            if head_bytes > self.max_head_size {
+                                return Err(head_too_large(self.max_head_size));
+                            }
+                            if body_len > self.max_body_size as u64 {
+                                return Err(FeedError::TooLarge(format!(
+                                    "RTSP {context} too large: Content-Length {body_len} exceeds the {} limit",
+                                    fmt_size(self.max_body_size)
+                                )));
+                            }
                             let total = (head_bytes as u64).saturating_add(body_len);
                             if total > self.max_message_size as u64 {
                                 return Err(invalid("message-too-large").context(context));
@@ -294,6 +368,11 @@ impl Parser {
                         }
                         Err(FeedError::Incomplete(_)) => {
                             *input = checkpoint;
+                            // camhub patch: a header line that never ends (everything
+                            // buffered is this unfinished line).
+                            if head_bytes.saturating_add(before) > self.max_head_size {
+                                return Err(head_too_large(self.max_head_size));
+                            }
                             self.state = ParserState::Head { msg, head_bytes };
                             return Err(incomplete());
                         }
