@@ -146,6 +146,7 @@ const GRACE: Duration = Duration::from_secs(1);
 const LEFTOVER: Duration = Duration::from_millis(250);
 
 fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+    camhub::telemetry::memory::return_freed_memory_promptly();
     let (cfg, _demo) = match &config {
         Some(path) => (Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?, None),
         None => {

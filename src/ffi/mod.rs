@@ -48,3 +48,20 @@ pub fn trim_heap_soon() {
         malloc_trim(0);
     }
 }
+
+unsafe extern "C" {
+    fn mallopt(param: std::ffi::c_int, value: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// glibc's `M_MMAP_THRESHOLD`.
+const M_MMAP_THRESHOLD: std::ffi::c_int = -3;
+
+/// Fixes glibc's mmap threshold at `bytes`: larger blocks are mapped on their
+/// own and unmapped when freed. Left dynamic, glibc raises the threshold to the
+/// size of each large block freed (up to 32 MiB), after which such blocks come
+/// from its arenas and stay resident once freed.
+pub fn fix_mmap_threshold(bytes: i32) -> bool {
+    // SAFETY: mallopt takes two integers and adjusts glibc's own settings under
+    // its lock; any value is accepted or refused (0), never undefined.
+    unsafe { mallopt(M_MMAP_THRESHOLD, bytes) == 1 }
+}

@@ -75,3 +75,13 @@ mod tests {
         assert!(b.try_take(60));
     }
 }
+
+/// Makes freed large blocks go back to the system at once (glibc's mmap threshold
+/// fixed at its default 128 KiB, unless `MALLOC_MMAP_THRESHOLD_` says otherwise):
+/// a camera refused again and again, or a burst of decoders, then leaves no
+/// resident heap behind. Call once at start.
+pub fn return_freed_memory_promptly() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        crate::ffi::fix_mmap_threshold(128 * 1024);
+    }
+}
