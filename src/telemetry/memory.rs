@@ -57,6 +57,16 @@ impl Budget {
     }
 }
 
+/// Makes freed large blocks go back to the system at once (glibc's mmap threshold
+/// fixed at its default 128 KiB, unless `MALLOC_MMAP_THRESHOLD_` says otherwise):
+/// a camera refused again and again, or a burst of decoders, then leaves no
+/// resident heap behind. Call once at start.
+pub fn return_freed_memory_promptly() {
+    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
+        crate::ffi::fix_mmap_threshold(128 * 1024);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,15 +83,5 @@ mod tests {
         b.give(60);
         assert_eq!(b.used(), 40);
         assert!(b.try_take(60));
-    }
-}
-
-/// Makes freed large blocks go back to the system at once (glibc's mmap threshold
-/// fixed at its default 128 KiB, unless `MALLOC_MMAP_THRESHOLD_` says otherwise):
-/// a camera refused again and again, or a burst of decoders, then leaves no
-/// resident heap behind. Call once at start.
-pub fn return_freed_memory_promptly() {
-    if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-        crate::ffi::fix_mmap_threshold(128 * 1024);
     }
 }
