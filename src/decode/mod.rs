@@ -332,6 +332,17 @@ impl SyncDecoder {
         self.hw
     }
 
+    /// Tests: pretend this (software) decoder runs on `kind`, and that the device
+    /// fails at the next unit, as a GPU can mid-stream.
+    #[cfg(test)]
+    pub(crate) fn pretend_device_fails_next(&mut self, kind: HwKind) {
+        self.hw = Some(kind);
+        self.fail_hw_next = true;
+        if let Some(r) = &self.hw_req {
+            r.state.0.lock().active = Some(kind);
+        }
+    }
+
     fn build(
         dec: ffmpeg_next::decoder::Video,
         hw: Option<HwKind>,
