@@ -219,7 +219,11 @@ fn capture_log() -> (Arc<parking_lot::Mutex<Vec<u8>>>, tracing::subscriber::Defa
     }
     let buf = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let w = W(buf.clone());
-    let sub = tracing_subscriber::fmt().with_ansi(false).with_max_level(tracing::Level::INFO).with_writer(move || w.clone()).finish();
+    let sub = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || w.clone())
+        .finish();
     (buf, tracing::subscriber::set_default(sub))
 }
 

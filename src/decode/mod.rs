@@ -217,7 +217,11 @@ pub struct HwRequest {
 
 /// Opens the decoder on the first device `req` allows that works, else in
 /// software; notes the outcome in the camera's `HwState` and logs it once per camera.
-fn open_with_hw(codec: Codec, max_pixels: u64, req: &HwRequest) -> Result<(ffmpeg_next::decoder::Video, Option<HwKind>)> {
+fn open_with_hw(
+    codec: Codec,
+    max_pixels: u64,
+    req: &HwRequest,
+) -> Result<(ffmpeg_next::decoder::Video, Option<HwKind>)> {
     let kinds: &[HwKind] = match req.hwaccel {
         Hwaccel::None => &[],
         Hwaccel::Auto => &[HwKind::Cuda, HwKind::Vaapi],
@@ -236,7 +240,8 @@ fn open_with_hw(codec: Codec, max_pixels: u64, req: &HwRequest) -> Result<(ffmpe
             why.push((kind, format!("libavcodec's {} decoder has no {} support", codec.name(), kind.name())));
             continue;
         }
-        let opened = ffi::hw_device(kind).and_then(|d| open_codec(codec, max_pixels, Some(&d)).map_err(|e| e.to_string()));
+        let opened =
+            ffi::hw_device(kind).and_then(|d| open_codec(codec, max_pixels, Some(&d)).map_err(|e| e.to_string()));
         match opened {
             Ok(dec) => {
                 let mut st = req.state.0.lock();

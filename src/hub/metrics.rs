@@ -146,9 +146,12 @@ fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
         ("camhub_decoder_overruns", None, "Times the decoder's queue overflowed (it then skips to a keyframe).", |c| {
             Counters::get(&c.counters().decoder_overruns)
         }),
-        ("camhub_hwaccel_fallbacks", None, "Times a hardware decoder failed mid-stream (the camera went on in software).", |c| {
-            Counters::get(&c.counters().hwaccel_fallbacks)
-        }),
+        (
+            "camhub_hwaccel_fallbacks",
+            None,
+            "Times a hardware decoder failed mid-stream (the camera went on in software).",
+            |c| Counters::get(&c.counters().hwaccel_fallbacks),
+        ),
         ("camhub_jpeg_encodes", None, "JPEG encodes (one per frame and variant).", |c| {
             Counters::get(&c.counters().jpeg_encodes)
         }),
