@@ -172,3 +172,25 @@ fn h264_pictures_above_max_pixels_are_refused_by_the_decoder() {
     check_snapshot(&hub, "ok", "h264");
     assert!(hub.camera("ok")["last_error"].is_null());
 }
+
+#[test]
+fn hwaccel_without_a_device_decodes_in_software_and_says_why() {
+    // This machine has no VAAPI render node and no GPU; one that has them skips the checks.
+    if std::path::Path::new("/dev/dri").exists() {
+        return;
+    }
+    let raw = repo().join("tests/clips/idx-h264.h264");
+    let hub = Hub::start(&format!("cameras:\n  gpu:\n    url: {}\n    decoder: {{hwaccel: vaapi}}\n", raw.display()));
+    check_snapshot(&hub, "gpu", "h264");
+    check_snapshot(&hub, "gpu", "h264");
+    let c = hub.camera("gpu");
+    assert_eq!(c["decoder"]["hwaccel_requested"], "vaapi", "{c:#}");
+    assert_eq!(c["decoder"]["hwaccel"], "none", "decoding in software: {c:#}");
+    let why = c["decoder"]["hwaccel_fallback"].as_str().unwrap();
+    assert!(why.starts_with("hwaccel vaapi unavailable (") && why.contains("/dev/dri"), "{why}");
+    assert_eq!(c["counters"]["hwaccel_fallbacks"], 0, "missing is not a mid-stream failure");
+    let log = hub.log();
+    assert_eq!(log.matches("camera gpu: hwaccel vaapi unavailable").count(), 1, "said once:\n{log}");
+    let m = hub.get("/metrics").text();
+    assert!(m.contains("camhub_hwaccel_fallbacks_total{camera=\"gpu\"} 0"), "{m}");
+}

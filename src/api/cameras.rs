@@ -63,6 +63,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
     let frame = cam.latest_frame();
     let c = cam.counters();
     let mem = hub.memory(cam);
+    let hw = cam.hwaccel();
     json!({
         "name": cam.name(),
         "url": cfg.display_url(),
@@ -96,6 +97,11 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             // decodes keyframes only to fit the decode budget.
             "priority": cam.priority(),
             "shedding": s.shedding,
+            // `decoder.hwaccel` as configured, the device in use ("none": software),
+            // and why not the one asked for (missing, or failed mid-stream).
+            "hwaccel_requested": o.decoder.hwaccel,
+            "hwaccel": hw.active.map_or("none", |k| k.name()),
+            "hwaccel_fallback": hw.fallback,
         },
         "leases": {
             "connected": cam.leases(Tier::Connected),
@@ -136,6 +142,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             "frames_shed_overload": Counters::get(&c.frames_shed_overload),
             // Compressed frames the GOP cache could not keep (over gop_cache_bytes).
             "frames_dropped": s.gop_dropped_units,
+            "hwaccel_fallbacks": Counters::get(&c.hwaccel_fallbacks),
             "jpeg_encodes": Counters::get(&c.jpeg_encodes),
             "reconnects": Counters::get(&c.reconnects),
         },

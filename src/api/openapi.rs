@@ -194,6 +194,10 @@ pub struct Camera {
     /// `{state, at}` of the latest state changes.
     #[schema(value_type = Vec<Object>)]
     history: Vec<()>,
+    /// `{running, linger_s, priority, shedding, hwaccel_requested, hwaccel,
+    /// hwaccel_fallback}`: `hwaccel` is the device decoding (`none`: software,
+    /// `vaapi`, `cuda`), `hwaccel_fallback` why not the one `decoder.hwaccel`
+    /// asked for (missing, or failed mid-stream), else null.
     #[schema(value_type = Object)]
     decoder: (),
     #[schema(value_type = Object)]

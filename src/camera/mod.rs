@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::camera::demand::{Demand, Tier, VariantKey};
 use crate::config::CameraConfig;
 use crate::decode::schedule::{Priority, PriorityCell, Scheduler};
-use crate::decode::{DecodeProgress, FrameSink};
+use crate::decode::{DecodeProgress, FrameSink, HwInfo, HwState};
 use crate::encode::JpegCache;
 use crate::media::EncodedUnit;
 use crate::media::Frame;
@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub status: watch::Sender<Status>,
     pub progress: watch::Sender<DecodeProgress>,
     pub counters: Arc<Counters>,
+    /// What `decoder.hwaccel` came to: shared by the camera's successive decoders.
+    pub hw: Arc<HwState>,
     pub jpegs: JpegCache,
     /// Cancelled when the camera stops; its variants' and consumers' tokens are its children.
     pub stop: CancellationToken,
@@ -192,6 +194,7 @@ impl Camera {
             status: watch::channel(Status::new(clock.wall())).0,
             progress: watch::channel(DecodeProgress::default()).0,
             counters: Arc::default(),
+            hw: Arc::default(),
             jpegs: JpegCache::new(2 * MAX_VARIANTS, clock.clone(), metrics.jpeg_encode()),
             stop,
             clock,
@@ -335,6 +338,11 @@ impl Camera {
     /// on TCP), if it did; it stays so until its config changes.
     pub fn transport_fallback(&self) -> Option<String> {
         self.source.fallback()
+    }
+
+    /// The device the camera decodes on (`None`: software), and why not the one asked for.
+    pub fn hwaccel(&self) -> HwInfo {
+        self.shared.hw.info()
     }
 
     pub fn status(&self) -> Status {

@@ -203,3 +203,137 @@ async fn a_refused_first_connect_backs_off_and_a_stop_is_seen_before_the_actor_r
     assert_eq!(cam2.status().state, State::Stopped);
     cam.stop().await;
 }
+
+/// The log lines of what runs on this thread while the returned guard lives.
+fn capture_log() -> (Arc<parking_lot::Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
+    #[derive(Clone)]
+    struct W(Arc<parking_lot::Mutex<Vec<u8>>>);
+    impl std::io::Write for W {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let w = W(buf.clone());
+    let sub = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || w.clone())
+        .finish();
+    (buf, tracing::subscriber::set_default(sub))
+}
+
+// Current-thread runtime: the actor opens its decoders on this thread, under the captured log.
+#[tokio::test]
+async fn hwaccel_without_a_device_decodes_in_software_says_why_and_logs_it_once() {
+    use crate::config::Hwaccel;
+    // This machine has no GPU and no VAAPI render node (a machine with one skips the check).
+    for (want, kind) in [(Hwaccel::Vaapi, "vaapi"), (Hwaccel::Cuda, "cuda")] {
+        let (log, _guard) = capture_log();
+        let clock = Clock::stepped();
+        let src = Arc::new(ScriptedSource::default());
+        let units = clip_units("h264");
+        let feed = src.accept(&clock);
+        let cam = camera(src.clone(), &clock, |o| {
+            o.decoder.hwaccel = want;
+            o.decode_linger = Linger::After(S);
+            o.stall_timeout = Seconds::from_secs(60);
+        });
+        until(&cam, "streaming", |s| s.state == State::Streaming).await;
+        for u in &units[..10] {
+            feed.send(u);
+        }
+        until(&cam, "ten units", |s| s.newest_seq == 10).await;
+        // Two decoders, one after the other: each opens in software.
+        for round in 0..2 {
+            let lease = cam.lease(Tier::Decoding);
+            until(&cam, "a decoder", |s| s.decoder_running).await;
+            assert_eq!(until_frame(&cam, 10).await.frame_id, 10, "{kind}, decoder {round}: pictures, in software");
+            drop(lease);
+            clock.advance(2 * S);
+            until(&cam, "the decoder stopped", |s| !s.decoder_running).await;
+        }
+        let hw = cam.hwaccel();
+        if hw.active.is_some() {
+            cam.stop().await;
+            continue; // a machine with the device
+        }
+        let why = hw.fallback.expect("the reason it decodes in software");
+        assert!(why.starts_with(&format!("hwaccel {kind} unavailable (")), "{why}");
+        assert!(!hw.failed);
+        assert_eq!(Counters::get(&cam.counters().hwaccel_fallbacks), 0, "unavailable is not a mid-stream failure");
+        let text = String::from_utf8_lossy(&log.lock()).into_owned();
+        let line = format!("camera cam: hwaccel {kind} unavailable (");
+        assert_eq!(text.matches(&line).count(), 1, "said once for two decoders:\n{text}");
+        assert!(text.contains("); decoding in software"), "{text}");
+        cam.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hwaccel_none_tries_no_device_and_says_nothing() {
+    let clock = Clock::stepped();
+    let src = Arc::new(ScriptedSource::default());
+    let units = clip_units("h264");
+    let feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| o.decode_linger = Linger::Forever);
+    until(&cam, "streaming", |s| s.state == State::Streaming).await;
+    let _lease = cam.lease(Tier::Decoding);
+    feed.send(&units[0]);
+    until_frame(&cam, 1).await;
+    assert_eq!(cam.hwaccel(), crate::decode::HwInfo::default());
+    cam.stop().await;
+}
+
+#[test]
+fn a_device_failing_mid_stream_reopens_the_decoder_in_software_and_is_counted() {
+    use crate::config::Hwaccel;
+    use crate::decode::{HwRequest, HwState, SyncDecoder};
+    use crate::ffi::HwKind;
+    let units: Vec<_> = clip_units("h264").into_iter().map(Arc::new).collect();
+    let clock = Clock::stepped();
+    let metrics = crate::telemetry::metrics::Metrics::new(clock.wall(), &[]);
+    let state = Arc::new(HwState::default());
+    let req = HwRequest { hwaccel: Hwaccel::Vaapi, camera: "yard".into(), state: state.clone() };
+    let mut dec = SyncDecoder::with_hwaccel(Codec::H264, clock, metrics.decode(), 1 << 24, req).unwrap();
+    let counters = Counters::default();
+    let mut got = Vec::new();
+    for u in &units[..3] {
+        dec.decode(u.clone(), &counters, |f| got.push(f.frame_id));
+    }
+    let seqs: Vec<u64> = units[..3].iter().map(|u| u.seq).collect();
+    assert_eq!(got, seqs);
+    // The "device" fails at a difference frame: software from the next keyframe.
+    dec.pretend_device_fails_next(HwKind::Vaapi);
+    dec.decode(units[3].clone(), &counters, |f| got.push(f.frame_id));
+    assert_eq!(dec.hwaccel(), None);
+    assert_eq!(Counters::get(&counters.hwaccel_fallbacks), 1);
+    let info = state.info();
+    assert_eq!(info.active, None);
+    assert!(info.failed);
+    assert!(info.fallback.as_deref().is_some_and(|w| w.starts_with("hwaccel vaapi failed mid-stream")), "{info:?}");
+    let key = units.iter().skip(4).position(|u| u.keyframe).map(|i| i + 4).expect("a second keyframe in the clip");
+    for u in &units[4..=key] {
+        dec.decode(u.clone(), &counters, |f| got.push(f.frame_id));
+    }
+    assert_eq!(got.last(), Some(&units[key].seq), "decoding again, in software, from the keyframe");
+    // At a keyframe, the failing unit itself is decoded again in software.
+    dec.pretend_device_fails_next(HwKind::Cuda);
+    let n = got.len();
+    let next_key = units.iter().skip(key + 1).position(|u| u.keyframe).map(|i| i + key + 1);
+    if let Some(k) = next_key {
+        dec.resync();
+        dec.decode(units[k].clone(), &counters, |f| got.push(f.frame_id));
+        assert_eq!(got[n..], [units[k].seq]);
+        assert_eq!(Counters::get(&counters.hwaccel_fallbacks), 2);
+    }
+    // The camera's later decoders stay in software.
+    let req = HwRequest { hwaccel: Hwaccel::Vaapi, camera: "yard".into(), state: state.clone() };
+    let clock = Clock::stepped();
+    let dec = SyncDecoder::with_hwaccel(Codec::H264, clock, metrics.decode(), 1 << 24, req).unwrap();
+    assert_eq!(dec.hwaccel(), None);
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::env::{EnvError, interpolate};
-use super::{ByteSize, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
+use super::{ByteSize, DecoderOptions, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
 use crate::secret::{Secret, query_secrets, redact_query, redact_url};
 
 /// The long form of a camera. Every field but `url` has a default.
@@ -86,6 +86,10 @@ pub struct CameraOptions {
     #[serde(default = "defaults::max_pixels")]
     #[schema(minimum = 1, maximum = 268435456)]
     pub max_pixels: u64,
+    /// `decoder: {hwaccel: none | auto | vaapi | cuda}`: decode on a GPU where the
+    /// machine has one (default `none`: software).
+    #[serde(default)]
+    pub decoder: DecoderOptions,
 }
 
 /// The default `max_pixels`: 8K (7680x4320).
@@ -168,6 +172,7 @@ impl CameraOptions {
             memory_budget: None,
             mode: Mode::Live,
             max_pixels: defaults::max_pixels(),
+            decoder: DecoderOptions::default(),
         }
     }
 }

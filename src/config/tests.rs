@@ -198,3 +198,22 @@ fn decode_workers_default_to_the_cores_and_are_bounded() {
         assert!(e.to_string().contains(&format!("server.decode.workers must be 1-{}", 4 * cores)), "{e}");
     }
 }
+
+#[test]
+fn decoder_hwaccel_defaults_to_software_and_is_validated() {
+    let c = parse(
+        "cameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://x/y\n    decoder: {hwaccel: vaapi}\n  c:\n    url: rtsp://x/y\n    decoder:\n      hwaccel: auto\n  d:\n    url: rtsp://x/y\n    decoder: {hwaccel: cuda}\n  e:\n    url: rtsp://x/y\n    decoder: {hwaccel: none}\n",
+    )
+    .unwrap();
+    let hw = |n: &str| c.cameras.iter().find(|c| c.name == n).unwrap().options.decoder.hwaccel;
+    assert_eq!(
+        [hw("a"), hw("b"), hw("c"), hw("d"), hw("e")],
+        [Hwaccel::None, Hwaccel::Vaapi, Hwaccel::Auto, Hwaccel::Cuda, Hwaccel::None]
+    );
+    let e = parse("cameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://x/y\n    decoder: {hwaccel: nvdec}\n").unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
+    assert!(e.0.contains("nvdec"), "{e}");
+    let e = parse("cameras:\n  b:\n    url: rtsp://x/y\n    decoder:\n      hwacel: vaapi\n").unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
+    assert!(e.0.contains("hwacel"), "{e}");
+}

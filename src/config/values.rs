@@ -71,6 +71,39 @@ pub enum Transport {
     Udp,
 }
 
+/// Where a camera's decoder runs: `none` (default, software), `auto` (CUDA,
+/// then VAAPI, else software), `vaapi` or `cuda` (that device, else software).
+/// A device that is missing, or that fails mid-stream, means software, said once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Hwaccel {
+    Auto,
+    Vaapi,
+    Cuda,
+    #[default]
+    None,
+}
+
+impl Hwaccel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Hwaccel::Auto => "auto",
+            Hwaccel::Vaapi => "vaapi",
+            Hwaccel::Cuda => "cuda",
+            Hwaccel::None => "none",
+        }
+    }
+}
+
+/// A camera's `decoder:` block.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderOptions {
+    /// `none` (default), `auto`, `vaapi` or `cuda`.
+    #[serde(default)]
+    pub hwaccel: Hwaccel,
+}
+
 /// The floor of what a camera keeps running with nobody asking.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

@@ -135,7 +135,7 @@ fn by_camera(c: &Camera) -> Labels<'_, 1> {
 /// The per-camera counters, one family each.
 fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
     type Get = fn(&Camera) -> u64;
-    let rows: [(&str, Option<Unit>, &str, Get); 9] = [
+    let rows: [(&str, Option<Unit>, &str, Get); 10] = [
         ("camhub_units_received", None, "Compressed frames received.", |c| Counters::get(&c.counters().units_in)),
         ("camhub_received", Some(Unit::Bytes), "Compressed bytes received.", |c| Counters::get(&c.counters().bytes_in)),
         ("camhub_frames_decoded", None, "Frames decoded.", |c| Counters::get(&c.counters().frames_decoded)),
@@ -146,6 +146,12 @@ fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
         ("camhub_decoder_overruns", None, "Times the decoder's queue overflowed (it then skips to a keyframe).", |c| {
             Counters::get(&c.counters().decoder_overruns)
         }),
+        (
+            "camhub_hwaccel_fallbacks",
+            None,
+            "Times a hardware decoder failed mid-stream (the camera went on in software).",
+            |c| Counters::get(&c.counters().hwaccel_fallbacks),
+        ),
         ("camhub_jpeg_encodes", None, "JPEG encodes (one per frame and variant).", |c| {
             Counters::get(&c.counters().jpeg_encodes)
         }),

@@ -14,6 +14,8 @@ pub struct Counters {
     pub frames_shed_behind: AtomicU64,
     /// Frames of background GOPs not decoded (keyframes only) while decoding is over budget.
     pub frames_shed_overload: AtomicU64,
+    /// Times a hardware decoder failed mid-stream and the camera went on in software.
+    pub hwaccel_fallbacks: AtomicU64,
     pub jpeg_encodes: AtomicU64,
     pub reconnects: AtomicU64,
 }

@@ -9,7 +9,7 @@ use super::Actor;
 use super::conn::Gate;
 use crate::camera::demand::Tier;
 use crate::decode::schedule::Priority;
-use crate::decode::{Decoder, Sched, SyncDecoder};
+use crate::decode::{Decoder, HwRequest, Sched, SyncDecoder};
 use crate::error::Result;
 
 /// The decoder, as far as the actor runs one.
@@ -68,7 +68,13 @@ impl Actor {
         let replay = if self.keyframes_only { units[..units.len().min(1)].to_vec() } else { units.to_vec() };
         let n = replay.len();
         let max_pixels = self.shared.config.options.max_pixels;
-        let ctx = SyncDecoder::new(codec, self.shared.clock.clone(), self.shared.metrics.decode(), max_pixels)?;
+        let hw = HwRequest {
+            hwaccel: self.shared.config.options.decoder.hwaccel,
+            camera: self.shared.config.name.clone(),
+            state: self.shared.hw.clone(),
+        };
+        let ctx =
+            SyncDecoder::with_hwaccel(codec, self.shared.clock.clone(), self.shared.metrics.decode(), max_pixels, hw)?;
         self.shared.progress.send_if_modified(|p| p.refused.take().is_some());
         let d = Decoder::start(
             &self.shared.config.name,
