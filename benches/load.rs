@@ -7,6 +7,8 @@
 //! P11: 100 cameras decoding all the time (`keep: decoded`) on this machine's
 //!     cores: a person's snapshot latency, per-camera decoded fps (fairness),
 //!     frames shed and decoder-overrun replays, CPU and RSS.
+//! P12: memory: 100 cameras decoding into I420 rings, and RSS 30 s after the P9
+//!     burst against the idle figure before it.
 //!
 //! `cargo bench --bench load [-- --quick]` writes its section of BENCHMARKS.md.
 
@@ -70,6 +72,11 @@ struct P9 {
     first_ms: f64,
     p50_ms: f64,
     last_ms: f64,
+    /// RSS before the burst (100 cameras connected, nobody decoding), right after
+    /// it, and 30 s after it (decode_linger 0: every decoder stopped at once).
+    rss_idle: u64,
+    rss_burst: u64,
+    rss_after: u64,
 }
 
 fn p9(port: u16, dir: &std::path::Path, quick: bool) -> P9 {
@@ -87,7 +94,9 @@ fn p9(port: u16, dir: &std::path::Path, quick: bool) -> P9 {
     let one_cold_ms = pct(&mut singles, 50.0);
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as f64;
     let floor_ms = one_cold_ms * N as f64 / cores;
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = hub.0.id();
+    let rss_idle = proc_stat(pid).1;
     let start = Instant::now();
     let threads: Vec<_> = (0..N)
         .map(|k| {
@@ -100,6 +109,9 @@ fn p9(port: u16, dir: &std::path::Path, quick: bool) -> P9 {
         .collect();
     let mut res: Vec<(u16, Duration)> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     res.sort_by_key(|r| r.1);
+    let rss_burst = proc_stat(pid).1;
+    std::thread::sleep(Duration::from_secs(30));
+    let rss_after = proc_stat(pid).1;
     drop(hub);
     let mut ms: Vec<f64> = res.iter().map(|r| r.1.as_secs_f64() * 1e3).collect();
     P9 {
@@ -109,7 +121,64 @@ fn p9(port: u16, dir: &std::path::Path, quick: bool) -> P9 {
         first_ms: ms[0],
         p50_ms: pct(&mut ms, 50.0),
         last_ms: *ms.last().unwrap(),
+        rss_idle,
+        rss_burst,
+        rss_after,
     }
+}
+
+struct P12 {
+    rss: u64,
+    shm: u64,
+    rings: usize,
+    decoded_per_s: f64,
+}
+
+/// Resident shared memory (the rings' pages this process touched), from /proc.
+fn rss_shmem(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("RssShmem:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// 100 cameras decoding 720p into I420 rings (`demand: always`): memory per
+/// decoding camera, against the same hub idle.
+fn p12(port: u16, dir: &std::path::Path, quick: bool) -> P12 {
+    let shm = dir.join("shm");
+    std::fs::create_dir_all(&shm).unwrap();
+    let mut cfg = String::from("cameras:\n");
+    for k in 0..N {
+        cfg += &format!(
+            "  c{k}:\n    url: rtsp://127.0.0.1:{port}/cam{k}\n    keep: connected\n    \
+             outputs:\n      ai:\n        shm: {{format: i420, demand: always, slots: 2}}\n"
+        );
+    }
+    let path = dir.join("load-p12.yaml");
+    std::fs::write(&path, cfg).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_camhub"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"]).arg(&path).env("CAMHUB_SHM_DIR", &shm);
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let line = {
+        use std::io::BufRead;
+        std::io::BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap()
+    };
+    let hub = Server(child);
+    let base = line.trim_start_matches("camhub listening on ").trim().to_string();
+    let pid = hub.0.id();
+    wait_warm(&base, Duration::from_secs(if quick { 12 } else { 25 }));
+    std::thread::sleep(Duration::from_secs(if quick { 8 } else { 20 }));
+    let before: u64 = cameras(&base).iter().map(|c| c["counters"]["frames_decoded"].as_u64().unwrap_or(0)).sum();
+    let t = Instant::now();
+    std::thread::sleep(Duration::from_secs(if quick { 10 } else { 30 }));
+    let after: u64 = cameras(&base).iter().map(|c| c["counters"]["frames_decoded"].as_u64().unwrap_or(0)).sum();
+    let rss = proc_stat(pid).1;
+    let shm_bytes = rss_shmem(pid);
+    let rings = std::fs::read_dir(&shm).map_or(0, |d| d.count());
+    drop(hub);
+    P12 { rss, shm: shm_bytes, rings, decoded_per_s: (after - before) as f64 / t.elapsed().as_secs_f64() }
 }
 
 struct P11 {
@@ -192,11 +261,13 @@ fn main() {
     let b = p9(port, &dir, quick);
     eprintln!("P11: {N} cameras always decoding...");
     let o = p11(port, &dir, quick);
+    eprintln!("P12: {N} cameras decoding into I420 rings...");
+    let m = p12(port, &dir, quick);
     let _ = std::fs::remove_dir_all(&dir);
 
     let mut snaps = o.snap_ms.clone();
     let section = format!(
-        "## When many look at once (P9, P11)\n\n\
+        "## When many look at once (P9, P11, P12)\n\n\
          Command: `make bench` (`cargo bench --bench load{}`), {}, {}.\n\
          Cameras: the fleet simulator (`benches/sim/`: {N} RTSP H.264 720p 6 fps 10 s-GOP paths, each on its own \
          timeline). camhub release build, default `server.decode.workers` (one per core), `decode_linger: 0`.\n\n\
@@ -205,7 +276,7 @@ fn main() {
          | P11: {N} cameras always decoding: a person's snapshot | {}/{} answered 200; p50 {:.0} ms, max {:.0} ms | | | < 1 s; before: 504 after 10.7 s |\n\
          | P11: fairness, decoded fps per camera over {} s | min {:.2}, mean {:.2}, max {:.2} fps | | max/min **{:.1}x** | within 2x |\n\
          | P11: overload handling | shed share {:.2}; frames shed: {} behind, {} overload; {} queue overflows, 0 GOP replays for them | | | no decoder-overrun replays; before: 60 |\n\
-         | P11: CPU and RSS | {:.0}% of a core, {:.0} MiB | | | before: 194%, 1.6 GB |\n\n",
+         | P11: CPU and RSS | {:.0}% of a core, {:.0} MiB | | | before: 194%, 1.6 GB |\n         | P12: memory, {N} cameras decoding 720p into I420 rings | RSS {:.0} MiB ({:.0} MiB of it ring pages; {} rings), {:.1} MiB per camera over the same fleet connected and idle ({:.0} MiB, P9); {:.0} frames/s decoded in all | | | under 1 GB; before: 1.6 GB |\n         | P12: memory comes back after the P9 burst | idle {:.0} MiB, right after the burst {:.0} MiB, 30 s later {:.0} MiB (**{:+.0} MiB** over idle) | | | within 64 MB of idle 30 s after; before: 605 MB not returned |\n\n",
         if quick { " -- --quick" } else { "" },
         stamp(),
         machine(),
@@ -231,7 +302,17 @@ fn main() {
         o.overruns,
         o.cpu,
         o.rss as f64 / 1048576.0,
+        m.rss as f64 / 1048576.0,
+        m.shm as f64 / 1048576.0,
+        m.rings,
+        (m.rss.saturating_sub(b.rss_idle)) as f64 / 1048576.0 / N as f64,
+        b.rss_idle as f64 / 1048576.0,
+        m.decoded_per_s,
+        b.rss_idle as f64 / 1048576.0,
+        b.rss_burst as f64 / 1048576.0,
+        b.rss_after as f64 / 1048576.0,
+        (b.rss_after as f64 - b.rss_idle as f64) / 1048576.0,
     );
     println!("{section}");
-    write_section(&repo().join("BENCHMARKS.md"), "## When many look at once (P9, P11)", &section);
+    write_section(&repo().join("BENCHMARKS.md"), "## When many look at once (P9, P11, P12)", &section);
 }
