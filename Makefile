@@ -68,7 +68,7 @@ test: deps $(VENV)/.ok $(CLIENT_OK) $(NODE_OK)
 	cargo test --lib --bins --tests
 	CAMHUB_BIN=target/debug/camhub $(VENV)/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 
-bench: deps $(CLIENT_OK)
+bench: deps $(CLIENT_OK) $(NODE_OK)
 	cargo bench --bench snapshot $(BENCH_ARGS)
 	cargo bench --bench fanout $(BENCH_ARGS)
 	cargo bench --bench outputs $(BENCH_ARGS)

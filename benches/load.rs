@@ -4,6 +4,7 @@
 //! P9: every one of 100 connected cameras asked for a fresh snapshot at once (a
 //!     dashboard's first paint). Floor, measured in the same run: one cold GOP
 //!     replay's time x 100 / cores.
+//! P10: the dashboard open on 100 cameras (headless Chromium): CPU, tiles painted, RSS.
 //! P11: 100 cameras decoding all the time (`keep: decoded`) on this machine's
 //!     cores: a person's snapshot latency, per-camera decoded fps (fairness),
 //!     frames shed and decoder-overrun replays, CPU and RSS.
@@ -123,6 +124,65 @@ fn p9(port: u16, dir: &std::path::Path, quick: bool) -> P9 {
         last_ms: *ms.last().unwrap(),
         rss_idle,
         rss_burst,
+        rss_after,
+    }
+}
+
+struct P10 {
+    /// Until every tile in view had a picture (None: not within 15 s).
+    all_ms: Option<f64>,
+    tiles: u64,
+    in_view: u64,
+    painted: u64,
+    cpu: f64,
+    rss_before: u64,
+    rss_open: u64,
+    rss_after: u64,
+}
+
+/// The dashboard open on 100 cameras in headless Chromium: camhub's CPU while it
+/// is open, the tiles painted, RSS before, during and 30 s after it closed.
+fn p10(port: u16, dir: &std::path::Path, quick: bool) -> P10 {
+    let (hub, base) = start(port, "connected", dir, "p10");
+    wait_warm(&base, Duration::from_secs(if quick { 12 } else { 25 }));
+    std::thread::sleep(Duration::from_secs(2));
+    let pid = hub.0.id();
+    let rss_before = proc_stat(pid).1;
+    let window = Duration::from_secs(if quick { 15 } else { 40 });
+    let settle = Duration::from_secs(5);
+    let mut node = std::process::Command::new("node")
+        .arg(repo().join("benches/dashboard_open.mjs"))
+        .arg(format!("{base}/"))
+        .arg((settle + window).as_secs().to_string())
+        .env("NODE_PATH", repo().join("tests/support/node_modules"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("node (make test installs it)");
+    {
+        use std::io::BufRead;
+        let err = std::io::BufReader::new(node.stderr.take().unwrap());
+        for line in err.lines() {
+            if line.unwrap_or_default().contains("READY") {
+                break;
+            }
+        }
+    }
+    std::thread::sleep(settle);
+    let (cpu, rss_open) = sample(&[pid], window);
+    let out = node.wait_with_output().unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    std::thread::sleep(Duration::from_secs(30));
+    let rss_after = proc_stat(pid).1;
+    drop(hub);
+    P10 {
+        all_ms: r["allMs"].as_f64(),
+        tiles: r["end"]["tiles"].as_u64().unwrap_or(0),
+        in_view: r["end"]["inView"].as_u64().unwrap_or(0),
+        painted: r["end"]["painted"].as_u64().unwrap_or(0),
+        cpu,
+        rss_before,
+        rss_open,
         rss_after,
     }
 }
@@ -259,6 +319,8 @@ fn main() {
 
     eprintln!("P9: burst of {N} fresh snapshots...");
     let b = p9(port, &dir, quick);
+    eprintln!("P10: the dashboard open on {N} cameras...");
+    let d = p10(port, &dir, quick);
     eprintln!("P11: {N} cameras always decoding...");
     let o = p11(port, &dir, quick);
     eprintln!("P12: {N} cameras decoding into I420 rings...");
@@ -267,12 +329,13 @@ fn main() {
 
     let mut snaps = o.snap_ms.clone();
     let section = format!(
-        "## When many look at once (P9, P11, P12)\n\n\
+        "## When many look at once (P9-P12)\n\n\
          Command: `make bench` (`cargo bench --bench load{}`), {}, {}.\n\
          Cameras: the fleet simulator (`benches/sim/`: {N} RTSP H.264 720p 6 fps 10 s-GOP paths, each on its own \
          timeline). camhub release build, default `server.decode.workers` (one per core), `decode_linger: 0`.\n\n\
          | scenario | camhub | reference (same run) | ratio | target |\n|---|---|---|---|---|\n\
          | P9: {N} fresh snapshots at once (dashboard first paint) | {}/{N} answered 200; first {:.0} ms, p50 {:.0} ms, last {:.0} ms | floor: one cold replay {:.0} ms x {N} / cores = {:.0} ms | last = **{:.2}x** the floor | all 200; last <= 1.5x the floor; before the scheduler: 12.4 s, p50 6.1 s, 14 failures |\n\
+         | P10: the dashboard open on {N} cameras (1600x1000, headless Chromium) | camhub {:.0}% of a core; {} of {} tiles in view painted ({} tiles), all in view painted {} after load; RSS {:.0} MiB before, {:.0} MiB open, {:.0} MiB 30 s after closing | | | under 60% of a core; every tile in view within 2 s; before: 179%, 59 of 100 decoders keeping up, 605 MB kept |\n\
          | P11: {N} cameras always decoding: a person's snapshot | {}/{} answered 200; p50 {:.0} ms, max {:.0} ms | | | < 1 s; before: 504 after 10.7 s |\n\
          | P11: fairness, decoded fps per camera over {} s | min {:.2}, mean {:.2}, max {:.2} fps | | max/min **{:.1}x** | within 2x |\n\
          | P11: overload handling | shed share {:.2}; frames shed: {} behind, {} overload; {} queue overflows, 0 GOP replays for them | | | no decoder-overrun replays; before: 60 |\n\
@@ -287,6 +350,14 @@ fn main() {
         b.one_cold_ms,
         b.floor_ms,
         b.last_ms / b.floor_ms.max(1.0),
+        d.cpu,
+        d.painted,
+        d.in_view,
+        d.tiles,
+        d.all_ms.map_or("not within 15 s".to_string(), |ms| format!("{ms:.0} ms")),
+        d.rss_before as f64 / 1048576.0,
+        d.rss_open as f64 / 1048576.0,
+        d.rss_after as f64 / 1048576.0,
         o.snap_ok,
         o.snap_ms.len(),
         pct(&mut snaps, 50.0),
@@ -314,5 +385,5 @@ fn main() {
         (b.rss_after as f64 - b.rss_idle as f64) / 1048576.0,
     );
     println!("{section}");
-    write_section(&repo().join("BENCHMARKS.md"), "## When many look at once (P9, P11, P12)", &section);
+    write_section(&repo().join("BENCHMARKS.md"), "## When many look at once (P9-P12)", &section);
 }
