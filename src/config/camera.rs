@@ -232,7 +232,7 @@ pub struct SubStream {
 }
 
 /// Which of a camera's streams a consumer reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamRole {
     /// The full-size stream (`url`, or `streams.main`).
