@@ -41,6 +41,21 @@ fn snapshot(hub: &Hub, query: &str) -> (String, (usize, usize)) {
     (stream, (pic.width, pic.height))
 }
 
+/// prometheus_client (the venv's) accepts the page, `<name>.sub` rows included.
+fn assert_valid_openmetrics(text: &str) {
+    use std::io::Write;
+    let mut child = Command::new(repo().join(".venv/bin/python"))
+        .arg(repo().join("tests/support/parse_metrics.py"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("no .venv: run `make test`, which sets it up");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "prometheus_client rejected /metrics: {}", String::from_utf8_lossy(&out.stderr));
+}
+
 #[test]
 fn small_requests_use_the_sub_and_the_main_stays_disconnected() {
     let dir = temp_dir("substream");
@@ -106,6 +121,7 @@ fn small_requests_use_the_sub_and_the_main_stays_disconnected() {
     // The sub's rows are on /metrics, its password nowhere.
     let metrics = hub.get("/metrics").text();
     assert!(metrics.contains("camhub_camera_state{camera=\"gate.sub\",state=\"streaming\"} 1"), "{metrics}");
+    assert_valid_openmetrics(&metrics);
     for text in [hub.get("/api/cameras").text(), metrics, hub.log()] {
         assert!(!text.contains(SUB_PASSWORD), "the sub's password leaked: {text}");
     }
