@@ -22,7 +22,9 @@ fn the_sample_config_loads() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("porch: rtsp://192.168.1.20:554/stream1"), "{text}");
     assert!(
-        text.contains("driveway: rtsp://192.168.1.21/h264Preview_01_main (sub: rtsp://192.168.1.21/h264Preview_01_sub)"),
+        text.contains(
+            "driveway: rtsp://192.168.1.21/h264Preview_01_main (sub: rtsp://192.168.1.21/h264Preview_01_sub)"
+        ),
         "{text}"
     );
     assert!(!text.contains("changeme"), "passwords are never printed: {text}");

@@ -20,7 +20,20 @@ fn small_clip(dir: &Path) -> PathBuf {
     let st = Command::new("ffmpeg")
         .args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
         .arg(repo().join("tests/clips/idx-h264.h264"))
-        .args(["-vf", "scale=320:180", "-c:v", "libx264", "-preset", "ultrafast", "-g", "100", "-bf", "0", "-x264-params", "aud=1"])
+        .args([
+            "-vf",
+            "scale=320:180",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-g",
+            "100",
+            "-bf",
+            "0",
+            "-x264-params",
+            "aud=1",
+        ])
         .args(["-f", "h264"])
         .arg(&out)
         .status()
@@ -172,7 +185,11 @@ fn the_api_adds_a_camera_with_a_sub_stream_and_never_shows_its_password() {
     let r = hub.send("PUT", "/api/cameras/door", Some(r#"{"url": "rtsp://h/a", "streams": {"main": "rtsp://h/b"}}"#));
     assert_eq!(r.status, 400, "{}", r.text());
     assert!(r.text().contains("not both"), "{}", r.text());
-    let r = hub.send("PUT", "/api/cameras/door", Some(r#"{"url": "rtsp://h/a", "outputs": {"x": {"shm": {"from": "sub"}}}}"#));
+    let r = hub.send(
+        "PUT",
+        "/api/cameras/door",
+        Some(r#"{"url": "rtsp://h/a", "outputs": {"x": {"shm": {"from": "sub"}}}}"#),
+    );
     assert_eq!(r.status, 400, "{}", r.text());
     // Replaced by a camera without one: no sub object any more.
     let r = hub.send("PUT", "/api/cameras/door", Some(r#"{"url": "rtsp://127.0.0.1:9/main", "keep": "on_demand"}"#));

@@ -232,7 +232,9 @@ pub struct SubStream {
 }
 
 /// Which of a camera's streams a consumer reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StreamRole {
     /// The full-size stream (`url`, or `streams.main`).
@@ -434,8 +436,10 @@ fn resolve_url(
         }
         "https" | "rtsps" => Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()).into()),
         "file" => Ok(SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?)),
-        other => Err(format!("unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)")
-            .into()),
+        other => {
+            Err(format!("unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)")
+                .into())
+        }
     }
 }
 

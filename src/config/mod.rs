@@ -17,7 +17,8 @@ use serde_saphyr::Spanned;
 
 use crate::secret::Secret;
 pub use camera::{
-    CameraConfig, CameraConfigError, CameraOptions, SUB_SUFFIX, SourceSpec, StreamRole, Streams, SubStream, validate_name,
+    CameraConfig, CameraConfigError, CameraOptions, SUB_SUFFIX, SourceSpec, StreamRole, Streams, SubStream,
+    validate_name,
 };
 pub use env::{EnvError, interpolate};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};

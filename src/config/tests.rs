@@ -295,7 +295,8 @@ fn streams_interpolate_from_the_environment() {
     let c = parse("cameras:\n  a:\n    streams: {main: \"rtsp://u:${CARGO_PKG_NAME}@h/m\", sub: \"rtsp://u:${CARGO_PKG_NAME}2@h/s\"}\n")
         .unwrap();
     assert_eq!(c.cameras[0].sub.as_ref().unwrap().password.as_ref().unwrap().expose(), "camhub2");
-    let e = parse("cameras:\n  a:\n    streams:\n      main: rtsp://h/m\n      sub: rtsp://u:${CAMHUB_NOT_SET_S}@h/s\n")
-        .unwrap_err();
+    let e =
+        parse("cameras:\n  a:\n    streams:\n      main: rtsp://h/m\n      sub: rtsp://u:${CAMHUB_NOT_SET_S}@h/s\n")
+            .unwrap_err();
     assert!(e.0.starts_with("cams.yaml:5:") && e.0.contains("CAMHUB_NOT_SET_S"), "{e}");
 }

@@ -65,9 +65,7 @@ pub fn route(forced: Option<StreamRole>, sub: SubView, width: Option<u32>, heigh
         (None, SubView::None | SubView::Failed) => Some(Route::Main),
         (None, SubView::Ready(_)) if width.is_none() && height.is_none() => Some(Route::Main),
         (None, SubView::Ready(None)) => Some(Route::TrySub),
-        (None, SubView::Ready(Some(size))) => {
-            Some(if covers(size, width, height) { Route::Sub } else { Route::Main })
-        }
+        (None, SubView::Ready(Some(size))) => Some(if covers(size, width, height) { Route::Sub } else { Route::Main }),
     }
 }
 
