@@ -127,7 +127,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Check { config } => {
             let cfg = Config::load(&config).map_err(|e| anyhow::anyhow!("{e}"))?;
             for c in &cfg.cameras {
-                println!("{}: {}", c.name, c.display_url());
+                match c.display_sub_url() {
+                    Some(sub) => println!("{}: {} (sub: {sub})", c.name, c.display_url()),
+                    None => println!("{}: {}", c.name, c.display_url()),
+                }
             }
             Ok(())
         }

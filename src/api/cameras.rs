@@ -82,11 +82,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             "timestamp": rfc3339_ms(f.captured),
             "age_ms": f.age(now).as_millis() as u64,
         })),
-        "tier": match (s.state, s.decoder_running) {
-            (CamState::Streaming, true) => "decoding",
-            (CamState::Streaming, false) | (CamState::Connecting, _) => "connected",
-            _ => "idle",
-        },
+        "tier": tier(s.state, s.decoder_running),
         "attempts": s.attempts,
         "restarts": s.restarts,
         "history": s.history.iter().map(|(st, t)| json!({ "state": st, "at": rfc3339_ms(*t) })).collect::<Vec<_>>(),
@@ -146,7 +142,52 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             "jpeg_encodes": Counters::get(&c.jpeg_encodes),
             "reconnects": Counters::get(&c.reconnects),
         },
+        "sub": hub.sub(cam.name()).map(|sub| describe_sub(&sub, cfg.display_sub_url())),
     })
+}
+
+/// A camera's sub-stream: its own state, picture size and leases (its own demand).
+fn describe_sub(sub: &Camera, url: Option<String>) -> Value {
+    let s = sub.status();
+    let now = sub.clock().now();
+    let frame = sub.latest_frame();
+    json!({
+        "url": url,
+        "state": s.state,
+        "since": rfc3339_ms(s.since),
+        "codec": s.codec,
+        "tier": tier(s.state, s.decoder_running),
+        "width": frame.as_ref().map(|f| f.width()),
+        "height": frame.as_ref().map(|f| f.height()),
+        "latest_frame": frame.as_ref().map(|f| json!({
+            "frame_id": f.frame_id,
+            "timestamp": rfc3339_ms(f.captured),
+            "age_ms": f.age(now).as_millis() as u64,
+        })),
+        "last_error": s.last_error.as_ref().map(|e| json!({ "kind": e.kind, "message": e.message })),
+        "leases": {
+            "connected": sub.leases(Tier::Connected),
+            "decoding": sub.leases(Tier::Decoding),
+            "keyframes": sub.leases(Tier::Keyframes),
+            "variants": sub.variant_leases().iter().map(|(k, n)| json!({
+                "quality": k.quality, "width": k.width, "height": k.height, "leases": n,
+            })).collect::<Vec<_>>(),
+        },
+        "counters": {
+            "units_in": Counters::get(&sub.counters().units_in),
+            "frames_decoded": Counters::get(&sub.counters().frames_decoded),
+            "reconnects": Counters::get(&sub.counters().reconnects),
+        },
+    })
+}
+
+/// What runs, as the API names it.
+fn tier(state: CamState, decoding: bool) -> &'static str {
+    match (state, decoding) {
+        (CamState::Streaming, true) => "decoding",
+        (CamState::Streaming, false) | (CamState::Connecting, _) => "connected",
+        _ => "idle",
+    }
 }
 
 /// An output for programs: what it is, whether it runs, what it did.

@@ -24,6 +24,7 @@ use futures::StreamExt;
 use super::{ApiError, query, rfc3339_ms};
 use crate::camera::demand::VariantKey;
 use crate::camera::{Camera, Lease, State as CamState, VariantFrame, VariantRx};
+use crate::config::StreamRole;
 use crate::hub::Hub;
 use crate::snapshot::{self, SnapshotError};
 
@@ -39,10 +40,11 @@ const BOUNDARY: &str = "camhubframe";
     responses(
         (
             status = 200,
-            description = "Parts with Content-Type, Content-Length, X-Frame-Id, X-Frame-Timestamp.",
+            description = "Parts with Content-Type, Content-Length, X-Frame-Id, X-Frame-Timestamp; \
+                           the answer's X-Snapshot-Stream says which stream (main or sub) serves.",
             content_type = "multipart/x-mixed-replace",
         ),
-        (status = 400, description = "Bad query.", body = super::ErrorBody),
+        (status = 400, description = "Bad query, or stream=sub on a camera without one.", body = super::ErrorBody),
         (status = 404, description = "Unknown camera.", body = super::ErrorBody),
         (status = 503, description = "Camera offline (with Retry-After), or too many variants on this camera.", body = super::ErrorBody),
         (status = 504, description = "No picture within snapshot_timeout.", body = super::ErrorBody),
@@ -53,26 +55,23 @@ pub async fn get(
     Path(name): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, ApiError> {
-    let cam = hub.get(&name).ok_or_else(|| ApiError::unknown_camera(&name))?;
     let q =
         query::parse(&q, super::STREAM_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
-    let key = VariantKey {
-        quality: q.quality.unwrap_or(cam.config().options.jpeg_quality),
-        width: q.width,
-        height: q.height,
-    };
-    let passthrough = cam.passes_jpeg_through() && q.quality.is_none() && q.width.is_none() && q.height.is_none();
-    let (lease, rx) = if passthrough {
-        // The camera's own JPEGs, untouched: no decoder, no encoder.
-        cam.lease_passthrough()
-    } else {
-        cam.lease_variant(key)
-            .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some(&name)))?
-    };
-    let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
-    let next = cam.clock().now();
-    let mut viewer = Viewer { cam, _lease: lease, rx, interval, next, last: 0 };
-    let first = viewer.first_part(passthrough).await.map_err(|e| super::snapshot::error(&e, &name))?;
+    let pick = hub.pick(&name, q.stream, q.width, q.height).map_err(|e| ApiError::route(&e, &name))?;
+    let mut role = pick.role;
+    let mut opened = Viewer::open(pick.camera.clone(), &q, &name)?;
+    let mut first = opened.0.first_part(opened.1).await;
+    if let Some(main) = &pick.main
+        && (first.is_err() || !pick.covered(q.width, q.height))
+    {
+        // The sub-stream's size was unknown and it turned out too small (or gave
+        // nothing): the main serves.
+        role = StreamRole::Main;
+        opened = Viewer::open(main.clone(), &q, &name)?;
+        first = opened.0.first_part(opened.1).await;
+    }
+    let first = first.map_err(|e| super::snapshot::error(&e, &name))?;
+    let viewer = opened.0;
     let rest = futures::stream::unfold(viewer, |mut v| async move {
         let part = v.next_part().await?;
         Some((part, v))
@@ -85,6 +84,7 @@ pub async fn get(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("multipart/x-mixed-replace; boundary=camhubframe"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    h.insert("x-snapshot-stream", HeaderValue::from_static(role.as_str()));
     Ok(r.into_response())
 }
 
@@ -98,6 +98,28 @@ struct Viewer {
 }
 
 impl Viewer {
+    /// A viewer of `cam` with its lease: a JPEG variant of the query's quality and
+    /// size, or the camera's own JPEGs if it sends them and nothing else is asked.
+    /// Also says whether it passes the camera's JPEGs through.
+    fn open(cam: Arc<Camera>, q: &query::PictureQuery, name: &str) -> Result<(Viewer, bool), ApiError> {
+        let key = VariantKey {
+            quality: q.quality.unwrap_or(cam.config().options.jpeg_quality),
+            width: q.width,
+            height: q.height,
+        };
+        let passthrough = cam.passes_jpeg_through() && q.quality.is_none() && q.width.is_none() && q.height.is_none();
+        let (lease, rx) = if passthrough {
+            // The camera's own JPEGs, untouched: no decoder, no encoder.
+            cam.lease_passthrough()
+        } else {
+            cam.lease_variant(key)
+                .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), Some(name)))?
+        };
+        let interval = q.fps.map(|f| Duration::from_secs_f64(1.0 / f));
+        let next = cam.clock().now();
+        Ok((Viewer { cam, _lease: lease, rx, interval, next, last: 0 }, passthrough))
+    }
+
     /// The first part: a JPEG of the newest unit received when the viewer came (of
     /// the first one decodable, if not streaming yet), within `snapshot_timeout`.
     async fn first_part(&mut self, passthrough: bool) -> Result<[Bytes; 3], SnapshotError> {

@@ -51,8 +51,8 @@ const WHEP: &str = "/api/cameras/{name}/whep";
 const WHEP_SESSION: &str = "/api/cameras/{name}/whep/{session}";
 
 /// Query parameters each picture route takes (and documents: `query::SnapshotParams`).
-pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached", "keyframe"];
-pub const STREAM_PARAMS: &[&str] = &["quality", "width", "height", "fps"];
+pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached", "keyframe", "stream"];
+pub const STREAM_PARAMS: &[&str] = &["quality", "width", "height", "fps", "stream"];
 
 /// The dashboard: one page, no build step, served from the binary.
 pub const DASHBOARD_HTML: &str = include_str!("dashboard.html");
@@ -128,6 +128,13 @@ impl ApiError {
     }
     pub(crate) fn unknown_camera(name: &str) -> Self {
         Self::new(StatusCode::NOT_FOUND, format!("no camera named {name:?}"), Some(name))
+    }
+    /// A request the router refused: unknown camera 404, `stream=sub` on a camera without one 400.
+    pub(crate) fn route(e: &crate::hub::route::RouteError, name: &str) -> Self {
+        match e {
+            crate::hub::route::RouteError::UnknownCamera(_) => Self::unknown_camera(name),
+            crate::hub::route::RouteError::NoSub(_) => Self::new(StatusCode::BAD_REQUEST, e.to_string(), Some(name)),
+        }
     }
 }
 

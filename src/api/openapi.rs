@@ -121,6 +121,16 @@ impl PartialSchema for SnapshotSourceName {
 }
 impl ToSchema for SnapshotSourceName {}
 
+/// `X-Snapshot-Stream`: which of a camera's streams served.
+pub struct StreamName;
+
+impl PartialSchema for StreamName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["main", "sub"])).into()
+    }
+}
+impl ToSchema for StreamName {}
+
 /// `POST /api/cameras`: a camera's long form and its `name`.
 pub struct NewCamera;
 
@@ -215,4 +225,9 @@ pub struct Camera {
     outputs: Vec<()>,
     #[schema(value_type = Object)]
     counters: (),
+    /// The sub-stream (`streams.sub`), null without one: `{url, state, since,
+    /// codec, tier, width, height, latest_frame, last_error, leases}`, the url
+    /// without credentials; it connects only while something reads it.
+    #[schema(value_type = Option<Object>)]
+    sub: Option<()>,
 }

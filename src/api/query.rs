@@ -7,6 +7,8 @@ use std::time::Duration;
 use utoipa::IntoParams;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 
+use crate::config::StreamRole;
+
 /// Largest width or height a client may ask for.
 const MAX_SIDE: u64 = 8192;
 
@@ -19,6 +21,8 @@ pub struct PictureQuery {
     pub cached: bool,
     pub keyframe: bool,
     pub fps: Option<f64>,
+    /// `stream=main|sub`: the stream that must serve, whatever the size.
+    pub stream: Option<StreamRole>,
 }
 
 /// Parses `q`, accepting only the parameters named in `allowed`.
@@ -53,6 +57,13 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
                     .filter(|f: &f64| (0.1..=60.0).contains(f))
                     .ok_or_else(|| format!("fps must be a number from 0.1 to 60, not {v:?}"))?;
                 out.fps = Some(f);
+            }
+            "stream" => {
+                out.stream = Some(match v.as_str() {
+                    "main" => StreamRole::Main,
+                    "sub" => StreamRole::Sub,
+                    _ => return Err(format!("stream must be main or sub, not {v:?}")),
+                })
             }
             _ => unreachable!("allowed lists only known parameters"),
         }
@@ -90,6 +101,9 @@ struct PictureParams {
     /// Frames per second at most (default: every frame).
     #[param(minimum = 0.1, maximum = 60)]
     fps: Option<f64>,
+    /// `main` or `sub`: the stream that serves (default: the sub-stream when the
+    /// camera has one and its size covers width/height, else the main).
+    stream: Option<StreamRole>,
 }
 
 fn picture_params(names: &[&str]) -> Vec<Parameter> {

@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, query, rfc3339_ms};
+use crate::config::StreamRole;
 use crate::hub::Hub;
 use crate::snapshot::{self, SnapshotError, SnapshotRequest};
 
@@ -38,9 +39,13 @@ use crate::snapshot::{self, SnapshotError, SnapshotRequest};
                     "X-Snapshot-Source" = inline(super::openapi::SnapshotSourceName),
                     description = "How the picture was obtained."
                 ),
+                (
+                    "X-Snapshot-Stream" = inline(super::openapi::StreamName),
+                    description = "The camera stream that served it: main, or sub (streams.sub)."
+                ),
             ),
         ),
-        (status = 400, description = "Bad query.", body = super::ErrorBody),
+        (status = 400, description = "Bad query, or stream=sub on a camera without one.", body = super::ErrorBody),
         (status = 404, description = "Unknown camera.", body = super::ErrorBody),
         (
             status = 503,
@@ -59,6 +64,7 @@ pub async fn get(
     let started = cam.clock().now();
     let q =
         query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let pick = hub.pick(&name, q.stream, q.width, q.height).map_err(|e| ApiError::route(&e, &name))?;
     let req = SnapshotRequest {
         quality: q.quality,
         width: q.width,
@@ -67,7 +73,17 @@ pub async fn get(
         cached: q.cached,
         keyframe: q.keyframe,
     };
-    let shot = snapshot::take(&cam, &req).await.map_err(|e| error(&e, &name))?;
+    let (mut cam, mut role) = (pick.camera.clone(), pick.role);
+    let mut shot = snapshot::take(&cam, &req).await;
+    if let Some(main) = &pick.main
+        && (shot.is_err() || !pick.covered(q.width, q.height))
+    {
+        // The sub-stream's size was unknown and it turned out too small (or gave
+        // nothing): the main serves; the sub's size is known from now on.
+        (cam, role) = (main.clone(), StreamRole::Main);
+        shot = snapshot::take(&cam, &req).await;
+    }
+    let shot = shot.map_err(|e| error(&e, &name))?;
     hub.metrics().observe_snapshot(shot.source.as_str(), cam.clock().since(started));
     let age = cam.clock().since(shot.captured_mono);
     let mut h = HeaderMap::new();
@@ -79,6 +95,7 @@ pub async fn get(
     }
     h.insert("x-frame-age-ms", HeaderValue::from(age.as_millis() as u64));
     h.insert("x-snapshot-source", HeaderValue::from_static(shot.source.as_str()));
+    h.insert("x-snapshot-stream", HeaderValue::from_static(role.as_str()));
     Ok((h, shot.jpeg).into_response())
 }
 

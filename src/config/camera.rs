@@ -11,13 +11,18 @@ use super::env::{EnvError, interpolate};
 use super::{ByteSize, DecoderOptions, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
 use crate::secret::{Secret, query_secrets, redact_query, redact_url};
 
-/// The long form of a camera. Every field but `url` has a default.
+/// The long form of a camera. Every field but `url` (or `streams.main`) has a default.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CameraOptions {
     /// `rtsp://[user:pass@]host[:port]/path`, `file:///abs/path.mp4`, or a file
-    /// path (relative to the config file).
+    /// path (relative to the config file). Required unless `streams.main` gives it.
+    #[serde(default)]
     pub url: String,
+    /// The camera's streams by role: `main` (the same as `url`: give one of the two)
+    /// and `sub`, a smaller stream that serves the requests it covers by size.
+    #[serde(default)]
+    pub streams: Option<Streams>,
     /// Credentials, if not in the URL. In the config file (never through the API),
     /// `${VAR}` is read from the environment.
     #[serde(default)]
@@ -92,6 +97,19 @@ pub struct CameraOptions {
     pub decoder: DecoderOptions,
 }
 
+/// `streams:` a camera's URLs by role. Credentials go in each URL; a `sub` URL
+/// without them uses the camera's (`username`, `password`, or the main URL's).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Streams {
+    /// The full-size stream (what `url` says when there is no `streams`).
+    #[serde(default)]
+    pub main: Option<String>,
+    /// The sub-stream: any URL `url` takes (another codec or size is fine).
+    #[serde(default)]
+    pub sub: Option<String>,
+}
+
 /// The default `max_pixels`: 8K (7680x4320).
 pub const DEFAULT_MAX_PIXELS: u64 = 7680 * 4320;
 /// The most `max_pixels` may be set to: 16384x16384 (a 1 GiB RGBA picture).
@@ -137,6 +155,11 @@ impl CameraOptions {
     /// is literal, or any caller could read the hub's environment.
     pub fn interpolate_env(&mut self) -> Result<(), CameraConfigError> {
         self.url = interpolate(&self.url)?;
+        if let Some(st) = &mut self.streams {
+            for v in [&mut st.main, &mut st.sub].into_iter().flatten() {
+                *v = interpolate(v)?;
+            }
+        }
         for v in [&mut self.username, &mut self.password].into_iter().flatten() {
             *v = interpolate(v)?;
         }
@@ -153,6 +176,7 @@ impl CameraOptions {
     pub fn from_url(url: impl Into<String>) -> Self {
         CameraOptions {
             url: url.into(),
+            streams: None,
             username: None,
             password: None,
             transport: Transport::default(),
@@ -194,8 +218,44 @@ pub struct CameraConfig {
     pub source: SourceSpec,
     pub username: Option<String>,
     pub password: Option<Secret>,
+    /// The sub-stream (`streams.sub`), resolved like the main one.
+    pub sub: Option<SubStream>,
     pub options: CameraOptions,
 }
+
+/// A camera's sub-stream: where it comes from and its credentials.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubStream {
+    pub source: SourceSpec,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+}
+
+/// Which of a camera's streams a consumer reads.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamRole {
+    /// The full-size stream (`url`, or `streams.main`).
+    #[default]
+    Main,
+    /// The sub-stream (`streams.sub`).
+    Sub,
+}
+
+impl StreamRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamRole::Main => "main",
+            StreamRole::Sub => "sub",
+        }
+    }
+}
+
+/// The suffix of a sub-stream's internal camera name (`porch.sub`): a camera
+/// name has no '.', so it cannot collide with one.
+pub const SUB_SUFFIX: &str = ".sub";
 
 /// Why a camera's options were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -238,39 +298,30 @@ impl CameraConfig {
         if !(1..=MAX_MAX_PIXELS).contains(&options.max_pixels) {
             return Err(format!("max_pixels must be 1-{MAX_MAX_PIXELS}, not {}", options.max_pixels).into());
         }
-        let source = if options.url.contains("://") {
-            let mut url =
-                Url::parse(&options.url).map_err(|e| format!("bad url {:?}: {e}", redact_str(&options.url)))?;
-            match url.scheme() {
-                "rtsp" | "http" => {
-                    if url.host_str().is_none_or(str::is_empty) {
-                        return Err(format!("url {} has no host", redact_url(&url)).into());
-                    }
-                    if !url.username().is_empty() && username.is_none() {
-                        username = Some(percent_decode(url.username()));
-                    }
-                    if let Some(p) = url.password()
-                        && password.is_none()
-                    {
-                        password = Some(percent_decode(p));
-                    }
-                    let _ = url.set_username("");
-                    let _ = url.set_password(None);
-                    if url.scheme() == "http" { SourceSpec::Http(url) } else { SourceSpec::Rtsp(url) }
-                }
-                "https" | "rtsps" => {
-                    return Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()).into());
-                }
-                "file" => SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?),
-                other => {
-                    return Err(format!(
-                        "unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)"
-                    )
-                    .into());
-                }
+        let streams = options.streams.take().unwrap_or_default();
+        match (options.url.is_empty(), streams.main) {
+            (false, Some(_)) => {
+                return Err("give the main stream once: url or streams.main, not both".to_owned().into());
             }
-        } else {
-            SourceSpec::File(base.join(&options.url))
+            (true, None) => return Err("a camera needs a url (or streams: {main: URL})".to_owned().into()),
+            (true, Some(main)) => options.url = main,
+            (false, None) => {}
+        }
+        let source = resolve_url(&options.url, &mut username, &mut password, base)?;
+        let sub = match streams.sub {
+            Some(u) => {
+                let (mut su, mut sp) = (None, None);
+                let source = resolve_url(&u, &mut su, &mut sp, base).map_err(|e| format!("streams.sub: {e}"))?;
+                if su.is_none() {
+                    // The same camera: its credentials, unless the sub URL has its own.
+                    (su, sp) = (username.clone(), password.clone());
+                }
+                if sp.is_some() && su.is_none() {
+                    return Err("streams.sub: a password is set but no username".to_owned().into());
+                }
+                Some(SubStream { source, username: su, password: sp.map(Secret::new) })
+            }
+            None => None,
         };
         outputs::validate(&options.outputs)?;
         if options.mode == Mode::Replay {
@@ -280,21 +331,45 @@ impl CameraConfig {
             if options.outputs.is_empty() {
                 return Err("mode: replay needs at least one output (shm or redis) to replay into".to_owned().into());
             }
+            if sub.is_some() {
+                return Err("mode: replay takes no streams.sub (one file, every frame)".to_owned().into());
+            }
+        }
+        if sub.is_none()
+            && let Some((n, _)) = options.outputs.iter().find(|(_, o)| o.stream() == StreamRole::Sub)
+        {
+            return Err(format!("output {n:?}: from: sub needs a sub-stream (streams: {{sub: URL}})").into());
         }
         if password.is_some() && username.is_none() {
             return Err("a password is set but no username".to_owned().into());
         }
         options.username = None;
         options.password = None;
-        Ok(CameraConfig { name: name.to_owned(), source, username, password: password.map(Secret::new), options })
+        Ok(CameraConfig { name: name.to_owned(), source, username, password: password.map(Secret::new), sub, options })
+    }
+
+    /// The sub-stream as a camera of its own (`<name>.sub`): the same options,
+    /// its own source and credentials. The hub runs it; it is never listed alone.
+    pub fn sub_camera(&self) -> Option<CameraConfig> {
+        let sub = self.sub.as_ref()?;
+        Some(CameraConfig {
+            name: format!("{}{SUB_SUFFIX}", self.name),
+            source: sub.source.clone(),
+            username: sub.username.clone(),
+            password: sub.password.clone(),
+            sub: None,
+            options: self.options.clone(),
+        })
+    }
+
+    /// The sub-stream's URL as it may be shown to anyone: no credentials.
+    pub fn display_sub_url(&self) -> Option<String> {
+        self.sub.as_ref().map(|s| display_source(&s.source))
     }
 
     /// The URL as it may be shown to anyone: no credentials.
     pub fn display_url(&self) -> String {
-        match &self.source {
-            SourceSpec::Rtsp(u) | SourceSpec::Http(u) => redact_url(u),
-            SourceSpec::File(p) => format!("file://{}", p.display()),
-        }
+        display_source(&self.source)
     }
 
     /// The secrets that must never appear in any output for this camera: the
@@ -303,6 +378,12 @@ impl CameraConfig {
         let mut s: Vec<String> = self.password.iter().map(|p| p.expose().to_owned()).collect();
         if let SourceSpec::Rtsp(u) | SourceSpec::Http(u) = &self.source {
             s.extend(query_secrets(u));
+        }
+        if let Some(sub) = &self.sub {
+            s.extend(sub.password.iter().map(|p| p.expose().to_owned()));
+            if let SourceSpec::Rtsp(u) | SourceSpec::Http(u) = &sub.source {
+                s.extend(query_secrets(u));
+            }
         }
         for o in self.options.outputs.values() {
             if let OutputConfig::Redis(r) = o
@@ -314,6 +395,51 @@ impl CameraConfig {
             }
         }
         s
+    }
+}
+
+fn display_source(source: &SourceSpec) -> String {
+    match source {
+        SourceSpec::Rtsp(u) | SourceSpec::Http(u) => redact_url(u),
+        SourceSpec::File(p) => format!("file://{}", p.display()),
+    }
+}
+
+/// Resolves one stream's URL: its source, with the user info moved into
+/// `username` and `password` where those are not set already.
+fn resolve_url(
+    raw: &str,
+    username: &mut Option<String>,
+    password: &mut Option<String>,
+    base: &Path,
+) -> Result<SourceSpec, CameraConfigError> {
+    if !raw.contains("://") {
+        return Ok(SourceSpec::File(base.join(raw)));
+    }
+    let mut url = Url::parse(raw).map_err(|e| format!("bad url {:?}: {e}", redact_str(raw)))?;
+    match url.scheme() {
+        "rtsp" | "http" => {
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(format!("url {} has no host", redact_url(&url)).into());
+            }
+            if !url.username().is_empty() && username.is_none() {
+                *username = Some(percent_decode(url.username()));
+            }
+            if let Some(p) = url.password()
+                && password.is_none()
+            {
+                *password = Some(percent_decode(p));
+            }
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            Ok(if url.scheme() == "http" { SourceSpec::Http(url) } else { SourceSpec::Rtsp(url) })
+        }
+        "https" | "rtsps" => Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()).into()),
+        "file" => Ok(SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?)),
+        other => {
+            Err(format!("unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)")
+                .into())
+        }
     }
 }
 

@@ -16,7 +16,10 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use crate::secret::Secret;
-pub use camera::{CameraConfig, CameraConfigError, CameraOptions, SourceSpec, validate_name};
+pub use camera::{
+    CameraConfig, CameraConfigError, CameraOptions, SUB_SUFFIX, SourceSpec, StreamRole, Streams, SubStream,
+    validate_name,
+};
 pub use env::{EnvError, interpolate};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
 pub use server::{AuthConfig, ServerConfig, WebRtcConfig};

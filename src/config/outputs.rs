@@ -10,6 +10,7 @@ use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::{PartialSchema, ToSchema};
 
+use super::StreamRole;
 use crate::secret::Secret;
 
 /// Pixel formats an output can deliver.
@@ -147,6 +148,10 @@ pub struct ShmOptions {
     /// than this (mean absolute difference as a fraction of full scale, 0-1).
     #[serde(default)]
     pub skip_similar: Option<f64>,
+    /// The camera stream it reads: `main` (default) or `sub` (the camera's
+    /// `streams.sub`; the main stream is then not needed for it).
+    #[serde(default)]
+    pub from: StreamRole,
 }
 
 /// `redis:` one Redis Streams record per published frame.
@@ -186,6 +191,9 @@ pub struct RedisOptions {
     /// Records held while Redis is slow or away; the oldest are dropped beyond (default 1000).
     #[serde(default = "default_buffer")]
     pub buffer: u32,
+    /// As for `shm`: `main` (default) or `sub`; with `ring`, the ring's.
+    #[serde(default)]
+    pub from: StreamRole,
 }
 
 fn default_slots() -> u32 {
@@ -199,6 +207,16 @@ fn default_maxlen() -> u64 {
 }
 fn default_buffer() -> u32 {
     1000
+}
+
+impl OutputConfig {
+    /// The camera stream it reads: `from: main` (default) or `from: sub`.
+    pub fn stream(&self) -> StreamRole {
+        match self {
+            OutputConfig::Shm(o) => o.from,
+            OutputConfig::Redis(o) => o.from,
+        }
+    }
 }
 
 impl ShmOptions {
@@ -278,6 +296,11 @@ pub fn validate(outputs: &BTreeMap<String, OutputConfig>) -> Result<(), String> 
                 }
                 if r.ring.is_some() && (r.fps != Fps::All || r.width.is_some() || r.height.is_some()) {
                     return Err(at("an output that follows a ring takes the ring's fps and size".into()));
+                }
+                if let Some(ring) = &r.ring
+                    && outputs.get(ring).is_some_and(|o| o.stream() != r.from)
+                {
+                    return Err(at(format!("it follows ring {ring:?}: give both the same from (main or sub)")));
                 }
             }
         }

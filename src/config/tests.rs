@@ -217,3 +217,86 @@ fn decoder_hwaccel_defaults_to_software_and_is_validated() {
     assert!(e.0.starts_with("cams.yaml:5:"), "{e}");
     assert!(e.0.contains("hwacel"), "{e}");
 }
+
+#[test]
+fn streams_give_a_main_and_a_sub_with_their_own_credentials() {
+    let c = parse(
+        "cameras:\n  porch:\n    streams:\n      main: rtsp://admin:m41n@10.0.0.5/main\n      sub: \"rtsp://viewer:5ub-s3cret@10.0.0.5/sub?token=t0k3n\"\n  yard:\n    url: rtsp://admin:pw@10.0.0.6/main\n    streams: {sub: rtsp://10.0.0.6/sub}\n  plain: rtsp://10.0.0.7/s\n",
+    )
+    .unwrap();
+    let cam = |n: &str| c.cameras.iter().find(|c| c.name == n).unwrap();
+    let porch = cam("porch");
+    assert_eq!(porch.display_url(), "rtsp://10.0.0.5/main");
+    assert_eq!(porch.display_sub_url().as_deref(), Some("rtsp://10.0.0.5/sub?token=***"));
+    let sub = porch.sub.as_ref().unwrap();
+    assert_eq!((sub.username.as_deref(), sub.password.as_ref().unwrap().expose()), (Some("viewer"), "5ub-s3cret"));
+    let secrets = porch.secrets();
+    for s in ["m41n", "5ub-s3cret", "t0k3n"] {
+        assert!(secrets.iter().any(|x| x == s), "{s} is scrubbed: {secrets:?}");
+        assert!(!format!("{:?}", porch.options).contains(s) || s == "m41n", "{s} is not kept in the options");
+    }
+    // The sub camera runs under its own name, with the sub's source and credentials.
+    let sc = porch.sub_camera().unwrap();
+    assert_eq!((sc.name.as_str(), sc.display_url()), ("porch.sub", "rtsp://10.0.0.5/sub?token=***".to_owned()));
+    assert_eq!(sc.password.as_ref().unwrap().expose(), "5ub-s3cret");
+    assert!(sc.sub.is_none());
+    // A sub URL without credentials uses the camera's.
+    let yard = cam("yard");
+    let ys = yard.sub.as_ref().unwrap();
+    assert_eq!((ys.username.as_deref(), ys.password.as_ref().unwrap().expose()), (Some("admin"), "pw"));
+    assert!(cam("plain").sub.is_none() && cam("plain").sub_camera().is_none());
+}
+
+#[test]
+fn streams_errors_say_what_and_where() {
+    let cases = [
+        ("url: rtsp://a/b\n    streams: {main: rtsp://a/c}", "not both"),
+        ("streams: {sub: rtsp://a/c}", "needs a url"),
+        ("keep: on_demand", "needs a url"),
+        ("streams: {main: rtsp://a/b, sub: \"ftp://u:subpw@a/c\"}", "streams.sub: unsupported url scheme"),
+        ("streams: {main: rtsp://a/b, sub: \"rtsp://u:subpw@[bad/c\"}", "streams.sub: bad url"),
+        ("url: rtsp://a/b\n    outputs:\n      ai:\n        shm: {from: sub}", "from: sub needs a sub-stream"),
+    ];
+    for (body, want) in cases {
+        let e = parse(&format!("cameras:\n  ok: rtsp://x/y\n  cam:\n    {body}\n")).unwrap_err().0;
+        assert!(e.starts_with("cams.yaml:4:"), "{body}: the camera's first line: {e}");
+        assert!(e.contains(want), "{body}: {e}");
+        assert!(!e.contains("subpw"), "{body}: {e}");
+    }
+    let e = parse("cameras:\n  cam:\n    streams: {main: rtsp://a/b, side: rtsp://a/c}\n").unwrap_err().0;
+    assert!(e.starts_with("cams.yaml:3:") && e.contains("side"), "{e}");
+    let e = parse(
+        "cameras:\n  cam:\n    streams: {main: rtsp://a/b, sub: rtsp://a/c}\n    outputs:\n      ai:\n        shm: {from: sub}\n      q:\n        redis: {url: \"redis://127.0.0.1/0\", ring: ai}\n",
+    )
+    .unwrap_err()
+    .0;
+    assert!(e.contains("give both the same from"), "{e}");
+    let e = parse("cameras:\n  cam:\n    streams: {main: a.mp4, sub: b.mp4}\n    mode: replay\n    outputs:\n      x:\n        shm: {}\n")
+        .unwrap_err()
+        .0;
+    assert!(e.contains("replay takes no streams.sub"), "{e}");
+}
+
+#[test]
+fn outputs_read_the_main_stream_unless_told_sub() {
+    let c = parse(
+        "cameras:\n  cam:\n    streams: {main: rtsp://a/b, sub: rtsp://a/c}\n    outputs:\n      ai:\n        shm: {from: sub}\n      q:\n        redis: {url: \"redis://127.0.0.1/0\", ring: ai, from: sub}\n      full:\n        shm: {}\n",
+    )
+    .unwrap();
+    let o = &c.cameras[0].options.outputs;
+    assert_eq!(
+        [o["ai"].stream(), o["q"].stream(), o["full"].stream()],
+        [StreamRole::Sub, StreamRole::Sub, StreamRole::Main]
+    );
+}
+
+#[test]
+fn streams_interpolate_from_the_environment() {
+    let c = parse("cameras:\n  a:\n    streams: {main: \"rtsp://u:${CARGO_PKG_NAME}@h/m\", sub: \"rtsp://u:${CARGO_PKG_NAME}2@h/s\"}\n")
+        .unwrap();
+    assert_eq!(c.cameras[0].sub.as_ref().unwrap().password.as_ref().unwrap().expose(), "camhub2");
+    let e =
+        parse("cameras:\n  a:\n    streams:\n      main: rtsp://h/m\n      sub: rtsp://u:${CAMHUB_NOT_SET_S}@h/s\n")
+            .unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:5:") && e.0.contains("CAMHUB_NOT_SET_S"), "{e}");
+}

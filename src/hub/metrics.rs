@@ -1,7 +1,8 @@
 //! The hub's families on `/metrics`, read from its cameras, outputs and viewers
 //! at each scrape: a prometheus-client `Collector` in the hub's registry. Names,
 //! help texts and labels are the page's contract with dashboards and alerts.
-//! Label values are camera and output names (letters, digits, `_`, `-`).
+//! Label values are camera and output names (letters, digits, `_`, `-`); a
+//! camera's sub-stream (`streams.sub`) has its own rows, labelled `<name>.sub`.
 
 use std::fmt;
 use std::sync::atomic::Ordering;
@@ -48,7 +49,8 @@ impl Collector for Families {
         let Some(hub) = self.0.upgrade() else {
             return Ok(());
         };
-        let cams = hub.list();
+        let mut cams = hub.list();
+        cams.extend(hub.subs());
         let e = &mut enc;
         let names = STATES.map(state_name);
         family(e, ("camhub_camera_state", None, GAUGE), "1 for the state each camera is in.", {

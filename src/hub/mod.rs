@@ -8,6 +8,7 @@
 //! is made here, with the hub's families in it (`metrics`).
 
 pub mod metrics;
+pub mod route;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camera::{Camera, Context, Memory};
 use crate::clock::Clock;
-use crate::config::{CameraConfig, ServerConfig};
+use crate::config::{CameraConfig, ServerConfig, StreamRole};
 use crate::decode::schedule::Scheduler;
 use crate::output::{OutputStats, Outputs};
 use crate::snapshot::SnapshotSource;
@@ -28,28 +29,47 @@ use crate::telemetry::metrics::Metrics;
 /// One camera and the consumers the hub started for it.
 struct Member {
     camera: Arc<Camera>,
-    /// Outputs for programs (SHM rings, Redis); stopped before the camera.
-    outputs: Mutex<Option<Outputs>>,
+    /// The sub-stream (`streams.sub`): a camera of its own (`<name>.sub`), with
+    /// its own demand, so each stream connects only while something reads it.
+    sub: Option<Arc<Camera>>,
+    /// Outputs for programs (SHM rings, Redis), those of the main stream and
+    /// those of the sub (`from: sub`); stopped before the cameras.
+    outputs: Mutex<Vec<Outputs>>,
     output_stats: Vec<Arc<OutputStats>>,
 }
 
 impl Member {
-    /// The camera first, then its outputs, each with its token in the tree
-    /// (hub -> camera -> outputs), made before anything is spawned.
+    /// The cameras first, then their outputs, each with its token in the tree
+    /// (hub -> camera -> sub camera, outputs), made before anything is spawned.
     fn start(cfg: CameraConfig, hub: &Hub) -> Arc<Member> {
-        let has_outputs = !cfg.options.outputs.is_empty();
+        let name = cfg.name.clone();
+        let roles: BTreeSet<StreamRole> = cfg.options.outputs.values().map(|o| o.stream()).collect();
+        let sub_cfg = cfg.sub_camera();
         let ctx = Context { clock: hub.clock.clone(), metrics: hub.metrics.clone(), scheduler: hub.scheduler.clone() };
-        let camera = Camera::spawn(cfg, ctx, hub.stop.child_token());
-        let outputs = has_outputs.then(|| Outputs::start(&camera, &camera.stop_token().child_token()));
-        let output_stats = outputs.as_ref().map_or_else(Vec::new, |o| o.stats().to_vec());
-        Arc::new(Member { camera, outputs: Mutex::new(outputs), output_stats })
+        let camera = Camera::spawn(cfg, ctx.clone(), hub.stop.child_token());
+        let sub = sub_cfg.map(|c| Camera::spawn(c, ctx, camera.stop_token().child_token()));
+        let outputs: Vec<Outputs> = roles
+            .into_iter()
+            .filter_map(|role| {
+                let cam = match role {
+                    StreamRole::Main => &camera,
+                    StreamRole::Sub => sub.as_ref()?,
+                };
+                Some(Outputs::start(cam, &name, role, &cam.stop_token().child_token()))
+            })
+            .collect();
+        let output_stats = outputs.iter().flat_map(|o| o.stats().to_vec()).collect();
+        Arc::new(Member { camera, sub, outputs: Mutex::new(outputs), output_stats })
     }
 
-    /// Outputs first (they hold leases on the camera), then the camera.
+    /// Outputs first (they hold leases on the cameras), then the sub camera, then the camera.
     async fn stop(&self) {
-        let outputs = self.outputs.lock().take();
-        if let Some(o) = outputs {
+        let outputs = std::mem::take(&mut *self.outputs.lock());
+        for o in outputs {
             o.stop().await;
+        }
+        if let Some(sub) = &self.sub {
+            sub.stop().await;
         }
         self.camera.stop().await;
     }
@@ -261,6 +281,26 @@ impl Hub {
 
     pub fn get(&self, name: &str) -> Option<Arc<Camera>> {
         self.member(name).map(|m| m.camera.clone())
+    }
+
+    /// A camera's sub-stream camera (`streams.sub`), if it has one.
+    pub fn sub(&self, name: &str) -> Option<Arc<Camera>> {
+        self.member(name).and_then(|m| m.sub.clone())
+    }
+
+    /// The camera that serves `role` of camera `name`: None if there is no such
+    /// camera, or it has no sub-stream.
+    pub fn stream(&self, name: &str, role: StreamRole) -> Option<Arc<Camera>> {
+        let m = self.member(name)?;
+        match role {
+            StreamRole::Main => Some(m.camera.clone()),
+            StreamRole::Sub => m.sub.clone(),
+        }
+    }
+
+    /// Every sub-stream camera, for the metrics (labelled `<name>.sub`).
+    pub fn subs(&self) -> Vec<Arc<Camera>> {
+        self.members.read().values().filter_map(|m| m.sub.clone()).collect()
     }
 
     pub fn list(&self) -> Vec<Arc<Camera>> {

@@ -32,7 +32,7 @@ pub use self::stats::OutputStats;
 use self::worker::{RedisOut, ShmOut, Worker, pacer};
 use crate::camera::Camera;
 use crate::clock::Clock;
-use crate::config::{Mode, OutputConfig};
+use crate::config::{Mode, OutputConfig, StreamRole};
 
 /// Where rings live: `/dev/shm`, or `CAMHUB_SHM_DIR` (tests, or a host without /dev/shm).
 pub fn shm_dir() -> PathBuf {
@@ -51,11 +51,14 @@ pub struct Outputs {
 
 impl Outputs {
     /// Creates the camera's rings (so readers can attach at once) and starts its
-    /// worker and publishers. Call inside the tokio runtime. `stop` is the
-    /// outputs' token in the hub's tree (a child of the camera's).
-    pub fn start(cam: &Arc<Camera>, stop: &CancellationToken) -> Outputs {
+    /// worker and publishers, for the outputs that read `role` (`from:`); `cam`
+    /// is that stream's camera, `name` the camera's name as users know it (rings
+    /// and records are named by it, whichever stream feeds them). Call inside the
+    /// tokio runtime. `stop` is the outputs' token in the hub's tree (a child of the camera's).
+    pub fn start(cam: &Arc<Camera>, name: &str, role: StreamRole, stop: &CancellationToken) -> Outputs {
         let cfg = cam.config();
-        let (name, opts) = (cfg.name.clone(), &cfg.options);
+        let (name, opts) = (name.to_owned(), &cfg.options);
+        let mine = || opts.outputs.iter().filter(|(_, o)| o.stream() == role);
         let dir = shm_dir();
         // Subscribed before anything is spawned: a stop sent at any moment is seen.
         let stop_worker = stop.child_token();
@@ -65,7 +68,7 @@ impl Outputs {
         let mut rediss = Vec::new();
         let mut stats = Vec::new();
         let mut publishers = Vec::new();
-        for (oname, out) in &opts.outputs {
+        for (oname, out) in mine() {
             if let OutputConfig::Shm(o) = out {
                 let mut st = OutputStats::new(oname, "shm");
                 st.path = Some(ring::ring_path(&dir, &name, oname));
@@ -90,7 +93,7 @@ impl Outputs {
                 stats.push(st);
             }
         }
-        for (oname, out) in &opts.outputs {
+        for (oname, out) in mine() {
             if let OutputConfig::Redis(o) = out {
                 let queue = RecordQueue::new(o.buffer as usize);
                 let stream = o.stream.clone().unwrap_or_else(|| format!("camhub:{name}"));
@@ -129,6 +132,7 @@ impl Outputs {
         }
         let worker = Worker {
             cam: cam.clone(),
+            name: name.clone(),
             shms,
             rediss,
             replay: opts.mode == Mode::Replay,

@@ -73,6 +73,8 @@ fn takes(fps: Fps, pacer: &mut Pacer, f: &Frame) -> bool {
 
 pub(super) struct Worker {
     pub(super) cam: Arc<Camera>,
+    /// The camera's name as users know it (a sub-stream's camera is `<name>.sub`).
+    pub(super) name: String,
     pub(super) shms: Vec<ShmOut>,
     pub(super) rediss: Vec<RedisOut>,
     pub(super) replay: bool,
@@ -202,7 +204,7 @@ impl Worker {
 
     /// Hands one decoded frame to every output that takes it.
     fn process(&mut self, f: &Arc<Frame>, conv: &mut Converter) {
-        let Worker { cam, shms, rediss, replay, stop, handle, clock } = self;
+        let Worker { cam, name: cam_name, shms, rediss, replay, stop, handle, clock } = self;
         let replay = *replay;
         let mut thumb: Option<Thumb> = None;
         let mut thumb_of = |f: &Frame| -> Thumb {
@@ -215,7 +217,7 @@ impl Worker {
         };
         let base = |name: &str| {
             Record::default()
-                .field("camera", cam.name())
+                .field("camera", cam_name.as_str())
                 .field("output", name)
                 .field("frame_id", f.frame_id)
                 .field("captured_ns", unix_ns(f.captured))

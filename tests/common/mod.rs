@@ -63,10 +63,19 @@ impl RtspServer {
         Self::spawn(codec, None, 0, &["--tcp-only"])
     }
 
+    /// Serves another Annex B clip of `codec` (say, a smaller one made for the test).
+    pub fn start_clip(codec: &'static str, clip: &Path, auth: Option<(&str, &str)>) -> Self {
+        Self::spawn_clip(codec, clip, auth, 0, &[])
+    }
+
     fn spawn(codec: &'static str, auth: Option<(&str, &str)>, port: u16, extra: &[&str]) -> Self {
         let clip = repo().join(format!("tests/clips/idx-{codec}.{codec}"));
+        Self::spawn_clip(codec, &clip, auth, port, extra)
+    }
+
+    fn spawn_clip(codec: &'static str, clip: &Path, auth: Option<(&str, &str)>, port: u16, extra: &[&str]) -> Self {
         let mut cmd = Command::new("/usr/bin/python3");
-        cmd.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(&clip).args([
+        cmd.arg(repo().join("tests/support/rtsp_server.py")).arg("--clip").arg(clip).args([
             "--codec",
             codec,
             "--fps",
