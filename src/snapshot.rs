@@ -122,8 +122,21 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
             let _refresh = req.cached.then(|| cam.lease(Tier::Decoding));
             return encode(cam, f, quality, req, SnapshotSource::Cache).await;
         }
+        // A decoder stopped since: the picture's pixels were released, but its JPEG
+        // of this quality and size may still be in the JPEG cache.
+        if let Some(info) = cam.latest_info().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
+            let (width, height) = fit_size((info.width, info.height), req.width, req.height);
+            let key = crate::encode::JpegKey { frame_id: info.frame_id, quality, width, height };
+            if let Some(jpeg) = cam.jpegs().made(key) {
+                let _refresh = req.cached.then(|| cam.lease(Tier::Decoding));
+                let (frame_id, captured, captured_mono) = (info.frame_id, info.captured, info.captured_mono);
+                let source = SnapshotSource::Cache;
+                return Ok(Snapshot { jpeg, frame_id, captured, captured_mono, width, height, source });
+            }
+        }
         if req.cached
-            && let Some(f) = cam.latest_frame()
+            && let Some(f) = cam.latest_info()
+            && req.max_age.is_some_and(|m| f.age(now) > m)
         {
             let why = format!("the newest picture is {} ms old, older than max_age_ms", f.age(now).as_millis());
             return Err(SnapshotError::NoPicture(why));

@@ -67,7 +67,7 @@ fn budgets_bound_the_gop_caches_and_count_what_they_drop() {
 fn a_budget_smaller_than_a_frame_keeps_keyframes_and_snapshots_advance() {
     let server = RtspServer::start("h264", None);
     let hub = Hub::start(&format!(
-        "cameras:\n  tiny:\n    url: {}\n    memory_budget: 100KiB\n    decode_linger: 0\n",
+        "cameras:\n  tiny:\n    url: {}\n    memory_budget: 24KiB\n    decode_linger: 0\n",
         server.url()
     ));
     hub.wait_streaming("tiny");

@@ -60,7 +60,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
     let cfg = cam.config();
     let o = &cfg.options;
     let now = cam.clock().now();
-    let frame = cam.latest_frame();
+    let frame = cam.latest_info();
     let c = cam.counters();
     let mem = hub.memory(cam);
     let hw = cam.hwaccel();
@@ -75,8 +75,8 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
         "keep": o.keep,
         "transport": o.transport,
         "transport_fallback": cam.transport_fallback().map(|why| json!({ "transport": "tcp", "reason": why })),
-        "width": frame.as_ref().map(|f| f.width()),
-        "height": frame.as_ref().map(|f| f.height()),
+        "width": frame.as_ref().map(|f| f.width),
+        "height": frame.as_ref().map(|f| f.height),
         "latest_frame": frame.as_ref().map(|f| json!({
             "frame_id": f.frame_id,
             "timestamp": rfc3339_ms(f.captured),
@@ -150,15 +150,15 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
 fn describe_sub(sub: &Camera, url: Option<String>) -> Value {
     let s = sub.status();
     let now = sub.clock().now();
-    let frame = sub.latest_frame();
+    let frame = sub.latest_info();
     json!({
         "url": url,
         "state": s.state,
         "since": rfc3339_ms(s.since),
         "codec": s.codec,
         "tier": tier(s.state, s.decoder_running),
-        "width": frame.as_ref().map(|f| f.width()),
-        "height": frame.as_ref().map(|f| f.height()),
+        "width": frame.as_ref().map(|f| f.width),
+        "height": frame.as_ref().map(|f| f.height),
         "latest_frame": frame.as_ref().map(|f| json!({
             "frame_id": f.frame_id,
             "timestamp": rfc3339_ms(f.captured),

@@ -261,7 +261,7 @@ impl Camera {
     pub fn lease_variant(&self, mut key: VariantKey) -> Result<(Lease, VariantRx), LeaseError> {
         // A size at or above the picture's is the picture's own size (never upscaled):
         // such requests share one variant instead of taking one slot each.
-        let src = self.shared.progress.borrow().frame.as_ref().map(|f| (f.width(), f.height()));
+        let src = self.shared.progress.borrow().last.map(|f| (f.width, f.height));
         if src.is_some_and(|s| crate::encode::fit_size(s, key.width, key.height) == s) {
             (key.width, key.height) = (None, None);
         }
@@ -354,7 +354,14 @@ impl Camera {
     pub fn subscribe_progress(&self) -> watch::Receiver<DecodeProgress> {
         self.shared.progress.subscribe()
     }
-    /// The newest picture decoded so far, however old.
+    /// What the newest picture decoded so far was (kept after a stopped decoder
+    /// released its pixels): id, times and size.
+    pub fn latest_info(&self) -> Option<crate::decode::FrameInfo> {
+        self.shared.progress.borrow().last
+    }
+
+    /// The newest picture decoded so far, however old, while the camera holds it
+    /// (a decoder runs, or stopped less than a moment ago).
     pub fn latest_frame(&self) -> Option<Arc<Frame>> {
         self.shared.progress.borrow().frame.clone()
     }

@@ -57,10 +57,47 @@ pub const QUEUE_UNITS: usize = 64;
 pub struct DecodeProgress {
     /// The newest unit the running decoder has consumed (0: none yet).
     pub processed_seq: u64,
-    /// The newest picture decoded, by any decoder of this camera so far.
+    /// The newest picture decoded, by any decoder of this camera so far, while
+    /// one runs: a stopped decoder's camera releases it (`release_picture`).
     pub frame: Option<Arc<Frame>>,
+    /// What that picture was (kept after its pixels are released): its id,
+    /// times and size.
+    pub last: Option<FrameInfo>,
     /// Why the decoder refused the camera's pictures (larger than `max_pixels`), if it did.
     pub refused: Option<Error>,
+}
+
+/// A decoded picture's facts, without its pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameInfo {
+    pub frame_id: u64,
+    pub captured: std::time::SystemTime,
+    pub captured_mono: std::time::Instant,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl FrameInfo {
+    pub fn of(f: &Frame) -> FrameInfo {
+        FrameInfo {
+            frame_id: f.frame_id,
+            captured: f.captured,
+            captured_mono: f.captured_mono,
+            width: f.width(),
+            height: f.height(),
+        }
+    }
+    pub fn age(&self, now: std::time::Instant) -> std::time::Duration {
+        now.saturating_duration_since(self.captured_mono)
+    }
+}
+
+impl DecodeProgress {
+    /// Lets the newest picture's pixels go (its facts stay): nothing decodes
+    /// now, so nothing should hold a whole picture per camera.
+    pub fn release_picture(&mut self) -> bool {
+        self.frame.take().is_some()
+    }
 }
 
 /// Every decoded picture in order, for a lossless consumer (replay); `None`
@@ -549,8 +586,9 @@ impl Out<'_> {
         self.progress.send_modify(|p| {
             p.processed_seq = p.processed_seq.max(seq);
             if let Some(f) = newest
-                && p.frame.as_ref().is_none_or(|old| old.frame_id < f.frame_id)
+                && (p.frame.is_none() || p.last.is_none_or(|old| old.frame_id < f.frame_id))
             {
+                p.last = Some(FrameInfo::of(&f));
                 p.frame = Some(f);
             }
         });

@@ -199,10 +199,11 @@ impl Governor {
         self.last = Some((now, busy_ns));
         let util = (busy_ns.saturating_sub(busy_then)) as f64 / (dt.as_nanos() as f64 * workers.max(1) as f64);
         self.utilisation = util.min(1.0);
+        // Up fast (overload costs every viewer), down slowly (no oscillation).
         let step = if self.behind > 0 {
-            0.1
+            0.2
         } else if self.utilisation > HIGH {
-            0.05
+            0.1
         } else if self.utilisation < LOW {
             -0.05
         } else {

@@ -89,6 +89,12 @@ impl JpegCache {
         Ok((bytes, hit))
     }
 
+    /// The JPEG made for `key`, if it is still kept.
+    pub fn made(&self, key: JpegKey) -> Option<Bytes> {
+        let e = self.entries.lock();
+        e.iter().find(|(k, _)| *k == key).and_then(|(_, c)| c.get().and_then(|r| r.as_ref().ok()).cloned())
+    }
+
     /// The newest JPEG already made (for `cached=true`), if any.
     pub fn newest(&self) -> Option<(JpegKey, Bytes)> {
         let e = self.entries.lock();

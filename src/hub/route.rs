@@ -82,8 +82,7 @@ impl Pick {
     /// Whether the picked camera's newest picture covers the request (always
     /// true for a sure pick).
     pub fn covered(&self, width: Option<u32>, height: Option<u32>) -> bool {
-        self.main.is_none()
-            || self.camera.latest_frame().is_some_and(|f| covers((f.width(), f.height()), width, height))
+        self.main.is_none() || self.camera.latest_info().is_some_and(|f| covers((f.width, f.height), width, height))
     }
 }
 
@@ -101,7 +100,7 @@ impl Hub {
         let view = match &m.sub {
             None => SubView::None,
             Some(s) if s.status().state.is_failed() => SubView::Failed,
-            Some(s) => SubView::Ready(s.latest_frame().map(|f| (f.width(), f.height()))),
+            Some(s) => SubView::Ready(s.latest_info().map(|f| (f.width, f.height))),
         };
         let main = m.camera.clone();
         Ok(match (route(forced, view, width, height), m.sub.clone()) {

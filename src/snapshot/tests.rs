@@ -207,3 +207,34 @@ async fn keyframe_snapshots_decode_one_unit_per_gop() {
     assert_eq!(cam.leases(crate::camera::demand::Tier::Keyframes), 0, "the lease was the request's");
     cam.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_decoder_releases_its_picture_and_cached_answers_from_the_jpeg_kept() {
+    let clock = Clock::stepped();
+    let units = clip_units("h264");
+    let src = Arc::new(ScriptedSource::default());
+    let feed = src.accept(&clock);
+    let cam = camera(src.clone(), &clock, |o| o.decode_linger = Linger::After(Duration::ZERO));
+    until(&cam, "streaming", |s| s.state == State::Streaming).await;
+    for u in &units[..8] {
+        feed.send(u);
+    }
+    until(&cam, "8 units", |s| s.newest_seq == 8).await;
+    let fresh = take(&cam, &req()).await.expect("a fresh snapshot");
+    assert_eq!(fresh.frame_id, 8);
+    // Nobody wants pictures now: the decoder stops and the picture's pixels go
+    // (a whole decoded picture per idle camera is what kept RSS up after a burst).
+    until(&cam, "the decoder stopped", |s| !s.decoder_running).await;
+    let info = cam.latest_info().expect("what the picture was stays");
+    assert_eq!((info.frame_id, info.width, info.height), (8, 640, 360));
+    assert!(cam.latest_frame().is_none(), "the pixels were released");
+    assert_eq!(cam.memory().frame, 0);
+    // A cached poll still answers at once, from the JPEG made for it.
+    let cached = take(&cam, &SnapshotRequest { cached: true, ..req() }).await.expect("a cached picture");
+    assert_eq!((cached.source, cached.frame_id), (SnapshotSource::Cache, 8));
+    assert_eq!(cached.jpeg, fresh.jpeg, "the very JPEG, not a new encode");
+    // Another size was never made: a fresh picture, decoded again from the GOP cache.
+    let small = take(&cam, &SnapshotRequest { cached: true, width: Some(320), ..req() }).await.expect("a picture");
+    assert_eq!((small.source, small.frame_id, small.width), (SnapshotSource::Gop, 8, 320));
+    cam.stop().await;
+}

@@ -134,7 +134,13 @@ impl Actor {
                                 events.push_back(Event::DecoderLost(Some(e)));
                             }
                         }
-                        Action::StopDecoder => self.stop_decoder(),
+                        Action::StopDecoder => {
+                            self.stop_decoder();
+                            // Nobody wants pictures: the newest one's pixels go too
+                            // (its JPEGs and its facts stay), so an idle camera holds
+                            // no decoded picture.
+                            self.shared.progress.send_if_modified(|p| p.release_picture());
+                        }
                         Action::StartVariant(k) => self.start_variant(k),
                         Action::StopVariant(k) => self.stop_variant(k),
                     }

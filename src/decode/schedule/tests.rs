@@ -82,15 +82,15 @@ fn the_governor_sheds_more_when_busy_or_behind_and_less_when_there_is_room() {
         g.update(t0 + i * GOVERNOR_TICK, busy, 2);
     }
     assert!((g.utilisation() - 1.0).abs() < 1e-9);
-    assert!((g.shed() - 0.2).abs() < 1e-9, "0.05 per busy second: {}", g.shed());
+    assert!((g.shed() - 0.4).abs() < 1e-9, "0.1 per busy second: {}", g.shed());
     // Updates within a tick change nothing.
     g.update(t0 + 4 * GOVERNOR_TICK + 10 * MS, busy + s, 2);
-    assert!((g.shed() - 0.2).abs() < 1e-9);
+    assert!((g.shed() - 0.4).abs() < 1e-9);
     // A decoder fell behind: a bigger step, whatever the utilisation.
     g.fell_behind();
     busy += s;
     g.update(t0 + 5 * GOVERNOR_TICK, busy, 2);
-    assert!((g.shed() - 0.3).abs() < 1e-9, "{}", g.shed());
+    assert!((g.shed() - 0.6).abs() < 1e-9, "{}", g.shed());
     // Room again (half busy): the shed share comes down, to 0 and no further.
     for i in 6..=20 {
         busy += s;
