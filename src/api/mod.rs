@@ -51,7 +51,7 @@ const WHEP: &str = "/api/cameras/{name}/whep";
 const WHEP_SESSION: &str = "/api/cameras/{name}/whep/{session}";
 
 /// Query parameters each picture route takes (and documents: `query::SnapshotParams`).
-pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached", "keyframe"];
+pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached", "fresh", "keyframe"];
 pub const STREAM_PARAMS: &[&str] = &["quality", "width", "height", "fps"];
 
 /// The dashboard: one page, no build step, served from the binary.

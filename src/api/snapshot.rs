@@ -72,12 +72,13 @@ pub async fn get(
     let started = cam.clock().now();
     let q =
         query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
+    let default = cam.config().options.snapshot_default.unwrap_or_else(|| hub.server().snapshot_default);
     let req = SnapshotRequest {
         quality: q.quality,
         width: q.width,
         height: q.height,
         max_age: q.max_age,
-        cached: q.cached,
+        cached: q.cached(default),
         keyframe: q.keyframe,
     };
     let shot = snapshot::take(&cam, &req).await.map_err(|e| error(&e, &name))?;
