@@ -40,7 +40,8 @@ impl Member {
         let has_outputs = !cfg.options.outputs.is_empty();
         let ctx = Context { clock: hub.clock.clone(), metrics: hub.metrics.clone(), scheduler: hub.scheduler.clone() };
         let camera = Camera::spawn(cfg, ctx, hub.stop.child_token());
-        let outputs = has_outputs.then(|| Outputs::start(&camera, &camera.stop_token().child_token()));
+        let outputs =
+            has_outputs.then(|| Outputs::start(&camera, &camera.stop_token().child_token(), hub.metrics.redis_flush()));
         let output_stats = outputs.as_ref().map_or_else(Vec::new, |o| o.stats().to_vec());
         Arc::new(Member { camera, outputs: Mutex::new(outputs), output_stats })
     }

@@ -33,6 +33,7 @@ use self::worker::{RedisOut, ShmOut, Worker, pacer};
 use crate::camera::Camera;
 use crate::clock::Clock;
 use crate::config::{Mode, OutputConfig};
+use crate::telemetry::metrics::Latency;
 
 /// Where rings live: `/dev/shm`, or `CAMHUB_SHM_DIR` (tests, or a host without /dev/shm).
 pub fn shm_dir() -> PathBuf {
@@ -52,8 +53,9 @@ pub struct Outputs {
 impl Outputs {
     /// Creates the camera's rings (so readers can attach at once) and starts its
     /// worker and publishers. Call inside the tokio runtime. `stop` is the
-    /// outputs' token in the hub's tree (a child of the camera's).
-    pub fn start(cam: &Arc<Camera>, stop: &CancellationToken) -> Outputs {
+    /// outputs' token in the hub's tree (a child of the camera's); `flush` is the
+    /// hub's histogram of Redis batch write times.
+    pub fn start(cam: &Arc<Camera>, stop: &CancellationToken, flush: Latency) -> Outputs {
         let cfg = cam.config();
         let (name, opts) = (cfg.name.clone(), &cfg.options);
         let dir = shm_dir();
@@ -108,6 +110,7 @@ impl Outputs {
                     maxlen: o.maxlen,
                     secrets: cfg.secrets().iter().map(|s| s.to_string()).collect(),
                     label: format!("{name}/{oname}"),
+                    flush: flush.clone(),
                 };
                 publishers.push(tokio::spawn(redis::run(
                     queue.clone(),

@@ -5,6 +5,7 @@ mode, the similarity skip and keyframe-only decoding.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -222,4 +223,46 @@ def test_keyframes_only_decodes_one_picture_per_gop(rtsp, hub):
     assert units > 50 and decoded <= 3, f"{decoded} frames decoded of {units}: keyframes only"
     assert h.camera(name)["leases"]["keyframes"] == 1
     ring.close()
+    h.stop()
+
+
+def metric(text, name):
+    """The value of one sample line `name value` on a /metrics page (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_slow_redis_flushes_are_counted_logged_and_in_a_histogram(rds, hub):
+    name = camera_name("slow")
+    cfg = (f"cameras:\n  {name}:\n    url: {CLIP}\n    outputs:\n"
+           f"      ev:\n        redis: {{url: \"{rds.url}\", stream: s}}\n")
+    h = hub(cfg)
+    wait_for("records flowing", lambda: rds.client.xlen("s") >= 10, 30, h.log)
+    page = urllib.request.urlopen(f"{h.base}/metrics", timeout=10).read().decode()
+    hist = "camhub_redis_flush_duration_seconds"
+    assert f"# TYPE {hist} histogram" in page, page
+    assert metric(page, f"{hist}_count") >= 1, "every batch is observed"
+    slow = f'camhub_redis_slow_flushes_total{{camera="{name}",output="ev"}}'
+    assert metric(page, slow) == 0, "a local Redis is fast"
+
+    # Redis freezes (the process is stopped) for 300 ms, twice: the batches in flight wait for it.
+    for _ in range(2):
+        os.kill(rds.p.pid, signal.SIGSTOP)
+        time.sleep(0.3)
+        os.kill(rds.p.pid, signal.SIGCONT)
+        time.sleep(0.5)
+    wait_for("slow flushes counted", lambda: output(h.camera(name), "ev")["redis"]["slow_flushes"] >= 2, 10,
+             lambda: str(h.camera(name)))
+    page = urllib.request.urlopen(f"{h.base}/metrics", timeout=10).read().decode()
+    assert metric(page, slow) >= 2, page
+    fast = metric(page, f'{hist}_bucket{{le="0.05"}}')
+    assert metric(page, f'{hist}_bucket{{le="+Inf"}}') - fast >= 2, "the slow ones are above 50 ms in the histogram"
+    assert metric(page, f'{hist}_bucket{{le="0.1"}}') <= metric(page, f'{hist}_bucket{{le="+Inf"}}') - 2
+    # Logged once: the second within 10 s is only counted.
+    logged = [line for line in h.lines if "slow redis" in line]
+    assert len(logged) == 1, h.log()
+    assert f"{name}/ev" in logged[0] and "over 50 ms" in logged[0], logged[0]
+    assert output(h.camera(name), "ev")["redis"]["dropped"] == 0, "nothing lost"
     h.stop()
