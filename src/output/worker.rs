@@ -119,7 +119,9 @@ impl Worker {
     pub(super) fn run_live(mut self) {
         let mut conv = Converter::default();
         let mut progress = self.cam.subscribe_progress();
-        let mut last_id = 0u64;
+        // The picture processed last: pictures come in display order, and with
+        // B-frames a newer picture's id may be lower, so "new" is "not the same".
+        let mut last: Option<Arc<Frame>> = None;
         let mut next_check = self.clock.now();
         while !self.stopped() {
             let now = self.clock.now();
@@ -128,9 +130,9 @@ impl Worker {
                 next_check = now + PRESENCE_EVERY;
             }
             let frame = progress.borrow_and_update().frame.clone();
-            if let Some(f) = frame.filter(|f| f.frame_id > last_id) {
-                last_id = f.frame_id;
+            if let Some(f) = frame.filter(|f| last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, f))) {
                 self.process(&f, &mut conv);
+                last = Some(f);
             }
             let wait = next_check.saturating_duration_since(self.clock.now());
             let gone = self.handle.block_on(async {
