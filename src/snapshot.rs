@@ -122,15 +122,15 @@ pub async fn take(cam: &Camera, req: &SnapshotRequest) -> Result<Snapshot, Snaps
             let _refresh = req.cached.then(|| cam.lease(Tier::Decoding));
             return encode(cam, f, quality, req, SnapshotSource::Cache).await;
         }
-        // A decoder stopped since: the picture's pixels were released, but its JPEG
-        // of this quality and size may still be in the JPEG cache.
-        if let Some(info) = cam.latest_info().filter(|f| req.max_age.is_none_or(|m| f.age(now) <= m)) {
+        // A decoder stopped since: the picture's pixels were released, but the
+        // newest JPEG made at this quality and size may still be kept.
+        if let Some(info) = cam.latest_info() {
             let (width, height) = fit_size((info.width, info.height), req.width, req.height);
-            let key = crate::encode::JpegKey { frame_id: info.frame_id, quality, width, height };
-            if let Some(jpeg) = cam.jpegs().made(key) {
+            if let Some((key, (captured, captured_mono), jpeg)) = cam.jpegs().newest_made(quality, (width, height))
+                && req.max_age.is_none_or(|m| now.saturating_duration_since(captured_mono) <= m)
+            {
                 let _refresh = req.cached.then(|| cam.lease(Tier::Decoding));
-                let (frame_id, captured, captured_mono) = (info.frame_id, info.captured, info.captured_mono);
-                let source = SnapshotSource::Cache;
+                let (frame_id, source) = (key.frame_id, SnapshotSource::Cache);
                 return Ok(Snapshot { jpeg, frame_id, captured, captured_mono, width, height, source });
             }
         }

@@ -202,3 +202,29 @@ fn a_live_camera_has_the_documented_keys() {
         }
     }
 }
+
+/// The headers a snapshot answer is documented with are the ones it sends, and the
+/// `X-Snapshot-*` names (other snapshot caches' names) say what `X-Frame-*` say.
+#[test]
+fn a_live_snapshot_sends_the_documented_headers() {
+    let doc = doc();
+    let op = &doc["paths"]["/api/cameras/{name}/snapshot.jpg"]["get"];
+    let documented: BTreeSet<String> =
+        keys(&op["responses"]["200"]["headers"]).into_iter().map(|h| h.to_ascii_lowercase()).collect();
+    for h in ["x-snapshot-age-ms", "x-snapshot-timestamp", "x-snapshot-cached"] {
+        assert!(documented.contains(h), "{h} is documented: {documented:?}");
+    }
+    let hub = Hub::start_demo();
+    for (q, cached) in [("", "false"), ("?cached=true", "true")] {
+        let r = hub.get(&format!("/api/cameras/demo/snapshot.jpg{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.text());
+        let sent: BTreeSet<String> =
+            r.headers.iter().map(|(k, _)| k.to_ascii_lowercase()).filter(|k| k.starts_with("x-")).collect();
+        assert_eq!(sent, documented, "{q}: the X- headers sent and documented");
+        assert_eq!(r.header("x-snapshot-cached"), Some(cached), "{q}");
+        assert_eq!(r.header("x-snapshot-source") == Some("cache"), cached == "true", "{q}");
+        assert_eq!(r.header("x-snapshot-age-ms"), r.header("x-frame-age-ms"), "{q}");
+        assert_eq!(r.header("x-snapshot-timestamp"), r.header("x-frame-timestamp"), "{q}");
+        assert!(r.header("x-snapshot-timestamp").unwrap().ends_with('Z'), "{q}");
+    }
+}

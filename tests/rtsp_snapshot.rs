@@ -19,13 +19,20 @@ fn config(server: &RtspServer) -> String {
 /// Takes a snapshot and checks it shows the newest frame: at most one frame
 /// behind what the server had sent when the request went out.
 fn fresh_snapshot(hub: &Hub, server: &RtspServer, camera: &str, expect_source: &str) -> (Response, i64) {
+    let (r, shown) = fresh_snapshot_q(hub, server, camera, "");
+    assert_eq!(r.header("x-snapshot-source"), Some(expect_source));
+    (r, shown)
+}
+
+/// As `fresh_snapshot`, with a query (`?...`), whatever its source.
+fn fresh_snapshot_q(hub: &Hub, server: &RtspServer, camera: &str, q: &str) -> (Response, i64) {
     let before = server.sent();
-    let r = hub.get(&format!("/api/cameras/{camera}/snapshot.jpg"));
+    let r = hub.get(&format!("/api/cameras/{camera}/snapshot.jpg{q}"));
     let after = server.sent();
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("image/jpeg"));
     assert_eq!(r.header("cache-control"), Some("no-store"));
-    assert_eq!(r.header("x-snapshot-source"), Some(expect_source));
+    assert_ne!(r.header("x-snapshot-source"), Some("cache"), "a fresh picture");
     assert!(r.header("x-frame-timestamp").unwrap().ends_with('Z'));
     let pic = Picture::decode(&r.body);
     assert_eq!((pic.width, pic.height), (640, 360));
@@ -141,4 +148,59 @@ fn polling_cached_snapshots_shows_advancing_pictures() {
     assert!(ids.windows(2).all(|w| w[1] >= w[0]), "ids never go back: {ids:?}");
     let distinct = ids.windows(2).filter(|w| w[1] > w[0]).count();
     assert!(distinct >= 5, "the polled picture advances (the clip runs at 6 fps): {ids:?}");
+}
+
+/// `snapshot_default: cached` (server-wide, and per camera over it): a request that
+/// names neither `cached` nor `fresh` answers from the newest picture at once (a
+/// fresh one when none is made yet) and keeps a cheap refresh going, so the polled
+/// picture advances; `fresh=true` asks for a fresh one; a camera that says `fresh`
+/// keeps the fresh default.
+#[test]
+fn snapshot_default_cached_answers_from_the_newest_picture_and_fresh_true_overrides_it() {
+    let server = RtspServer::start("h264", None);
+    let hub = Hub::start(&format!(
+        "server:\n  snapshot_default: cached\ncameras:\n  c:\n    url: {url}\n    decode_linger: 3\n  f:\n    url: {url}\n    snapshot_default: fresh\n",
+        url = server.url()
+    ));
+    hub.wait_streaming("c");
+    hub.wait_streaming("f");
+    std::thread::sleep(Duration::from_secs(1));
+    let get = |cam: &str, q: &str| {
+        let r = hub.get(&format!("/api/cameras/{cam}/snapshot.jpg{q}"));
+        assert_eq!(r.status, 200, "{cam}{q}: {}", r.text());
+        let cached = r.header("x-snapshot-cached").unwrap().to_owned();
+        assert_eq!(cached == "true", r.header("x-snapshot-source") == Some("cache"), "{cam}{q}");
+        r
+    };
+
+    // Nothing decoded yet: the first one is made fresh, then they come from the cache.
+    let first = get("c", "");
+    assert_eq!(first.header("x-snapshot-cached"), Some("false"));
+    assert_eq!(first.header("x-snapshot-source"), Some("gop"));
+    let mut ids = vec![first.frame_id()];
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(400));
+        let r = get("c", "");
+        assert_eq!(r.header("x-snapshot-cached"), Some("true"), "cached by default");
+        check_pixels("h264", &r, Picture::decode(&r.body).barcode());
+        ids.push(r.frame_id());
+    }
+    assert!(ids.windows(2).all(|w| w[1] >= w[0]), "ids never go back: {ids:?}");
+    assert!(ids.windows(2).filter(|w| w[1] > w[0]).count() >= 4, "a cheap refresh keeps it current: {ids:?}");
+
+    // fresh=true: the newest frame received, decoded for this answer.
+    let (r, _) = fresh_snapshot_q(&hub, &server, "c", "?fresh=true");
+    assert_eq!(r.header("x-snapshot-cached"), Some("false"));
+    assert_eq!(r.header("x-snapshot-source"), Some("warm"), "the refresh keeps the decoder running");
+    // cached=false says the same; fresh=true with cached=true is a contradiction.
+    assert_eq!(get("c", "?cached=false").header("x-snapshot-cached"), Some("false"));
+    assert_eq!(hub.get("/api/cameras/c/snapshot.jpg?fresh=true&cached=true").status, 400);
+
+    // The camera that says fresh: every plain request is fresh.
+    for _ in 0..3 {
+        let (r, _) = fresh_snapshot_q(&hub, &server, "f", "");
+        assert_eq!(r.header("x-snapshot-cached"), Some("false"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(get("f", "?cached=true").header("x-snapshot-cached"), Some("true"));
 }

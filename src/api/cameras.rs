@@ -213,6 +213,7 @@ fn describe_output(o: &OutputStats) -> serde_json::Value {
             "queued": q.len(),
             "sent": q.sent.load(Ordering::Relaxed),
             "dropped": q.dropped.load(Ordering::Relaxed),
+            "slow_flushes": q.slow_flushes.load(Ordering::Relaxed),
             "error": q.last_error.lock().clone(),
         });
     }

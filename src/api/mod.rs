@@ -51,7 +51,8 @@ const WHEP: &str = "/api/cameras/{name}/whep";
 const WHEP_SESSION: &str = "/api/cameras/{name}/whep/{session}";
 
 /// Query parameters each picture route takes (and documents: `query::SnapshotParams`).
-pub const SNAPSHOT_PARAMS: &[&str] = &["quality", "width", "height", "max_age_ms", "cached", "keyframe", "stream"];
+pub const SNAPSHOT_PARAMS: &[&str] =
+    &["quality", "width", "height", "max_age_ms", "cached", "fresh", "keyframe", "stream"];
 pub const STREAM_PARAMS: &[&str] = &["quality", "width", "height", "fps", "stream"];
 
 /// The dashboard: one page, no build step, served from the binary.

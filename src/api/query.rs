@@ -5,6 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use utoipa::IntoParams;
+
+use crate::config::SnapshotDefault;
 use utoipa::openapi::path::{Parameter, ParameterIn};
 
 use crate::config::StreamRole;
@@ -18,11 +20,28 @@ pub struct PictureQuery {
     pub width: Option<u32>,
     pub height: Option<u32>,
     pub max_age: Option<Duration>,
-    pub cached: bool,
+    /// `cached=...` as asked; none: the camera's `snapshot_default` decides.
+    pub cached: Option<bool>,
+    /// `fresh=...` as asked: `true` is a fresh picture whatever the default.
+    pub fresh: Option<bool>,
     pub keyframe: bool,
     pub fps: Option<f64>,
     /// `stream=main|sub`: the stream that must serve, whatever the size.
     pub stream: Option<StreamRole>,
+}
+
+impl PictureQuery {
+    /// Whether this request gets the newest picture already made (`cached`
+    /// semantics): as it asked, or, when it names none of `cached`, `fresh`,
+    /// `max_age_ms` and `keyframe`, as the camera's `snapshot_default` says.
+    pub fn cached(&self, default: SnapshotDefault) -> bool {
+        match (self.cached, self.fresh) {
+            _ if self.keyframe => false,
+            (Some(c), _) => c,
+            (None, Some(f)) => !f,
+            (None, None) => self.max_age.is_none() && default == SnapshotDefault::Cached,
+        }
+    }
 }
 
 /// Parses `q`, accepting only the parameters named in `allowed`.
@@ -48,7 +67,8 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
             "width" => out.width = Some(num(1, MAX_SIDE)? as u32),
             "height" => out.height = Some(num(1, MAX_SIDE)? as u32),
             "max_age_ms" => out.max_age = Some(Duration::from_millis(num(0, 86_400_000)?)),
-            "cached" => out.cached = flag()?,
+            "cached" => out.cached = Some(flag()?),
+            "fresh" => out.fresh = Some(flag()?),
             "keyframe" => out.keyframe = flag()?,
             "fps" => {
                 let f: f64 = v
@@ -68,8 +88,14 @@ pub fn parse(q: &HashMap<String, String>, allowed: &[&str]) -> Result<PictureQue
             _ => unreachable!("allowed lists only known parameters"),
         }
     }
-    if out.keyframe && (out.cached || out.max_age.is_some()) {
+    if out.keyframe && (out.cached == Some(true) || out.max_age.is_some()) {
         return Err("keyframe=true takes no cached or max_age_ms: it answers the current GOP's picture".into());
+    }
+    if out.fresh == Some(true) && (out.cached == Some(true) || out.max_age.is_some() || out.keyframe) {
+        return Err("fresh=true takes no cached, max_age_ms or keyframe: it asks for a fresh picture".into());
+    }
+    if out.fresh == Some(false) && out.cached == Some(false) {
+        return Err("fresh=false and cached=false contradict each other".into());
     }
     Ok(out)
 }
@@ -92,8 +118,13 @@ struct PictureParams {
     /// Accept an existing picture up to this old.
     #[param(minimum = 0, maximum = 86400000)]
     max_age_ms: Option<u64>,
-    /// Never wait: the newest picture already made, or 503.
+    /// Never wait: the newest picture already made (a fresh one if none yet), kept
+    /// current by a cheap refresh; 503 if older than max_age_ms. Default: the
+    /// camera's snapshot_default.
     cached: Option<bool>,
+    /// A fresh picture, whatever the camera's snapshot_default (cached=false).
+    /// Not with cached, max_age_ms or keyframe.
+    fresh: Option<bool>,
     /// The cheap picture: the current GOP's keyframe (decoded alone, one unit), or a
     /// newer picture already decoded; keeps keyframe-only decoding for decode_linger.
     /// Not with cached or max_age_ms.
@@ -125,5 +156,43 @@ pub struct StreamParams;
 impl IntoParams for StreamParams {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         picture_params(super::STREAM_PARAMS)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cached(q: &str, default: SnapshotDefault) -> Result<bool, String> {
+        let q: HashMap<String, String> = q
+            .split('&')
+            .filter(|s| !s.is_empty())
+            .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        parse(&q, crate::api::SNAPSHOT_PARAMS).map(|p| p.cached(default))
+    }
+
+    #[test]
+    fn the_snapshot_default_applies_to_requests_that_do_not_say() {
+        use SnapshotDefault::{Cached, Fresh};
+        for (q, fresh_default, cached_default) in [
+            ("", false, true),
+            ("width=320&quality=50", false, true),
+            ("cached=true", true, true),
+            ("cached=false", false, false),
+            ("fresh=true", false, false),
+            ("fresh=false", true, true),
+            ("max_age_ms=500", false, false),
+            ("max_age_ms=500&cached=true", true, true),
+            ("keyframe=true", false, false),
+        ] {
+            assert_eq!(cached(q, Fresh), Ok(fresh_default), "{q:?} on a fresh camera");
+            assert_eq!(cached(q, Cached), Ok(cached_default), "{q:?} on a cached camera");
+        }
+        for q in ["fresh=true&cached=true", "fresh=true&max_age_ms=5", "fresh=true&keyframe=true", "fresh=no&cached=no"]
+        {
+            assert!(cached(q, Cached).is_err(), "{q:?}");
+        }
     }
 }

@@ -43,6 +43,19 @@ use crate::snapshot::{self, SnapshotError, SnapshotRequest};
                     "X-Snapshot-Stream" = inline(super::openapi::StreamName),
                     description = "The camera stream that served it: main, or sub (streams.sub)."
                 ),
+                (
+                    "X-Snapshot-Age-Ms" = u64,
+                    description = "X-Frame-Age-Ms under the name other snapshot caches use."
+                ),
+                (
+                    "X-Snapshot-Timestamp" = inline(super::openapi::Timestamp),
+                    description = "X-Frame-Timestamp under the name other snapshot caches use."
+                ),
+                (
+                    "X-Snapshot-Cached" = bool,
+                    description = "true when the picture already existed (X-Snapshot-Source cache): nothing new \
+                                   was decoded for this answer."
+                ),
             ),
         ),
         (status = 400, description = "Bad query, or stream=sub on a camera without one.", body = super::ErrorBody),
@@ -65,12 +78,13 @@ pub async fn get(
     let q =
         query::parse(&q, super::SNAPSHOT_PARAMS).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e, Some(&name)))?;
     let pick = hub.pick(&name, q.stream, q.width, q.height).map_err(|e| ApiError::route(&e, &name))?;
+    let default = cam.config().options.snapshot_default.unwrap_or_else(|| hub.server().snapshot_default);
     let req = SnapshotRequest {
         quality: q.quality,
         width: q.width,
         height: q.height,
         max_age: q.max_age,
-        cached: q.cached,
+        cached: q.cached(default),
         keyframe: q.keyframe,
     };
     let (mut cam, mut role) = (pick.camera.clone(), pick.role);
@@ -90,12 +104,19 @@ pub async fn get(
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert("x-frame-id", HeaderValue::from(shot.frame_id));
+    // The X-Snapshot-* names say the same as X-Frame-* for dashboards written
+    // against other snapshot caches, so they read camhub unchanged.
     if let Ok(v) = HeaderValue::from_str(&rfc3339_ms(shot.captured)) {
-        h.insert("x-frame-timestamp", v);
+        h.insert("x-frame-timestamp", v.clone());
+        h.insert("x-snapshot-timestamp", v);
     }
-    h.insert("x-frame-age-ms", HeaderValue::from(age.as_millis() as u64));
+    let age_ms = age.as_millis() as u64;
+    h.insert("x-frame-age-ms", HeaderValue::from(age_ms));
+    h.insert("x-snapshot-age-ms", HeaderValue::from(age_ms));
     h.insert("x-snapshot-source", HeaderValue::from_static(shot.source.as_str()));
     h.insert("x-snapshot-stream", HeaderValue::from_static(role.as_str()));
+    let cached = shot.source == snapshot::SnapshotSource::Cache;
+    h.insert("x-snapshot-cached", HeaderValue::from_static(if cached { "true" } else { "false" }));
     Ok((h, shot.jpeg).into_response())
 }
 

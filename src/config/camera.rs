@@ -8,7 +8,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::env::{EnvError, interpolate};
-use super::{ByteSize, DecoderOptions, Keep, Linger, Mode, OutputConfig, Seconds, Transport, outputs};
+use super::{ByteSize, DecoderOptions, Keep, Linger, Mode, OutputConfig, Seconds, SnapshotDefault, Transport, outputs};
 use crate::secret::{Secret, query_secrets, redact_query, redact_url};
 
 /// The long form of a camera. Every field but `url` (or `streams.main`) has a default.
@@ -56,6 +56,11 @@ pub struct CameraOptions {
     /// A snapshot that has no picture within this long answers 504 (default 10 s).
     #[serde(default = "defaults::snapshot_timeout")]
     pub snapshot_timeout: Seconds,
+    /// What a snapshot request without `cached`, `fresh`, `max_age_ms` or `keyframe`
+    /// gets: `fresh` or `cached` (the newest picture at once, kept current by a cheap
+    /// refresh). Default: `server.snapshot_default` (itself `fresh` by default).
+    #[serde(default)]
+    pub snapshot_default: Option<SnapshotDefault>,
     /// Default JPEG quality, 1-100 (default 80).
     #[serde(default = "defaults::jpeg_quality")]
     #[schema(minimum = 1, maximum = 100)]
@@ -187,6 +192,7 @@ impl CameraOptions {
             connect_timeout: defaults::connect_timeout(),
             stall_timeout: defaults::stall_timeout(),
             snapshot_timeout: defaults::snapshot_timeout(),
+            snapshot_default: None,
             jpeg_quality: defaults::jpeg_quality(),
             variant_linger: defaults::decode_linger(),
             poll_interval: defaults::poll_interval(),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{ByteSize, PortRange, Seconds};
+use super::{ByteSize, PortRange, Seconds, SnapshotDefault};
 use crate::secret::Secret;
 
 /// `server:` section.
@@ -36,6 +36,9 @@ pub struct ServerConfig {
     pub header_timeout: Seconds,
     /// The decode scheduler.
     pub decode: DecodeConfig,
+    /// What a snapshot request without `cached`, `fresh`, `max_age_ms` or `keyframe`
+    /// gets, for cameras that do not say (default `fresh`).
+    pub snapshot_default: SnapshotDefault,
 }
 
 /// `server.decode`: the hub's budget of decode workers.
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             max_connections: 1024,
             header_timeout: Seconds::from_secs(10),
             decode: DecodeConfig::default(),
+            snapshot_default: SnapshotDefault::default(),
         }
     }
 }

@@ -300,3 +300,19 @@ fn streams_interpolate_from_the_environment() {
             .unwrap_err();
     assert!(e.0.starts_with("cams.yaml:5:") && e.0.contains("CAMHUB_NOT_SET_S"), "{e}");
 }
+
+#[test]
+fn snapshot_default_is_fresh_server_wide_and_per_camera() {
+    let c = parse("cameras:\n  a: rtsp://x/y\n").unwrap();
+    assert_eq!(c.server.snapshot_default, SnapshotDefault::Fresh);
+    assert_eq!(c.cameras[0].options.snapshot_default, None, "a camera that does not say takes the server's");
+    let c = parse(
+        "server:\n  snapshot_default: cached\ncameras:\n  a: rtsp://x/y\n  b:\n    url: rtsp://x/y\n    snapshot_default: fresh\n",
+    )
+    .unwrap();
+    assert_eq!(c.server.snapshot_default, SnapshotDefault::Cached);
+    let d = |n: &str| c.cameras.iter().find(|c| c.name == n).unwrap().options.snapshot_default;
+    assert_eq!((d("a"), d("b")), (None, Some(SnapshotDefault::Fresh)));
+    let e = parse("cameras:\n  b:\n    url: rtsp://x/y\n    snapshot_default: stale\n").unwrap_err();
+    assert!(e.0.starts_with("cams.yaml:4:") && e.0.contains("stale"), "{e}");
+}

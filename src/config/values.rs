@@ -104,6 +104,19 @@ pub struct DecoderOptions {
     pub hwaccel: Hwaccel,
 }
 
+/// What a snapshot request that names none of `cached`, `fresh`, `max_age_ms` or
+/// `keyframe` gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotDefault {
+    /// A fresh picture: the newest frame received, decoded now if need be.
+    #[default]
+    Fresh,
+    /// The newest picture already made, at once, while each request keeps a cheap
+    /// refresh going (the decoder runs for `decode_linger`): `cached=true`.
+    Cached,
+}
+
 /// The floor of what a camera keeps running with nobody asking.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

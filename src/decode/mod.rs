@@ -150,7 +150,8 @@ impl Decoder {
             .name(format!("decode-{camera}"))
             .spawn(move || {
                 let _g = span.enter();
-                run(ctx, rx, &thread_room, Out { progress: &out, sink, counters: &counters }, &sched);
+                let out = Out { progress: &out, sink, counters: &counters, last: None };
+                run(ctx, rx, &thread_room, out, &sched);
                 // The decoder and its picture pools are freed: give the memory back.
                 crate::ffi::trim_heap_soon();
             })
@@ -319,14 +320,14 @@ fn open_with_hw(
 struct Pending(VecDeque<Arc<EncodedUnit>>);
 
 impl Pending {
+    /// The unit a picture was decoded from, by its pts (the unit's seq). Pictures
+    /// come out in display order, which B-frames make differ from decode order:
+    /// the unit is looked up, not taken from the front, or a reordered picture
+    /// would be given its neighbour's id (and the last one none at all).
     fn take(&mut self, seq: Option<i64>) -> Option<Arc<EncodedUnit>> {
-        let seq = seq.map(|s| s as u64);
-        while let Some(u) = self.0.pop_front() {
-            if seq.is_none_or(|s| u.seq >= s) {
-                return Some(u);
-            }
-        }
-        None
+        let Some(seq) = seq else { return self.0.pop_front() };
+        let i = self.0.iter().position(|u| u.seq == seq as u64)?;
+        self.0.remove(i)
     }
 }
 
@@ -570,6 +571,8 @@ struct Out<'a> {
     /// Every picture, in order, for a lossless consumer; dropped if it goes away.
     sink: Option<FrameSink>,
     counters: &'a Counters,
+    /// The id of the picture this decoder published last.
+    last: Option<u64>,
 }
 
 impl Out<'_> {
@@ -581,13 +584,18 @@ impl Out<'_> {
         }
     }
 
-    /// Publishes progress up to `seq` with the newest picture, if any.
-    fn publish(&self, seq: u64, newest: Option<Arc<Frame>>) {
+    /// Publishes progress up to `seq` with the newest picture, if any: newer than
+    /// the one there if another decoder put it there, or this decoder's next picture
+    /// (in display order, so with B-frames its id may be lower than the last one's).
+    fn publish(&mut self, seq: u64, newest: Option<Arc<Frame>>) {
+        let last = self.last;
         self.progress.send_modify(|p| {
             p.processed_seq = p.processed_seq.max(seq);
             if let Some(f) = newest
-                && (p.frame.is_none() || p.last.is_none_or(|old| old.frame_id < f.frame_id))
+                && (p.frame.is_none()
+                    || p.last.is_none_or(|old| old.frame_id < f.frame_id || Some(old.frame_id) == last))
             {
+                self.last = Some(f.frame_id);
                 p.last = Some(FrameInfo::of(&f));
                 p.frame = Some(f);
             }

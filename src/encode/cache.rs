@@ -26,8 +26,12 @@ pub struct JpegKey {
 
 type Cell = Arc<OnceCell<Result<Bytes>>>;
 
+/// When a JPEG's frame was captured (wall clock, monotonic).
+pub type Captured = (std::time::SystemTime, std::time::Instant);
+
 pub struct JpegCache {
-    entries: Mutex<VecDeque<(JpegKey, Cell)>>,
+    /// Each JPEG with its key and when its frame was captured.
+    entries: Mutex<VecDeque<(JpegKey, Captured, Cell)>>,
     capacity: usize,
     clock: Clock,
     /// Time to make one JPEG, scaling included.
@@ -51,11 +55,11 @@ impl JpegCache {
         let key = JpegKey { frame_id: frame.frame_id, quality, width: size.0, height: size.1 };
         let cell = {
             let mut e = self.entries.lock();
-            match e.iter().find(|(k, _)| *k == key) {
-                Some((_, c)) => c.clone(),
+            match e.iter().find(|(k, _, _)| *k == key) {
+                Some((_, _, c)) => c.clone(),
                 None => {
                     let c: Cell = Arc::default();
-                    e.push_back((key, c.clone()));
+                    e.push_back((key, (frame.captured, frame.captured_mono), c.clone()));
                     while e.len() > self.capacity {
                         e.pop_front();
                     }
@@ -89,22 +93,26 @@ impl JpegCache {
         Ok((bytes, hit))
     }
 
-    /// The JPEG made for `key`, if it is still kept.
-    pub fn made(&self, key: JpegKey) -> Option<Bytes> {
+    /// The newest JPEG made at `quality` and `size` (of any frame), with its key
+    /// and capture times, if one is still kept.
+    pub fn newest_made(&self, quality: u8, size: (u32, u32)) -> Option<(JpegKey, Captured, Bytes)> {
         let e = self.entries.lock();
-        e.iter().find(|(k, _)| *k == key).and_then(|(_, c)| c.get().and_then(|r| r.as_ref().ok()).cloned())
+        e.iter()
+            .filter(|(k, _, _)| k.quality == quality && (k.width, k.height) == size)
+            .filter_map(|(k, t, c)| c.get().and_then(|r| r.as_ref().ok()).map(|b| (*k, *t, b.clone())))
+            .max_by_key(|(k, _, _)| k.frame_id)
     }
 
     /// The newest JPEG already made (for `cached=true`), if any.
     pub fn newest(&self) -> Option<(JpegKey, Bytes)> {
         let e = self.entries.lock();
         e.iter()
-            .filter_map(|(k, c)| c.get().and_then(|r| r.as_ref().ok()).map(|b| (*k, b.clone())))
+            .filter_map(|(k, _, c)| c.get().and_then(|r| r.as_ref().ok()).map(|b| (*k, b.clone())))
             .max_by_key(|(k, _)| k.frame_id)
     }
 
     pub fn bytes(&self) -> usize {
         let e = self.entries.lock();
-        e.iter().filter_map(|(_, c)| c.get().and_then(|r| r.as_ref().ok())).map(Bytes::len).sum()
+        e.iter().filter_map(|(_, _, c)| c.get().and_then(|r| r.as_ref().ok())).map(Bytes::len).sum()
     }
 }

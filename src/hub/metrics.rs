@@ -169,7 +169,7 @@ fn counters(e: &mut DescriptorEncoder, cams: &[Arc<Camera>]) -> fmt::Result {
 /// Outputs for programs, labelled by camera and output name.
 fn outputs(e: &mut DescriptorEncoder, hub: &Hub, cams: &[Arc<Camera>]) -> fmt::Result {
     type Get = fn(&OutputStats) -> Option<u64>;
-    let rows: [(&str, Kind, &str, Get); 7] = [
+    let rows: [(&str, Kind, &str, Get); 8] = [
         ("camhub_output_frames", COUNTER, "Frames published by an output (SHM slots, Redis records).", |s| {
             Some(s.published.load(Ordering::Relaxed))
         }),
@@ -187,6 +187,9 @@ fn outputs(e: &mut DescriptorEncoder, hub: &Hub, cams: &[Arc<Camera>]) -> fmt::R
         }),
         ("camhub_redis_records_dropped", COUNTER, "Records dropped while Redis was slow or away.", |s| {
             s.queue.as_ref().map(|q| q.dropped.load(Ordering::Relaxed))
+        }),
+        ("camhub_redis_slow_flushes", COUNTER, "Batches that took over 50 ms to write to Redis.", |s| {
+            s.queue.as_ref().map(|q| q.slow_flushes.load(Ordering::Relaxed))
         }),
         ("camhub_redis_connected", GAUGE, "1 while the output is connected to Redis.", |s| {
             s.queue.as_ref().map(|q| u64::from(q.connected.load(Ordering::Relaxed)))

@@ -55,7 +55,7 @@ impl Member {
                     StreamRole::Main => &camera,
                     StreamRole::Sub => sub.as_ref()?,
                 };
-                Some(Outputs::start(cam, &name, role, &cam.stop_token().child_token()))
+                Some(Outputs::start(cam, &name, role, &cam.stop_token().child_token(), hub.metrics.redis_flush()))
             })
             .collect();
         let output_stats = outputs.iter().flat_map(|o| o.stats().to_vec()).collect();

@@ -33,6 +33,7 @@ use self::worker::{RedisOut, ShmOut, Worker, pacer};
 use crate::camera::Camera;
 use crate::clock::Clock;
 use crate::config::{Mode, OutputConfig, StreamRole};
+use crate::telemetry::metrics::Latency;
 
 /// Where rings live: `/dev/shm`, or `CAMHUB_SHM_DIR` (tests, or a host without /dev/shm).
 pub fn shm_dir() -> PathBuf {
@@ -54,8 +55,9 @@ impl Outputs {
     /// worker and publishers, for the outputs that read `role` (`from:`); `cam`
     /// is that stream's camera, `name` the camera's name as users know it (rings
     /// and records are named by it, whichever stream feeds them). Call inside the
-    /// tokio runtime. `stop` is the outputs' token in the hub's tree (a child of the camera's).
-    pub fn start(cam: &Arc<Camera>, name: &str, role: StreamRole, stop: &CancellationToken) -> Outputs {
+    /// tokio runtime. `stop` is the outputs' token in the hub's tree (a child of
+    /// the camera's); `flush` is the hub's histogram of Redis batch write times.
+    pub fn start(cam: &Arc<Camera>, name: &str, role: StreamRole, stop: &CancellationToken, flush: Latency) -> Outputs {
         let cfg = cam.config();
         let (name, opts) = (name.to_owned(), &cfg.options);
         let mine = || opts.outputs.iter().filter(|(_, o)| o.stream() == role);
@@ -111,6 +113,7 @@ impl Outputs {
                     maxlen: o.maxlen,
                     secrets: cfg.secrets().iter().map(|s| s.to_string()).collect(),
                     label: format!("{name}/{oname}"),
+                    flush: flush.clone(),
                 };
                 publishers.push(tokio::spawn(redis::run(
                     queue.clone(),

@@ -74,21 +74,34 @@ pub struct SimilarSkip {
     last: Option<(u64, Thumb)>,
 }
 
+/// What the similarity skip made of a frame, with the luma difference it measured
+/// (`Thumb::distance` from the last published frame, 0..1), so that consumers
+/// can tune `skip_similar` from data.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Verdict {
+    /// Published: different enough from the last published frame (`Some(difference)`),
+    /// or the first one (`None`: nothing to compare with).
+    Publish(Option<f64>),
+    /// The same picture as the published frame `of`, `difference` apart (under the threshold).
+    Same { of: u64, difference: f64 },
+}
+
 impl SimilarSkip {
     pub fn new(threshold: f64) -> Self {
         SimilarSkip { threshold, last: None }
     }
 
-    /// `Some(id)` of the last published frame if `thumb` is the same picture for
-    /// this output's purposes; otherwise `None`, and `thumb` becomes the reference.
-    pub fn check(&mut self, frame_id: u64, thumb: &Thumb) -> Option<u64> {
-        if let Some((id, last)) = &self.last
-            && last.distance(thumb) < self.threshold
+    /// `Same` as the last published frame if `thumb` is the same picture for this
+    /// output's purposes; otherwise `Publish`, and `thumb` becomes the reference.
+    pub fn check(&mut self, frame_id: u64, thumb: &Thumb) -> Verdict {
+        let difference = self.last.as_ref().map(|(id, last)| (*id, last.distance(thumb)));
+        if let Some((of, difference)) = difference
+            && difference < self.threshold
         {
-            return Some(*id);
+            return Verdict::Same { of, difference };
         }
         self.last = Some((frame_id, thumb.clone()));
-        None
+        Verdict::Publish(difference.map(|(_, d)| d))
     }
 }
 
@@ -143,10 +156,17 @@ mod tests {
         let moved = picture(w, h, |x, y| ((x + y + 60) % 200) as u8);
         let mut s = SimilarSkip::new(0.02);
         let t = |p: &[u8]| Thumb::from_luma(p, w, w, h);
-        assert_eq!(s.check(1, &t(&still)), None, "the first frame is always published");
-        assert_eq!(s.check(2, &t(&noisy)), Some(1), "sensor noise is the same picture");
-        assert_eq!(s.check(3, &t(&moved)), None, "a moved scene is published");
-        assert_eq!(s.check(4, &t(&moved)), Some(3), "compared with the last published frame");
-        assert!(t(&still).distance(&t(&moved)) > 0.05);
+        assert_eq!(s.check(1, &t(&still)), Verdict::Publish(None), "the first frame is always published");
+        let noise = t(&still).distance(&t(&noisy));
+        assert!(noise > 0.0 && noise < 0.02, "{noise}");
+        assert_eq!(s.check(2, &t(&noisy)), Verdict::Same { of: 1, difference: noise }, "sensor noise is the same");
+        let moved_by = t(&still).distance(&t(&moved));
+        assert!(moved_by > 0.05);
+        assert_eq!(s.check(3, &t(&moved)), Verdict::Publish(Some(moved_by)), "a moved scene is published");
+        assert_eq!(
+            s.check(4, &t(&moved)),
+            Verdict::Same { of: 3, difference: 0.0 },
+            "compared with the last published frame"
+        );
     }
 }

@@ -1,12 +1,14 @@
 //! Redis Streams publishing: frame records go into a bounded queue (a live
 //! camera never waits for Redis: the oldest records are dropped and counted),
 //! and one task per output flushes them with pipelined `XADD ... MAXLEN ~`,
-//! at most every ~25 ms or ~100 records, reconnecting with backoff.
+//! at most every ~25 ms or ~100 records, reconnecting with backoff. Each batch's
+//! write time goes into a histogram; one over `SLOW_FLUSH` is counted and
+//! logged, at most once per `SLOW_LOG_EVERY` per output.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex, MutexGuard};
@@ -17,12 +19,18 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff::Backoff;
 use crate::clock::Clock;
 use crate::secret::{Secret, scrub};
+use crate::telemetry::metrics::Latency;
 
 /// Records per pipeline at most.
 pub const BATCH: usize = 100;
 /// How long the first record of a batch waits for company.
 pub const LINGER: Duration = Duration::from_millis(25);
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// A batch write slower than this is counted and logged: Redis (or the path to
+/// it) is falling behind, and the queue will soon drop records.
+pub const SLOW_FLUSH: Duration = Duration::from_millis(50);
+/// Slow flushes are logged at most this often per output (the rest are counted).
+pub const SLOW_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// One stream entry: field names and values, in order.
 #[derive(Debug, Clone, Default)]
@@ -47,6 +55,8 @@ pub struct RecordQueue {
     notify: Notify,
     pub dropped: AtomicU64,
     pub sent: AtomicU64,
+    /// Batches that took over `SLOW_FLUSH` to write.
+    pub slow_flushes: AtomicU64,
     pub connected: AtomicBool,
     pub last_error: Mutex<Option<String>>,
 }
@@ -60,6 +70,7 @@ impl RecordQueue {
             notify: Notify::new(),
             dropped: AtomicU64::new(0),
             sent: AtomicU64::new(0),
+            slow_flushes: AtomicU64::new(0),
             connected: AtomicBool::new(false),
             last_error: Mutex::new(None),
         })
@@ -139,6 +150,36 @@ pub struct Target {
     pub secrets: Vec<String>,
     /// For logs: camera/output.
     pub label: String,
+    /// The hub's histogram of batch write times.
+    pub flush: Latency,
+}
+
+/// Rate-limits the slow-flush warning: the first at once, then at most one per
+/// `SLOW_LOG_EVERY`, which says how many there were since and the slowest.
+#[derive(Debug, Default)]
+struct SlowLog {
+    last: Option<Instant>,
+    since: u64,
+    worst: Duration,
+}
+
+impl SlowLog {
+    /// A batch took `took`: what to log now, if anything (slow ones since the
+    /// last warning, this one included, and the slowest of them).
+    fn note(&mut self, now: Instant, took: Duration) -> Option<(u64, Duration)> {
+        if took <= SLOW_FLUSH {
+            return None;
+        }
+        self.since += 1;
+        self.worst = self.worst.max(took);
+        if self.last.is_some_and(|l| now.saturating_duration_since(l) < SLOW_LOG_EVERY) {
+            return None;
+        }
+        self.last = Some(now);
+        let out = (self.since, self.worst);
+        (self.since, self.worst) = (0, Duration::ZERO);
+        Some(out)
+    }
 }
 
 /// Flushes `queue` to Redis until `stop`.
@@ -156,6 +197,7 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, stop: CancellationToke
     };
     let mut backoff = Backoff::new(fastrand::u64(..));
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
+    let mut slow = SlowLog::default();
     loop {
         // Wait for a first record, then up to LINGER for a full batch.
         while queue.is_empty() {
@@ -201,10 +243,28 @@ pub async fn run(queue: Arc<RecordQueue>, target: Target, stop: CancellationToke
             }
             cmd.ignore();
         }
-        match timeout(IO_TIMEOUT, pipe.query_async::<()>(c)).await {
+        let started = clock.now();
+        let wrote = timeout(IO_TIMEOUT, pipe.query_async::<()>(c)).await;
+        let took = clock.since(started);
+        target.flush.observe(took);
+        if took > SLOW_FLUSH {
+            queue.slow_flushes.fetch_add(1, Ordering::Relaxed);
+        }
+        match wrote {
             Ok(Ok(())) => {
                 queue.sent.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 backoff.reset();
+                if let Some((n, worst)) = slow.note(clock.now(), took) {
+                    tracing::warn!(
+                        output = %target.label,
+                        "slow redis: {n} batch(es) took over {} ms to write (the slowest {} ms, the last {} records \
+                         in {} ms); records queue up and the oldest are dropped beyond `buffer`",
+                        SLOW_FLUSH.as_millis(),
+                        worst.as_millis(),
+                        batch.len(),
+                        took.as_millis(),
+                    );
+                }
             }
             other => {
                 let why = match other {
@@ -240,6 +300,22 @@ async fn wait_or_stop(d: Duration, stop: &CancellationToken, clock: &Clock) -> b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slow_flushes_are_logged_at_once_then_at_most_every_ten_seconds() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ms = Duration::from_millis;
+        let mut log = SlowLog::default();
+        assert_eq!(log.note(at(0), ms(50)), None, "50 ms is not slow");
+        assert_eq!(log.note(at(10), ms(80)), Some((1, ms(80))), "the first slow one at once");
+        assert_eq!(log.note(at(20), ms(300)), None);
+        assert_eq!(log.note(at(30), ms(5)), None);
+        assert_eq!(log.note(at(9_000), ms(60)), None);
+        assert_eq!(log.note(at(10_010), ms(70)), Some((3, ms(300))), "three since, the slowest 300 ms");
+        assert_eq!(log.note(at(10_020), ms(70)), None);
+        assert_eq!(log.note(at(30_000), ms(51)), Some((2, ms(70))));
+    }
 
     #[test]
     fn a_full_queue_drops_its_oldest_records_and_counts_them() {

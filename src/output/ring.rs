@@ -20,6 +20,8 @@ pub const MAGIC: &[u8; 8] = b"CAMHUBRG";
 pub const VERSION: u32 = 1;
 pub const HEADER_SIZE: usize = 4096;
 pub const SLOT_HEADER: usize = off::slot::PIXELS;
+/// A slot's `similarity` when none was measured (no `skip_similar`, or the first frame).
+pub const NOT_MEASURED: f64 = -1.0;
 pub const MAX_READERS: usize = 32;
 
 pub const READY: u32 = 1;
@@ -65,6 +67,8 @@ mod off {
         SKIPPED_SIMILAR = 152,
         FPS_MILLI = 160,
         CREATED_NS = 168,
+        LAST_SKIP_FRAME_ID = 176,
+        LAST_SKIP_SIMILARITY = 184,
         CAMERA = 256,
         OUTPUT = 320,
         READERS = 1024,
@@ -78,6 +82,7 @@ mod off {
             CAPTURED_NS = 16,
             PUBLISHED_NS = 24,
             DECODED_NS = 32,
+            SIMILARITY = 40,
             SEQ_END = 56,
             PIXELS = 64,
         }
@@ -182,6 +187,8 @@ pub struct RingWriter {
     /// Frames skipped as similar, and the newest frame seen.
     skipped: u64,
     last_frame_id: u64,
+    /// The newest frame skipped as similar and its luma difference (0: none yet).
+    last_skip: (u64, f64),
     clock: Clock,
     /// This process's hold on the ring's name (dropped after the ring is removed).
     _owner: std::sync::Arc<owner::Owner>,
@@ -204,6 +211,9 @@ pub struct SlotMeta {
     pub frame_id: u64,
     pub captured: SystemTime,
     pub decoded: SystemTime,
+    /// The luma difference from the previous published frame (0..1), when the
+    /// output measures it (`skip_similar`) and there was one.
+    pub similarity: Option<f64>,
 }
 
 impl RingWriter {
@@ -229,6 +239,7 @@ impl RingWriter {
             seq: 0,
             skipped: 0,
             last_frame_id: 0,
+            last_skip: (0, 0.0),
             clock,
             _owner,
             reserved: 0,
@@ -297,6 +308,8 @@ impl RingWriter {
         self.map.u64_at(off::WRITE_SEQ).store(self.seq, Ordering::Release);
         self.map.u64_at(off::LAST_FRAME_ID).store(self.last_frame_id, Ordering::Relaxed);
         self.map.u64_at(off::SKIPPED_SIMILAR).store(self.skipped, Ordering::Relaxed);
+        self.map.u64_at(off::LAST_SKIP_FRAME_ID).store(self.last_skip.0, Ordering::Relaxed);
+        self.map.u64_at(off::LAST_SKIP_SIMILARITY).store(self.last_skip.1.to_bits(), Ordering::Relaxed);
         self.map.u32_at(off::FLAGS).store(flags, Ordering::Release);
     }
 
@@ -419,10 +432,15 @@ impl RingWriter {
         Some(readers.iter().all(|r| r.read_seq >= oldest_kept))
     }
 
-    /// Notes a frame the output took but did not write (skipped as similar).
-    pub fn note_skipped(&mut self, frame_id: u64) {
+    /// Notes a frame the output took but did not write (skipped as similar,
+    /// `similarity` from the last published frame). A reader may see the id and
+    /// the score of two successive skips mixed: both are for tuning, not sync.
+    pub fn note_skipped(&mut self, frame_id: u64, similarity: f64) {
         self.skipped += 1;
         self.last_frame_id = frame_id;
+        self.last_skip = (frame_id, similarity);
+        self.map.u64_at(off::LAST_SKIP_SIMILARITY).store(similarity.to_bits(), Ordering::Relaxed);
+        self.map.u64_at(off::LAST_SKIP_FRAME_ID).store(frame_id, Ordering::Relaxed);
         self.map.u64_at(off::SKIPPED_SIMILAR).store(self.skipped, Ordering::Relaxed);
         self.map.u64_at(off::LAST_FRAME_ID).store(frame_id, Ordering::Relaxed);
     }
@@ -442,6 +460,8 @@ impl RingWriter {
         m.u64_at(base + off::slot::FRAME_ID).store(meta.frame_id, Ordering::Relaxed);
         m.u64_at(base + off::slot::CAPTURED_NS).store(unix_ns(meta.captured), Ordering::Relaxed);
         m.u64_at(base + off::slot::DECODED_NS).store(unix_ns(meta.decoded), Ordering::Relaxed);
+        let similarity = meta.similarity.unwrap_or(NOT_MEASURED);
+        m.u64_at(base + off::slot::SIMILARITY).store(similarity.to_bits(), Ordering::Relaxed);
         m.u64_at(base + off::slot::PUBLISHED_NS).store(unix_ns(self.clock.wall()), Ordering::Relaxed);
         m.u64_at(base + off::slot::SEQ_END).store(n, Ordering::Release);
         m.u64_at(off::WRITE_SEQ).store(n, Ordering::Release);

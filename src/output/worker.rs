@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::convert::{self, Converter, copy_planes};
-use super::pace::{Pacer, SimilarSkip, Thumb};
+use super::pace::{Pacer, SimilarSkip, Thumb, Verdict};
 use super::redis::{Record, RecordQueue};
 use super::ring::{RingWriter, SlotMeta, unix_ns};
 use super::stats::OutputStats;
@@ -121,7 +121,9 @@ impl Worker {
     pub(super) fn run_live(mut self) {
         let mut conv = Converter::default();
         let mut progress = self.cam.subscribe_progress();
-        let mut last_id = 0u64;
+        // The picture processed last: pictures come in display order, and with
+        // B-frames a newer picture's id may be lower, so "new" is "not the same".
+        let mut last: Option<Arc<Frame>> = None;
         let mut next_check = self.clock.now();
         while !self.stopped() {
             let now = self.clock.now();
@@ -130,9 +132,9 @@ impl Worker {
                 next_check = now + PRESENCE_EVERY;
             }
             let frame = progress.borrow_and_update().frame.clone();
-            if let Some(f) = frame.filter(|f| f.frame_id > last_id) {
-                last_id = f.frame_id;
+            if let Some(f) = frame.filter(|f| last.as_ref().is_none_or(|l| !Arc::ptr_eq(l, f))) {
                 self.process(&f, &mut conv);
+                last = Some(f);
             }
             let wait = next_check.saturating_duration_since(self.clock.now());
             let gone = self.handle.block_on(async {
@@ -234,16 +236,20 @@ impl Worker {
             if !s.stats.active.load(Ordering::Relaxed) || !takes(s.opts.fps, &mut s.pacer, f) {
                 continue;
             }
-            if let Some(same) = s.skip.as_mut().and_then(|k| k.check(f.frame_id, &thumb_of(f))) {
-                ring.note_skipped(f.frame_id);
-                s.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
-                for &j in &s.followers {
-                    let r = &rediss[j];
-                    push(&r.queue, base(&r.stats.name).field("same_as", same));
-                    r.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+            let similarity = match s.skip.as_mut().map(|k| k.check(f.frame_id, &thumb_of(f))) {
+                Some(Verdict::Same { of, difference }) => {
+                    ring.note_skipped(f.frame_id, difference);
+                    s.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+                    for &j in &s.followers {
+                        let r = &rediss[j];
+                        push(&r.queue, same_as(base(&r.stats.name), of, difference));
+                        r.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+                    }
+                    continue;
                 }
-                continue;
-            }
+                Some(Verdict::Publish(difference)) => difference,
+                None => None,
+            };
             let g = convert::target(f, s.opts.width, s.opts.height, s.opts.format);
             if let Err(e) = ring.ensure_geometry(g) {
                 s.stats.set_error(Some(format!("cannot lay out {}: {e}", ring.path().display())));
@@ -271,7 +277,7 @@ impl Worker {
                     continue;
                 }
             };
-            let meta = SlotMeta { frame_id: f.frame_id, captured: f.captured, decoded: f.decoded };
+            let meta = SlotMeta { frame_id: f.frame_id, captured: f.captured, decoded: f.decoded, similarity };
             let (seq, slot) = ring.publish(meta, |dst| copy_planes(src, g, dst));
             s.stats.published.fetch_add(1, Ordering::Relaxed);
             for &j in &s.followers {
@@ -283,6 +289,7 @@ impl Worker {
                     .field("ring", ring.path().display())
                     .field("slot", slot)
                     .field("seq", seq);
+                rec = with_similarity(rec, similarity);
                 if r.opts.include_jpeg {
                     rec = with_jpeg(rec, cam, handle, f, &r.opts);
                 }
@@ -294,13 +301,17 @@ impl Worker {
             if !takes(r.opts.fps, &mut r.pacer, f) {
                 continue;
             }
-            if let Some(same) = r.skip.as_mut().and_then(|k| k.check(f.frame_id, &thumb_of(f))) {
-                push(&r.queue, base(&r.stats.name).field("same_as", same));
-                r.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
+            let similarity = match r.skip.as_mut().map(|k| k.check(f.frame_id, &thumb_of(f))) {
+                Some(Verdict::Same { of, difference }) => {
+                    push(&r.queue, same_as(base(&r.stats.name), of, difference));
+                    r.stats.skipped_similar.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                Some(Verdict::Publish(difference)) => difference,
+                None => None,
+            };
             let (w, h) = fit_size((f.width(), f.height()), r.opts.width, r.opts.height);
-            let mut rec = base(&r.stats.name).field("width", w).field("height", h);
+            let mut rec = with_similarity(base(&r.stats.name).field("width", w).field("height", h), similarity);
             if r.opts.include_jpeg {
                 rec = with_jpeg(rec.field("format", "jpeg"), cam, handle, f, &r.opts);
             }
@@ -308,6 +319,24 @@ impl Worker {
             r.stats.published.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// The record of a frame skipped as the same picture as the published frame `of`.
+fn same_as(rec: Record, of: u64, difference: f64) -> Record {
+    rec.field("same_as", of).field("similarity", score(difference))
+}
+
+/// Adds the luma difference from the previous published frame, where measured.
+fn with_similarity(rec: Record, similarity: Option<f64>) -> Record {
+    match similarity {
+        Some(d) => rec.field("similarity", score(d)),
+        None => rec,
+    }
+}
+
+/// A similarity score as text: enough digits to tune a threshold with, no more.
+fn score(d: f64) -> String {
+    format!("{d:.6}")
 }
 
 /// Adds the frame as a JPEG (shared with snapshots and streams of the same quality and size).

@@ -99,6 +99,8 @@ struct Reader {
     codec: Codec,
     framing: Framing,
     time_base: f64,
+    /// Seconds from one frame to the next (the stream's average rate, else 0.1).
+    step: f64,
 }
 
 impl Reader {
@@ -128,7 +130,12 @@ impl Reader {
         let tb = stream.time_base();
         let time_base = if tb.denominator() != 0 { f64::from(tb) } else { 1.0 / 90000.0 };
         let stream_index = stream.index();
-        Ok(Reader { input, stream_index, codec, framing, time_base })
+        let step = [stream.avg_frame_rate(), stream.rate()]
+            .into_iter()
+            .find(|r| r.numerator() > 0 && r.denominator() > 0)
+            .map_or(0.1, |r| 1.0 / f64::from(r))
+            .clamp(0.001, 10.0);
+        Ok(Reader { input, stream_index, codec, framing, time_base, step })
     }
 
     /// Live: sends units paced by their timestamps, looping, until the receiver
@@ -137,26 +144,35 @@ impl Reader {
         let start = clock.now();
         // Seconds of media already played in earlier loops.
         let mut offset = 0.0f64;
-        let default_step = 0.1;
         loop {
             let mut first_ts: Option<i64> = None;
-            let mut last = 0.0f64;
+            // The previous unit's time in this pass, and the latest.
+            let (mut last, mut end) = (0.0f64, 0.0f64);
             let mut sent = 0usize;
             for (stream, packet) in self.input.packets() {
                 if stream.index() != self.stream_index {
                     continue;
                 }
                 let Some(data) = packet.data() else { continue };
-                let ts = packet.pts().or(packet.dts());
+                // Paced in decode order, as a camera sends: by pts, B-frames (whose pts
+                // lie behind the frame before them) would go out in bursts, their
+                // pictures one on top of the other for live consumers.
+                let ts = packet.dts().or(packet.pts());
                 let t = match (ts, first_ts) {
                     (Some(ts), None) => {
                         first_ts = Some(ts);
                         0.0
                     }
                     (Some(ts), Some(f)) => (ts - f) as f64 * self.time_base,
-                    (None, _) => last + default_step,
+                    (None, _) => last + self.step,
                 };
+                // Never less than half a frame after the previous unit: where the
+                // container gives no dts for the first units (MKV), pts and dts mix,
+                // and two units at once make two pictures at once, of which a live
+                // consumer sees only the second. The delay is caught up in a few frames.
+                let t = if sent > 0 { t.max(last + self.step / 2.0) } else { t };
                 last = t;
+                end = end.max(t);
                 let due = start + Duration::from_secs_f64((offset + t).max(0.0));
                 let now = clock.now();
                 if live && due > now {
@@ -180,8 +196,8 @@ impl Reader {
             if !live {
                 return;
             }
-            // Loop: the next pass starts one frame after this one's last.
-            offset += last + (last / (sent - 1).max(1) as f64).max(0.001);
+            // Loop: the next pass starts one frame after this one's latest.
+            offset += end + self.step;
             match Reader::open(path) {
                 Ok(r) => self = r,
                 Err(e) => {

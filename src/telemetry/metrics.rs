@@ -57,6 +57,7 @@ pub struct Metrics {
     snapshot: Family<SourceLabel, Histogram, fn() -> Histogram>,
     decode: Latency,
     encode: Latency,
+    redis_flush: Latency,
 }
 
 impl Metrics {
@@ -68,7 +69,7 @@ impl Metrics {
         for source in snapshot_sources {
             drop(snapshot.get_or_create(&SourceLabel { source }));
         }
-        let (decode, encode) = (Latency::new(), Latency::new());
+        let (decode, encode, redis_flush) = (Latency::new(), Latency::new(), Latency::new());
         let mut registry = Registry::default();
         // A sub-registry is encoded after the top one's collectors: the hub's
         // families (`register_collector`) stay first on the page, as they always were.
@@ -88,6 +89,12 @@ impl Metrics {
             decode.0.clone(),
         );
         own.register_with_unit("camhub_jpeg_encode_duration", "Time to make one JPEG", seconds(), encode.0.clone());
+        own.register_with_unit(
+            "camhub_redis_flush_duration",
+            "Time to write one pipelined batch of records to Redis (every output)",
+            seconds(),
+            redis_flush.0.clone(),
+        );
         own.register_collector(Box::new(super::process::Process));
         let since_epoch = started.duration_since(UNIX_EPOCH).unwrap_or_default();
         own.register_with_unit(
@@ -97,7 +104,7 @@ impl Metrics {
             ConstGauge::new(since_epoch.as_secs_f64()),
         );
         own.register("camhub_build", "The camhub version", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
-        Metrics { registry, snapshot, decode, encode }
+        Metrics { registry, snapshot, decode, encode, redis_flush }
     }
 
     /// Adds families read at scrape time; they come first on the page.
@@ -113,6 +120,11 @@ impl Metrics {
     /// The histogram of the time to make one JPEG (scaling included).
     pub fn jpeg_encode(&self) -> Latency {
         self.encode.clone()
+    }
+
+    /// The histogram of the time to write one batch of records to Redis.
+    pub fn redis_flush(&self) -> Latency {
+        self.redis_flush.clone()
     }
 
     /// Counts one snapshot answer, by how its picture was had.

@@ -50,10 +50,11 @@ HEADER = {
     "magic": 0, "version": 8, "header_size": 12, "flags": 16, "format": 20, "width": 24, "height": 28,
     "slot_count": 32, "plane_count": 36, "slot_size": 40, "frame_size": 48, "writer_pid": 56, "mode": 60,
     "write_seq": 64, "notify": 72, "planes": 80, "last_frame_id": 144, "skipped_similar": 152,
-    "fps_milli": 160, "created_ns": 168, "camera": 256, "output": 320, "readers": 1024,
+    "fps_milli": 160, "created_ns": 168, "last_skip_frame_id": 176, "last_skip_similarity": 184,
+    "camera": 256, "output": 320, "readers": 1024,
 }
-SLOT = {"seq_begin": 0, "frame_id": 8, "captured_ns": 16, "published_ns": 24, "decoded_ns": 32, "seq_end": 56,
-        "pixels": 64}
+SLOT = {"seq_begin": 0, "frame_id": 8, "captured_ns": 16, "published_ns": 24, "decoded_ns": 32, "similarity": 40,
+        "seq_end": 56, "pixels": 64}
 READER = {"pid": 0, "read_seq": 8, "heartbeat_ns": 16}
 PLANE_SIZE, READER_SIZE = 16, 32  # bytes per entry of the header's planes (4) and reader table
 MAX_READERS = 32
@@ -63,6 +64,7 @@ _FLAGS, _NOTIFY, _MODE = (HEADER[k] // 4 for k in ("flags", "notify", "mode"))
 _WRITE_SEQ = HEADER["write_seq"] // 8
 _SEQ_BEGIN, _SEQ_END = SLOT["seq_begin"] // 8, SLOT["seq_end"] // 8
 _SLOT_FIELDS = tuple(SLOT[k] // 8 for k in ("frame_id", "captured_ns", "published_ns", "decoded_ns"))
+_SIMILARITY = SLOT["similarity"] // 8
 
 WAIT_SLICE = 0.1  # longest single futex sleep: notices CLOSED / a dead writer
 POLL = 0.001  # where futex is not available
@@ -252,11 +254,14 @@ class Frame:
 
     Iterating yields `(frame_id, captured, array)`."""
 
-    __slots__ = ("frame_id", "captured_ns", "published_ns", "decoded_ns", "seq", "slot",
+    __slots__ = ("frame_id", "captured_ns", "published_ns", "decoded_ns", "similarity", "seq", "slot",
                  "width", "height", "format", "array", "planes", "_u64", "_word")
 
-    def __init__(self, seq, slot, frame_id, captured_ns, published_ns, decoded_ns,
+    def __init__(self, seq, slot, frame_id, captured_ns, published_ns, decoded_ns, similarity,
                  geom, array, planes, u64, word):
+        # similarity: the luma difference from the previous published frame (0..1)
+        # where the output measures it (skip_similar), else None.
+        self.similarity = similarity if similarity >= 0 else None
         self.seq, self.slot, self.frame_id = seq, slot, frame_id
         self.captured_ns, self.published_ns, self.decoded_ns = captured_ns, published_ns, decoded_ns
         self.width, self.height, self.format = geom.width, geom.height, geom.format
@@ -332,6 +337,7 @@ class _Map:
         self.u8 = np.frombuffer(self.mm, np.uint8)
         self.u32 = self.u8[: size // 4 * 4].view("<u4")
         self.u64 = self.u8[: size // 8 * 8].view("<u8")
+        self.f64 = self.u8[: size // 8 * 8].view("<f8")
         self.notify_addr = self.u32.ctypes.data + HEADER["notify"]
         if old is not None:
             _close_mmap(old)
@@ -392,11 +398,12 @@ class _Map:
             return None
         _fence()  # acquire: the fields (and the caller's pixels) are frame n's or newer
         fid, cap, pub, dec = (int(u[w + k]) for k in _SLOT_FIELDS)
+        similarity = float(self.f64[w + _SIMILARITY])
         _fence()  # the fields are read before seq_begin, which vouches for them
         if int(u[w + _SEQ_BEGIN]) != n:
             return None
         array, planes = self.slot_views[s]
-        return Frame(n, s, fid, cap, pub, dec, g, array, planes, u, w + _SEQ_BEGIN)
+        return Frame(n, s, fid, cap, pub, dec, similarity, g, array, planes, u, w + _SEQ_BEGIN)
 
     # Reader table.
     def _entry_word(self, k, field):
@@ -748,6 +755,16 @@ class Ring:
     @property
     def ended(self):
         return self._m is not None and bool(self._m.flags & ENDED)
+
+    @property
+    def last_skip(self):
+        """(frame_id, similarity) of the newest frame skipped as similar (its luma
+        difference from the published frame it matched, 0..1), or None."""
+        m = self._m
+        if m is None:
+            return None
+        fid = int(m.u64[HEADER["last_skip_frame_id"] // 8])
+        return (fid, float(m.f64[HEADER["last_skip_similarity"] // 8])) if fid else None
 
     def _geom(self, k):
         m = self._m

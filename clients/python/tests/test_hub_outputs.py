@@ -5,6 +5,7 @@ mode, the similarity skip and keyframe-only decoding.
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -195,6 +196,12 @@ def test_similar_frames_are_skipped_on_a_still_scene_and_not_on_a_moving_one(rds
     assert "same_as" not in s[0] and "width" in s[0]
     assert all(int(x["same_as"]) == first and "width" not in x for x in s[1:]), "a still scene is one picture"
     assert not any("same_as" in x for x in m), "every frame of a moving scene is published"
+    # Each record says how similar: skipped ones under the threshold, published ones
+    # against the previous published frame (the first has nothing to compare with).
+    assert "similarity" not in s[0] and "similarity" not in m[0]
+    assert all(0 <= float(x["similarity"]) < 0.01 for x in s[1:]), [x["similarity"] for x in s[1:5]]
+    scores = [float(x["similarity"]) for x in m[1:]]
+    assert all(0.01 <= v <= 1 for v in scores), min(scores)
     assert output(h.camera(f"{name}s"), "ev")["skipped_similar"] == 39
     metrics = urllib.request.urlopen(f"{h.base}/metrics", timeout=10).read().decode()
     assert f'camhub_output_skipped_similar_total{{camera="{name}s",output="ev"}} 39' in metrics
@@ -222,4 +229,85 @@ def test_keyframes_only_decodes_one_picture_per_gop(rtsp, hub):
     assert units > 50 and decoded <= 3, f"{decoded} frames decoded of {units}: keyframes only"
     assert h.camera(name)["leases"]["keyframes"] == 1
     ring.close()
+    h.stop()
+
+
+def metric(text, name):
+    """The value of one sample line `name value` on a /metrics page (0 if absent)."""
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_slow_redis_flushes_are_counted_logged_and_in_a_histogram(rds, hub):
+    name = camera_name("slow")
+    cfg = (f"cameras:\n  {name}:\n    url: {CLIP}\n    outputs:\n"
+           f"      ev:\n        redis: {{url: \"{rds.url}\", stream: s}}\n")
+    h = hub(cfg)
+    wait_for("records flowing", lambda: rds.client.xlen("s") >= 10, 30, h.log)
+    page = urllib.request.urlopen(f"{h.base}/metrics", timeout=10).read().decode()
+    hist = "camhub_redis_flush_duration_seconds"
+    assert f"# TYPE {hist} histogram" in page, page
+    assert metric(page, f"{hist}_count") >= 1, "every batch is observed"
+    slow = f'camhub_redis_slow_flushes_total{{camera="{name}",output="ev"}}'
+    assert metric(page, slow) == 0, "a local Redis is fast"
+
+    # Redis freezes (the process is stopped) for 300 ms, twice: the batches in flight wait for it.
+    for _ in range(2):
+        os.kill(rds.p.pid, signal.SIGSTOP)
+        time.sleep(0.3)
+        os.kill(rds.p.pid, signal.SIGCONT)
+        time.sleep(0.5)
+    wait_for("slow flushes counted", lambda: output(h.camera(name), "ev")["redis"]["slow_flushes"] >= 2, 10,
+             lambda: str(h.camera(name)))
+    page = urllib.request.urlopen(f"{h.base}/metrics", timeout=10).read().decode()
+    assert metric(page, slow) >= 2, page
+    fast = metric(page, f'{hist}_bucket{{le="0.05"}}')
+    assert metric(page, f'{hist}_bucket{{le="+Inf"}}') - fast >= 2, "the slow ones are above 50 ms in the histogram"
+    assert metric(page, f'{hist}_bucket{{le="0.1"}}') <= metric(page, f'{hist}_bucket{{le="+Inf"}}') - 2
+    # Logged once: the second within 10 s is only counted.
+    logged = [line for line in h.lines if "slow redis" in line]
+    assert len(logged) == 1, h.log()
+    assert f"{name}/ev" in logged[0] and "over 50 ms" in logged[0], logged[0]
+    assert output(h.camera(name), "ev")["redis"]["dropped"] == 0, "nothing lost"
+    h.stop()
+
+
+def test_similarity_scores_are_in_the_ring_slots_and_the_last_skip_header_field(hub, tmp_path):
+    still = os.path.join(tmp_path, "still.mp4")
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "smptebars=s=320x240:r=10:d=4", "-c:v", "libx264", "-g", "20", "-bf", "0", still], check=True)
+    name = camera_name("sim")
+    cfg = (f"cameras:\n  {name}s:\n    url: {still}\n    outputs:\n"
+           f"      ai:\n        shm: {{format: gray, skip_similar: 0.01}}\n"
+           f"  {name}m:\n    url: {CLIP}\n    outputs:\n"
+           f"      ai:\n        shm: {{format: gray, skip_similar: 0}}\n"
+           f"      plain:\n        shm: {{format: gray}}\n")
+    h = hub(cfg, *(os.path.join(SHM, f"camhub.{name}{c}.{o}") for c, o in (("s", "ai"), ("m", "ai"), ("m", "plain"))))
+
+    # A still scene: one published frame, then skips, each scored in the header.
+    rs = camhub.open(f"{name}s", "ai", timeout=10)
+    first = rs.wait(timeout=10)
+    assert first is not None and first.similarity is None, "the first frame has nothing to compare with"
+    wait_for("frames skipped as similar", lambda: rs.last_skip is not None, 10, h.log)
+    fid, sim = rs.last_skip
+    assert fid > first.frame_id and 0 <= sim < 0.01, rs.last_skip
+    wait_for("a later skip", lambda: rs.last_skip[0] > fid, 10, h.log)
+    assert 0 <= rs.last_skip[1] < 0.01
+
+    # A moving scene measured without skipping (skip_similar: 0): every frame scored
+    # against the one before it; an output without skip_similar measures nothing.
+    rm, plain = camhub.open(f"{name}m", "ai", timeout=10), camhub.open(f"{name}m", "plain", timeout=10)
+    got = []
+    while len(got) < 10:
+        f = rm.wait(timeout=10)
+        assert f is not None, h.log()
+        got.append(f.similarity)
+    assert all(v is not None and 0 < v <= 1 for v in got[1:]), got
+    assert rm.last_skip is None, "nothing skipped at 0"
+    f = plain.wait(timeout=10)
+    assert f is not None and f.similarity is None
+    for r in (rs, rm, plain):
+        r.close()
     h.stop()

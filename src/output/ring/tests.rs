@@ -49,10 +49,13 @@ fn header_slots_and_replacement_follow_the_documented_layout() {
 
     let t = UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     for i in 1..=4u64 {
-        let meta = SlotMeta { frame_id: 100 + i, captured: t, decoded: t };
+        // Frame 4 was measured 0.25 from frame 3, the others not at all.
+        let similarity = (i == 4).then_some(0.25);
+        let meta = SlotMeta { frame_id: 100 + i, captured: t, decoded: t, similarity };
         let (seq, slot) = w.publish(meta, |px| px.fill(i as u8));
         assert_eq!((seq, slot), (i, ((i - 1) % 3) as u32));
     }
+    w.note_skipped(105, 0.0125);
     let b = std::fs::read(&path).unwrap();
     assert_eq!(u32_at(&b, off::FLAGS), READY);
     assert_eq!((u32_at(&b, off::FORMAT), u32_at(&b, off::WIDTH), u32_at(&b, off::HEIGHT)), (2, 6, 4));
@@ -67,6 +70,9 @@ fn header_slots_and_replacement_follow_the_documented_layout() {
     assert_eq!(plane(1), vec![24, 3, 3, 2]);
     assert_eq!(plane(2), vec![30, 3, 3, 2]);
     assert_eq!(u64_at(&b, off::WRITE_SEQ), 4);
+    let f64_at = |o: usize| f64::from_bits(u64_at(&b, o));
+    assert_eq!((u64_at(&b, off::LAST_SKIP_FRAME_ID), f64_at(off::LAST_SKIP_SIMILARITY)), (105, 0.0125));
+    assert_eq!((u64_at(&b, off::SKIPPED_SIMILAR), u64_at(&b, off::LAST_FRAME_ID)), (1, 105));
     assert_eq!(u64_at(&b, off::FPS_MILLI), 5000);
     assert_eq!(&b[off::CAMERA..off::CAMERA + 4], b"cam\0");
     // Frame 4 overwrote slot 0; slot 2 still holds frame 3.
@@ -76,6 +82,8 @@ fn header_slots_and_replacement_follow_the_documented_layout() {
         assert_eq!(u64_at(&b, s + off::slot::SEQ_END), seq);
         assert_eq!(u64_at(&b, s + off::slot::FRAME_ID), 100 + seq);
         assert_eq!(u64_at(&b, s + off::slot::CAPTURED_NS), 1_700_000_000_000_000_000);
+        let similarity = if seq == 4 { 0.25 } else { NOT_MEASURED };
+        assert_eq!(f64_at(s + off::slot::SIMILARITY), similarity);
         assert!(b[s + SLOT_HEADER..s + SLOT_HEADER + frame_size].iter().all(|v| u64::from(*v) == seq));
     }
     drop(w);
@@ -131,7 +139,7 @@ fn readers_are_seen_by_lock_and_table_and_pace_replay() {
     w.map.u64_at(off::READERS + READER_SIZE + off::reader::READ_SEQ).store(0, Ordering::Release);
     assert_eq!(w.readers().iter().map(|r| r.pid).collect::<Vec<_>>(), vec![me], "dead pids do not count");
     let now = Clock::real().wall();
-    let meta = SlotMeta { frame_id: 1, captured: now, decoded: now };
+    let meta = SlotMeta { frame_id: 1, captured: now, decoded: now, similarity: None };
     w.publish(meta, |_| {});
     w.publish(meta, |_| {});
     assert_eq!(w.may_write_next(), Some(false), "frame 3 would overwrite frame 1, which the reader still uses");
@@ -187,7 +195,7 @@ fn size_of(ty: &str) -> Option<Option<(usize, usize)>> {
     Some(Some(match ty {
         "" => return Some(None),
         "u32" => (1, 4),
-        "u64" => (1, 8),
+        "u64" | "f64" => (1, 8),
         _ if ty.starts_with("[u8;") => (1, n(ty.strip_prefix("[u8;")?.strip_suffix(']')?)?),
         _ => match ty.strip_suffix(" bytes")?.split_once(" x ") {
             Some((count, size)) => (n(count)?, n(size)?),
