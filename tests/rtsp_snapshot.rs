@@ -204,3 +204,27 @@ fn snapshot_default_cached_answers_from_the_newest_picture_and_fresh_true_overri
     }
     assert_eq!(get("f", "?cached=true").header("x-snapshot-cached"), Some("true"));
 }
+
+/// The H.265 clip's keyframes after its first are CRA pictures (NAL type 21), as
+/// many encoders make them. Each is a random access point: the GOP cache restarts
+/// there (it used to restart only at the clip's IDR, once per loop: a GOP of
+/// 300 units, and snapshots of a camera that joined mid-loop waited for the loop).
+#[test]
+fn h265_cra_keyframes_restart_the_gop_cache() {
+    let server = RtspServer::start("h265", None);
+    let hub = Hub::start(&format!("cameras:\n  cam:\n    url: {}\n", server.url()));
+    hub.wait_streaming("cam");
+    let units = || hub.camera("cam")["gop_cache"]["units"].as_u64().unwrap_or(0);
+    let (mut most, mut restarts, mut last) = (0, 0, units());
+    let end = std::time::Instant::now() + Duration::from_secs(22);
+    while std::time::Instant::now() < end && restarts < 2 {
+        std::thread::sleep(Duration::from_millis(200));
+        let n = units();
+        if n < last {
+            restarts += 1;
+        }
+        (most, last) = (most.max(n), n);
+    }
+    assert!(restarts >= 2, "the GOP cache restarted {restarts} times in 22 s (keyframes every ~10 s)");
+    assert!(most <= 110, "a GOP of {most} units: CRA keyframes (every ~100 frames) were not taken as keyframes");
+}

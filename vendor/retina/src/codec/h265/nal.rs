@@ -122,12 +122,6 @@ impl UnitType {
             | UnitType::RsvVclR13
             | UnitType::RsvVclN14
             | UnitType::RsvVclR15
-            | UnitType::BlaWLp
-            | UnitType::BlaWRadl
-            | UnitType::BlaNLp
-            | UnitType::CraNut
-            | UnitType::RsvIrapVcl22
-            | UnitType::RsvIrapVcl23
             | UnitType::RsvVcl24
             | UnitType::RsvVcl25
             | UnitType::RsvVcl26
@@ -136,7 +130,18 @@ impl UnitType {
             | UnitType::RsvVcl29
             | UnitType::RsvVcl30
             | UnitType::RsvVcl31 => UnitTypeClass::Vcl { intra_coded: false },
-            UnitType::IdrWRadl | UnitType::IdrNLp => UnitTypeClass::Vcl { intra_coded: true },
+            // camhub patch: every IRAP picture (BLA, IDR, CRA: NAL types 16-23) is a
+            // random access point (H.265 8.1), not IDR alone: a stream whose
+            // keyframes are CRAs (many encoders' default) got parameter sets and a
+            // keyframe mark only at its first picture.
+            UnitType::BlaWLp
+            | UnitType::BlaWRadl
+            | UnitType::BlaNLp
+            | UnitType::IdrWRadl
+            | UnitType::IdrNLp
+            | UnitType::CraNut
+            | UnitType::RsvIrapVcl22
+            | UnitType::RsvIrapVcl23 => UnitTypeClass::Vcl { intra_coded: true },
             _ => UnitTypeClass::NonVcl,
         }
     }
