@@ -261,8 +261,9 @@ fn p11(port: u16, dir: &std::path::Path, quick: bool) -> P11 {
     let (hub, base) = start(port, "decoded", "", dir, "p11");
     wait_warm(&base, Duration::from_secs(if quick { 12 } else { 25 }));
     // Let the scheduler settle into its shed share.
-    std::thread::sleep(Duration::from_secs(if quick { 5 } else { 20 }));
-    let window = Duration::from_secs(if quick { 20 } else { 60 });
+    std::thread::sleep(Duration::from_secs(if quick { 20 } else { 30 }));
+    // Shedding goes by whole GOPs (10 s): fairness needs a window of several.
+    let window = Duration::from_secs(if quick { 30 } else { 60 });
     let decoded = |cams: &[serde_json::Value]| -> Vec<u64> {
         cams.iter().map(|c| c["counters"]["frames_decoded"].as_u64().unwrap_or(0)).collect()
     };

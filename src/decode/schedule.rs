@@ -167,6 +167,8 @@ pub const GOVERNOR_TICK: Duration = Duration::from_secs(1);
 /// Above this utilisation, shed more; below the lower one, shed less.
 const HIGH: f64 = 0.92;
 const LOW: f64 = 0.75;
+/// How far the shed share moves per tick.
+const STEP: f64 = 0.02;
 
 impl Default for Governor {
     fn default() -> Self {
@@ -198,14 +200,17 @@ impl Governor {
         }
         self.last = Some((now, busy_ns));
         let util = (busy_ns.saturating_sub(busy_then)) as f64 / (dt.as_nanos() as f64 * workers.max(1) as f64);
-        self.utilisation = util.min(1.0);
-        // Up fast (overload costs every viewer), down slowly (no oscillation).
+        // Smoothed: one long replay ending in a tick makes that tick look busier
+        // than it was.
+        self.utilisation = 0.7 * self.utilisation + 0.3 * util.min(1.0);
+        // Small, even steps: a change takes effect only as each camera reaches its
+        // next keyframe (up to a GOP later), so big steps overshoot and oscillate.
         let step = if self.behind > 0 {
-            0.2
+            STEP * 2.0
         } else if self.utilisation > HIGH {
-            0.1
+            STEP
         } else if self.utilisation < LOW {
-            -0.05
+            -STEP
         } else {
             0.0
         };

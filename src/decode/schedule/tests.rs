@@ -75,36 +75,57 @@ fn the_governor_sheds_more_when_busy_or_behind_and_less_when_there_is_room() {
     let s = Duration::from_secs(1).as_nanos() as u64;
     let mut g = Governor::default();
     g.update(t0, 0, 2);
-    // Two workers busy all the time (2 s of work per second).
+    let tick = std::cell::Cell::new(0u32);
+    let run = |g: &mut Governor, busy_per_s: u64, ticks: u32, busy: &mut u64| {
+        for _ in 0..ticks {
+            tick.set(tick.get() + 1);
+            *busy += busy_per_s;
+            g.update(t0 + tick.get() * GOVERNOR_TICK, *busy, 2);
+        }
+    };
     let mut busy = 0;
-    for i in 1..=4 {
-        busy += 2 * s;
-        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
-    }
-    assert!((g.utilisation() - 1.0).abs() < 1e-9);
-    assert!((g.shed() - 0.4).abs() < 1e-9, "0.1 per busy second: {}", g.shed());
+    // Two workers busy all the time: the smoothed utilisation climbs past 92%,
+    // then the shed share rises by small steps, one per tick.
+    run(&mut g, 2 * s, 4, &mut busy);
+    assert!(g.utilisation() > 0.7 && g.utilisation() < 0.92 && g.shed() == 0.0, "smoothed: {}", g.utilisation());
+    run(&mut g, 2 * s, 6, &mut busy);
+    let early = g.shed();
+    run(&mut g, 2 * s, 10, &mut busy);
+    assert!((g.shed() - early - 10.0 * STEP).abs() < 1e-9, "{} then {}", early, g.shed());
     // Updates within a tick change nothing.
-    g.update(t0 + 4 * GOVERNOR_TICK + 10 * MS, busy + s, 2);
-    assert!((g.shed() - 0.4).abs() < 1e-9);
-    // A decoder fell behind: a bigger step, whatever the utilisation.
+    let before = g.shed();
+    g.update(t0 + tick.get() * GOVERNOR_TICK + 10 * MS, busy + s, 2);
+    assert_eq!(g.shed(), before);
+    // A decoder fell behind: a double step, whatever the utilisation.
     g.fell_behind();
-    busy += s;
-    g.update(t0 + 5 * GOVERNOR_TICK, busy, 2);
-    assert!((g.shed() - 0.6).abs() < 1e-9, "{}", g.shed());
-    // Room again (half busy): the shed share comes down, to 0 and no further.
-    for i in 6..=20 {
-        busy += s;
-        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
-    }
-    assert!((g.utilisation() - 0.5).abs() < 1e-9);
+    run(&mut g, 2 * s, 1, &mut busy);
+    assert!((g.shed() - before - 2.0 * STEP).abs() < 1e-9, "{}", g.shed());
+    // Room again (half busy): the share comes down, to 0 and no further.
+    run(&mut g, s, 60, &mut busy);
+    assert!((g.utilisation() - 0.5).abs() < 0.01, "{}", g.utilisation());
     assert_eq!(g.shed(), 0.0);
     // Never above 1.
-    for i in 21..=60 {
+    for _ in 0..100 {
         g.fell_behind();
-        busy += 2 * s;
-        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
+        run(&mut g, 2 * s, 1, &mut busy);
     }
     assert_eq!(g.shed(), 1.0);
+}
+
+#[test]
+fn one_busy_tick_among_quiet_ones_does_not_move_the_share() {
+    let clock = Clock::stepped();
+    let t0 = clock.now();
+    let s = Duration::from_secs(1).as_nanos() as u64;
+    let mut g = Governor::default();
+    g.update(t0, 0, 2);
+    let mut busy = 0;
+    // 85% busy (inside the dead band), with one tick where a long replay ended (100%).
+    for i in 1..=30u32 {
+        busy += if i == 15 { 2 * s } else { 17 * s / 10 };
+        g.update(t0 + i * GOVERNOR_TICK, busy, 2);
+    }
+    assert_eq!(g.shed(), 0.0, "a single busy tick is smoothed away: {}", g.utilisation());
 }
 
 #[test]
