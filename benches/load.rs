@@ -237,7 +237,9 @@ fn p12(port: u16, dir: &std::path::Path, quick: bool) -> P12 {
     let after: u64 = cameras(&base).iter().map(|c| c["counters"]["frames_decoded"].as_u64().unwrap_or(0)).sum();
     let rss = proc_stat(pid).1;
     let shm_bytes = rss_shmem(pid);
-    let rings = std::fs::read_dir(&shm).map_or(0, |d| d.count());
+    // (Each ring has a lock file beside it: count the rings alone.)
+    let rings = std::fs::read_dir(&shm)
+        .map_or(0, |d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().ends_with(".lock")).count());
     drop(hub);
     P12 { rss, shm: shm_bytes, rings, decoded_per_s: (after - before) as f64 / t.elapsed().as_secs_f64() }
 }
@@ -343,7 +345,9 @@ fn main() {
          | P11: {N} cameras always decoding: a person's snapshot | {}/{} answered 200; p50 {:.0} ms, max {:.0} ms | | | < 1 s; before: 504 after 10.7 s |\n\
          | P11: fairness, decoded fps per camera over {} s | min {:.2}, mean {:.2}, max {:.2} fps | | max/min **{:.1}x** | within 2x |\n\
          | P11: overload handling | shed share {:.2}; frames shed: {} behind, {} overload; {} queue overflows, 0 GOP replays for them | | | no decoder-overrun replays; before: 60 |\n\
-         | P11: CPU and RSS | {:.0}% of a core, {:.0} MiB | | | before: 194%, 1.6 GB |\n         | P12: memory, {N} cameras decoding 720p into I420 rings | RSS {:.0} MiB ({:.0} MiB of it ring pages; {} rings), {:.1} MiB per camera over the same fleet connected and idle ({:.0} MiB, P9); {:.0} frames/s decoded in all | | | under 1 GB; before: 1.6 GB |\n         | P12: memory comes back after the P9 burst | idle {:.0} MiB, right after the burst {:.0} MiB, 30 s later {:.0} MiB (**{:+.0} MiB** over idle) | | | within 64 MB of idle 30 s after; before: 605 MB not returned |\n\n",
+         | P11: CPU and RSS | {:.0}% of a core, {:.0} MiB | | | before: 194%, 1.6 GB |\n\
+         | P12: memory, {N} cameras decoding 720p into I420 rings | RSS {:.0} MiB ({:.0} MiB of it ring pages; {} rings), {:.1} MiB per camera over the same fleet connected and idle ({:.0} MiB, P9); {:.0} frames/s decoded in all | | | under 1 GB; before: 1.6 GB |\n\
+         | P12: memory comes back after the P9 burst | idle {:.0} MiB, right after the burst {:.0} MiB, 30 s later {:.0} MiB (**{:+.0} MiB** over idle) | | | within 64 MB of idle 30 s after; before: 605 MB not returned |\n\n",
         if quick { " -- --quick" } else { "" },
         stamp(),
         machine(),
