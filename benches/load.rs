@@ -238,8 +238,9 @@ fn p12(port: u16, dir: &std::path::Path, quick: bool) -> P12 {
     let rss = proc_stat(pid).1;
     let shm_bytes = rss_shmem(pid);
     // (Each ring has a lock file beside it: count the rings alone.)
-    let rings = std::fs::read_dir(&shm)
-        .map_or(0, |d| d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().ends_with(".lock")).count());
+    let rings = std::fs::read_dir(&shm).map_or(0, |d| {
+        d.filter_map(Result::ok).filter(|e| !e.file_name().to_string_lossy().ends_with(".lock")).count()
+    });
     drop(hub);
     P12 { rss, shm: shm_bytes, rings, decoded_per_s: (after - before) as f64 / t.elapsed().as_secs_f64() }
 }
