@@ -116,6 +116,10 @@ pub struct Decoder {
     /// Room for live units: one permit per free queue slot, given back as the thread takes a unit.
     room: Arc<Semaphore>,
     thread: Option<JoinHandle<()>>,
+    /// Set when the owner stops this decoder: the thread may still finish the
+    /// job at hand, but publishes no picture after that (its camera may have
+    /// released its picture already; a late one would be held for nothing).
+    retired: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Why a live unit did not reach the decoder.
@@ -146,17 +150,19 @@ impl Decoder {
         }
         let span = tracing::info_span!("decoder", camera = camera);
         let thread_room = room.clone();
+        let retired = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread_retired = retired.clone();
         let thread = thread::Builder::new()
             .name(format!("decode-{camera}"))
             .spawn(move || {
                 let _g = span.enter();
-                let out = Out { progress: &out, sink, counters: &counters, last: None };
+                let out = Out { progress: &out, sink, counters: &counters, last: None, retired: &thread_retired };
                 run(ctx, rx, &thread_room, out, &sched);
                 // The decoder and its picture pools are freed: give the memory back.
                 crate::ffi::trim_heap_soon();
             })
             .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot start decoder thread: {e}")).caused_by(e))?;
-        Ok(Decoder { tx, room, thread: Some(thread) })
+        Ok(Decoder { tx, room, thread: Some(thread), retired })
     }
 
     /// Hands a live unit over without ever blocking the caller.
@@ -184,6 +190,7 @@ impl Decoder {
     /// Stops the decoder and returns its thread, for callers that want to join it.
     /// (Dropping a `Decoder` closes its channel too; the thread then exits by itself.)
     pub fn stop(mut self) -> Option<JoinHandle<()>> {
+        self.retired.store(true, std::sync::atomic::Ordering::Release);
         self.thread.take()
     }
 }
@@ -573,6 +580,8 @@ struct Out<'a> {
     counters: &'a Counters,
     /// The id of the picture this decoder published last.
     last: Option<u64>,
+    /// The owner stopped this decoder: progress only, no more pictures.
+    retired: &'a std::sync::atomic::AtomicBool,
 }
 
 impl Out<'_> {
@@ -591,7 +600,7 @@ impl Out<'_> {
         let last = self.last;
         self.progress.send_modify(|p| {
             p.processed_seq = p.processed_seq.max(seq);
-            if let Some(f) = newest
+            if let Some(f) = newest.filter(|_| !self.retired.load(std::sync::atomic::Ordering::Acquire))
                 && (p.frame.is_none()
                     || p.last.is_none_or(|old| old.frame_id < f.frame_id || Some(old.frame_id) == last))
             {

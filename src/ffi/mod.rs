@@ -36,19 +36,23 @@ static TRIM_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 /// pools (tens of MB at 720p) are freed to glibc's arenas, which keep them
 /// unless trimmed. Called on a thread that is about to end; the calls of many
 /// decoders stopping together (a dashboard closed) coalesce into one trim a
-/// moment after the first.
+/// moment after the first, and one 15 s later.
 pub fn trim_heap_soon() {
     use std::sync::atomic::Ordering;
     if TRIM_PENDING.swap(true, Ordering::AcqRel) {
         return;
     }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    TRIM_PENDING.store(false, Ordering::Release);
-    // SAFETY: malloc_trim takes no pointers and only walks glibc's own arenas
-    // under their locks; it is safe to call from any thread at any time.
-    unsafe {
-        malloc_trim(0);
+    // Once soon, and once more after the threads that served the burst (tokio's
+    // blocking pool keeps idle threads 10 s) have ended and freed their caches.
+    for wait in [500, 15_000] {
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        // SAFETY: malloc_trim takes no pointers and only walks glibc's own arenas
+        // under their locks; it is safe to call from any thread at any time.
+        unsafe {
+            malloc_trim(0);
+        }
     }
+    TRIM_PENDING.store(false, Ordering::Release);
 }
 
 unsafe extern "C" {
