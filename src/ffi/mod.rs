@@ -34,7 +34,7 @@ static TRIM_PENDING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBo
 
 /// Returns freed heap memory to the system, soon: a stopped decoder's picture
 /// pools (tens of MB at 720p) are freed to glibc's arenas, which keep them
-/// unless trimmed. Called on a thread that is about to end; the calls of many
+/// unless trimmed. Returns at once (the trims run on a thread of their own); the calls of many
 /// decoders stopping together (a dashboard closed) coalesce into one trim a
 /// moment after the first, and one 15 s later.
 pub fn trim_heap_soon() {
@@ -42,17 +42,24 @@ pub fn trim_heap_soon() {
     if TRIM_PENDING.swap(true, Ordering::AcqRel) {
         return;
     }
-    // Once soon, and once more after the threads that served the burst (tokio's
-    // blocking pool keeps idle threads 10 s) have ended and freed their caches.
-    for wait in [500, 15_000] {
-        std::thread::sleep(std::time::Duration::from_millis(wait));
-        // SAFETY: malloc_trim takes no pointers and only walks glibc's own arenas
-        // under their locks; it is safe to call from any thread at any time.
-        unsafe {
-            malloc_trim(0);
+    // On a thread of its own: the caller (a decoder thread that its camera joins
+    // when it stops) must not wait for it.
+    let spawned = std::thread::Builder::new().name("heap-trim".into()).spawn(|| {
+        // Once soon, and once more after the threads that served the burst (tokio's
+        // blocking pool keeps idle threads 10 s) have ended and freed their caches.
+        for wait in [500, 15_000] {
+            std::thread::sleep(std::time::Duration::from_millis(wait));
+            // SAFETY: malloc_trim takes no pointers and only walks glibc's own arenas
+            // under their locks; it is safe to call from any thread at any time.
+            unsafe {
+                malloc_trim(0);
+            }
         }
+        TRIM_PENDING.store(false, Ordering::Release);
+    });
+    if spawned.is_err() {
+        TRIM_PENDING.store(false, Ordering::Release);
     }
-    TRIM_PENDING.store(false, Ordering::Release);
 }
 
 unsafe extern "C" {
