@@ -188,8 +188,9 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
             let _ = stop_rx.await;
         }));
         let _ = drained.await;
-        // One deadline for the whole drain, from the first signal.
-        let deadline = tokio::time::Instant::now() + DRAIN;
+        // One deadline for the whole drain, from the first signal (on the one clock).
+        let clock = camhub::clock::Clock::real();
+        let signalled = clock.now();
         let _ = stop_tx.send(());
         let mut server = server;
         let served = tokio::time::timeout(GRACE, &mut server).await.is_ok();
@@ -204,7 +205,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
                 let _ = server.await;
             }
         };
-        if tokio::time::timeout_at(deadline, rest).await.is_err() {
+        if tokio::time::timeout(DRAIN.saturating_sub(clock.since(signalled)), rest).await.is_err() {
             tracing::warn!("requests or cameras still open after {} s; exiting anyway", DRAIN.as_secs());
         }
         tracing::info!("stopped");

@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn slow_flushes_are_logged_at_once_then_at_most_every_ten_seconds() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let ms = Duration::from_millis;
         let mut log = SlowLog::default();
