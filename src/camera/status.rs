@@ -53,7 +53,8 @@ pub struct Status {
     /// The keyframe that starts the GOP cache (0: none kept yet).
     pub keyframe_seq: u64,
     pub decoder_running: bool,
-    /// The decoder gets keyframes only because decoding is over budget (this GOP is shed).
+    /// The decoder gets keyframes only because decoding is over budget (the rest of
+    /// this GOP is shed: the camera's fair share of it is spent).
     pub shedding: bool,
     /// When the current connection was made.
     pub connected_at: Option<Instant>,

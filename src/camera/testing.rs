@@ -116,12 +116,25 @@ pub fn clip_units(codec: &str) -> Vec<EncodedUnit> {
 
 /// A camera named `cam` with options from `edit`, reading `source`, on `clock`.
 pub fn camera(source: Arc<ScriptedSource>, clock: &Clock, edit: impl FnOnce(&mut CameraOptions)) -> Arc<Camera> {
+    camera_in(source, &context(clock), edit)
+}
+
+/// A context of its own for test cameras (one scheduler they share).
+pub fn context(clock: &Clock) -> crate::camera::Context {
+    let metrics = Arc::new(Metrics::new(clock.wall(), &[]));
+    crate::camera::Context::standalone(clock.clone(), metrics)
+}
+
+/// A camera named `cam` in `ctx` (sharing its scheduler), reading `source`.
+pub fn camera_in(
+    source: Arc<ScriptedSource>,
+    ctx: &crate::camera::Context,
+    edit: impl FnOnce(&mut CameraOptions),
+) -> Arc<Camera> {
     let mut o = CameraOptions::from_url("rtsp://scripted.invalid/cam");
     edit(&mut o);
     let cfg = CameraConfig::resolve("cam", o, Path::new("/")).expect("a valid camera");
-    let metrics = Arc::new(Metrics::new(clock.wall(), &[]));
-    let ctx = crate::camera::Context::standalone(clock.clone(), metrics);
-    Camera::spawn_with_source(cfg, source, ctx, CancellationToken::new())
+    Camera::spawn_with_source(cfg, source, ctx.clone(), CancellationToken::new())
 }
 
 /// Waits (in real time, bounded) until the camera's status satisfies `pred`.

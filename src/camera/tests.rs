@@ -337,3 +337,5 @@ fn a_device_failing_mid_stream_reopens_the_decoder_in_software_and_is_counted() 
     let dec = SyncDecoder::with_hwaccel(Codec::H264, clock, metrics.decode(), 1 << 24, req).unwrap();
     assert_eq!(dec.hwaccel(), None);
 }
+
+mod shedding;

@@ -7,10 +7,11 @@
 //! per unit), so a burst of replays runs a few at a time and the first answers
 //! come after one replay, not after all of them.
 //!
-//! Over budget, the `Governor` sheds fairly: it raises the share of GOPs that
-//! background cameras (programs and the rest, never a person's) decode as
-//! keyframes only, the same share for every camera, and lowers it again when
-//! the workers have room. The decisions are pure (`Queue`, `Governor`: events
+//! Over budget, the `Governor` sheds fairly: it raises the share of each GOP
+//! that background cameras (programs and the rest, never a person's) leave
+//! undecoded (the GOP's tail, see `GopShare`), the same share for every camera,
+//! up to keyframes only, and lowers it again when the workers have room.
+//! The decisions are pure (`Queue`, `Governor`, `GopShare`: events
 //! and `now` in) and tested with stepped time; the blocking is at the edge.
 
 use std::sync::Arc;
@@ -150,7 +151,7 @@ impl<W> Queue<W> {
     }
 }
 
-/// The share of background GOPs decoded as keyframes only, from how busy the
+/// The share of each background GOP left undecoded, from how busy the
 /// workers are. Pure: busy time and `now` in.
 #[derive(Debug, Clone)]
 pub struct Governor {
@@ -219,29 +220,52 @@ impl Governor {
     }
 }
 
-/// A camera's share of GOPs: decides at each keyframe whether this GOP is
-/// decoded in full, so that every camera sheds the same share (a credit that
-/// each GOP adds `1 - shed` to; a GOP in full spends 1).
+/// A camera's share of each GOP under overload. Frames in a GOP depend on the
+/// ones before them, so shedding keeps a prefix: every GOP's keyframe and the
+/// first `1 - shed` of its other frames are decoded, the rest are not (the
+/// decoder waits for the next keyframe). Every camera thus decodes the same
+/// share of every GOP, so any window of whole GOPs sees the same fps per
+/// camera, and a change of the shed share takes effect at once, not a GOP later.
 #[derive(Debug, Clone, Default)]
 pub struct GopShare {
-    credit: f64,
+    /// Units since this GOP's keyframe (0: the keyframe).
+    pos: usize,
+    /// Units in the last whole GOP (0: none seen yet).
+    expected: usize,
+    /// This GOP's share is spent: nothing more until the next keyframe.
+    cut: bool,
+    /// A keyframe was seen (units before the first one are no whole GOP).
+    synced: bool,
 }
 
 impl GopShare {
-    /// Whether the GOP that starts now is decoded in full.
-    pub fn full(&mut self, shed: f64) -> bool {
-        if shed <= 0.0 {
-            self.credit = 0.0;
+    /// Whether this unit is within the camera's share (`shed`: the share of
+    /// each GOP's frames not to decode). Call for every unit, in order.
+    pub fn take(&mut self, keyframe: bool, shed: f64) -> bool {
+        if keyframe {
+            if self.synced {
+                self.expected = self.pos + 1;
+            }
+            self.synced = true;
+            self.pos = 0;
+            self.cut = false;
             return true;
         }
-        // (Stays below 2: each time it reaches 1, a full GOP spends 1.)
-        self.credit += 1.0 - shed;
-        if self.credit >= 1.0 - 1e-9 {
-            self.credit -= 1.0;
-            true
-        } else {
-            false
+        self.pos += 1;
+        if shed <= 0.0 {
+            // Nothing shed (or a person came): whatever was cut is replayed by the caller.
+            self.cut = false;
+            return true;
         }
+        if !self.cut && self.expected > 0 && self.pos as f64 >= (1.0 - shed) * self.expected as f64 {
+            self.cut = true;
+        }
+        !self.cut
+    }
+
+    /// Whether this GOP's share is spent.
+    pub fn cut(&self) -> bool {
+        self.cut
     }
 }
 
@@ -260,9 +284,12 @@ pub struct Scheduler {
     granted: [AtomicU64; 3],
     waited_ns: [AtomicU64; 3],
     /// Frames not decoded, by reason: `behind` (a decoder skipped its backlog to
-    /// the next keyframe), `overload` (a background GOP decoded as keyframes only).
+    /// the next keyframe), `overload` (the tail of a background GOP left undecoded).
     shed_behind: AtomicU64,
     shed_overload: AtomicU64,
+    /// Tests of what cameras do under a given share pin it here.
+    #[cfg(test)]
+    pinned: Mutex<Option<f64>>,
 }
 
 /// One figure per priority, named in the API.
@@ -297,7 +324,7 @@ pub struct SchedulerStats {
     pub waiting_seconds: f64,
     /// Workers' busy share over the last second (0-1).
     pub utilisation: f64,
-    /// The share of background GOPs decoded as keyframes only (0-1).
+    /// The share of each background GOP left undecoded (0-1; 1: keyframes only).
     pub shed: f64,
     pub busy_seconds: f64,
     pub granted: ByPriority<u64>,
@@ -317,6 +344,8 @@ impl Scheduler {
             waited_ns: Default::default(),
             shed_behind: AtomicU64::new(0),
             shed_overload: AtomicU64::new(0),
+            #[cfg(test)]
+            pinned: Mutex::new(None),
         })
     }
 
@@ -367,10 +396,20 @@ impl Scheduler {
         self.governor.lock().update(self.clock.now(), busy_ns, workers);
     }
 
-    /// The share of background GOPs to decode as keyframes only, now.
+    /// The share of each background GOP to leave undecoded, now.
     pub fn shed(&self) -> f64 {
+        #[cfg(test)]
+        if let Some(shed) = *self.pinned.lock() {
+            return shed;
+        }
         self.tick(self.busy_ns.load(Ordering::Relaxed));
         self.governor.lock().shed()
+    }
+
+    /// Fixes the shed share (tests of how cameras follow it; the governor has its own).
+    #[cfg(test)]
+    pub fn pin_shed(&self, shed: Option<f64>) {
+        *self.pinned.lock() = shed;
     }
 
     /// A decoder fell behind and dropped `frames` queued units to resync at a keyframe.
@@ -379,7 +418,7 @@ impl Scheduler {
         self.governor.lock().fell_behind();
     }
 
-    /// Frames of a background GOP not decoded (keyframes only under overload).
+    /// Frames of a background GOP not decoded (its tail, under overload).
     pub fn shed_overload(&self, frames: u64) {
         self.shed_overload.fetch_add(frames, Ordering::Relaxed);
     }

@@ -101,15 +101,22 @@ impl Actor {
         by_demand || (self.gop_shed && d.priority() != Priority::Person)
     }
 
-    /// A keyframe starts a GOP: whether this one is decoded in full is decided now
-    /// (the camera's fair share of the scheduler's budget). At a GOP's start the
-    /// decoder switches between full and keyframes-only with no replay.
-    pub(super) fn next_gop(&mut self) {
+    /// Whether this unit is within the camera's fair share of the scheduler's
+    /// budget (`GopShare`: each GOP's keyframe and the first part of the rest).
+    /// When a background camera's share of this GOP is spent, its decoder gets
+    /// no more until the next keyframe (no replay: nothing after is wanted).
+    pub(super) fn within_share(&mut self, keyframe: bool) -> bool {
         let background = !self.lossless && self.shared.priority.get() != Priority::Person;
-        self.gop_shed = background && !self.share.full(self.shared.scheduler.shed());
-        self.keyframes_only = self.keyframes_wanted(self.shared.clock.now());
-        let shedding = self.gop_shed && self.keyframes_only;
-        self.shared.update_status(|s| s.shedding = shedding);
+        let shed = if background && self.decoder.is_running() { self.shared.scheduler.shed() } else { 0.0 };
+        let within = self.share.take(keyframe, shed);
+        // (A keyframe is also where a switch of what is wanted needs no replay.)
+        if keyframe || within == self.gop_shed {
+            self.gop_shed = !within;
+            self.keyframes_only = self.keyframes_wanted(self.shared.clock.now());
+            let shedding = self.gop_shed && self.keyframes_only;
+            self.shared.update_status(|s| s.shedding = shedding);
+        }
+        within
     }
 
     /// A decoder that fell behind waits for the next keyframe, unless a person is

@@ -47,8 +47,9 @@ struct Actor {
     decoder: DecoderState,
     /// Only keyframes are wanted: the decoder gets keyframes alone.
     keyframes_only: bool,
-    /// This GOP is decoded as keyframes only: decoding is over budget and the
-    /// camera's pictures are for programs or nobody (its fair share, `GopShare`).
+    /// The rest of this GOP is not decoded: decoding is over budget, the
+    /// camera's pictures are for programs or nobody, and its fair share of this
+    /// GOP is spent (`GopShare`).
     gop_shed: bool,
     share: crate::decode::schedule::GopShare,
     /// The decoder's queue overflowed: units are dropped until the next keyframe.
@@ -285,8 +286,8 @@ impl Actor {
         if unit.keyframe {
             self.decoder.keyframe_arrived();
             self.behind = false;
-            self.next_gop();
         }
+        self.within_share(unit.keyframe);
         if matches!(self.decoder, DecoderState::AwaitingCodec) {
             // The replay of the GOP cache includes this unit if it was kept.
             if let Err(e) = self.start_decoder() {

@@ -128,24 +128,66 @@ fn one_busy_tick_among_quiet_ones_does_not_move_the_share() {
     assert_eq!(g.shed(), 0.0, "a single busy tick is smoothed away: {}", g.utilisation());
 }
 
-#[test]
-fn every_camera_sheds_the_same_share_of_its_gops() {
-    for shed in [0.0, 0.25, 0.4, 0.5, 0.9, 1.0] {
-        // Cameras that start at different moments still end within one GOP of each other.
-        let mut cams: Vec<GopShare> = (0..7).map(|_| GopShare::default()).collect();
-        let mut full = [0u32; 7];
-        for gop in 0..100 {
-            for (i, c) in cams.iter_mut().enumerate() {
-                if gop >= i && c.full(shed) {
-                    full[i] += 1;
-                }
+/// Frames decoded per camera over a window, for cameras whose GOPs start at
+/// different moments (`phase`: units into their GOP at the start).
+fn decoded_in_window(
+    gop: usize,
+    phases: &[usize],
+    warmup: usize,
+    window: usize,
+    shed: impl Fn(usize) -> f64,
+) -> Vec<u32> {
+    let mut cams: Vec<GopShare> = phases.iter().map(|_| GopShare::default()).collect();
+    let mut decoded = vec![0u32; phases.len()];
+    for t in 0..warmup + window {
+        for (i, c) in cams.iter_mut().enumerate() {
+            let keyframe = (t + gop - phases[i]).is_multiple_of(gop);
+            if c.take(keyframe, shed(t)) && t >= warmup {
+                decoded[i] += 1;
             }
         }
-        for (i, n) in full.iter().enumerate() {
-            let expect = (100 - i) as f64 * (1.0 - shed);
-            assert!((f64::from(*n) - expect).abs() <= 1.0, "shed {shed}: camera {i} decoded {n} of {} GOPs", 100 - i);
+    }
+    decoded
+}
+
+#[test]
+fn every_camera_decodes_the_same_share_of_each_gop() {
+    let phases: Vec<usize> = (0..7).map(|i| i * 60 / 7).collect();
+    for shed in [0.0, 0.25, 0.4, 0.5, 0.9, 1.0] {
+        // Three whole GOPs of 60 units, after two to learn the GOP's length.
+        let n = decoded_in_window(60, &phases, 120, 180, |_| shed);
+        let keep = ((1.0 - shed) * 60.0).ceil().max(1.0) as u32;
+        for (i, d) in n.iter().enumerate() {
+            assert!(d.abs_diff(3 * keep) <= 1, "shed {shed}: camera {i} decoded {d}, expected {}", 3 * keep);
+        }
+        if shed == 1.0 {
+            assert_eq!(n, vec![3; 7], "keyframes only");
         }
     }
+}
+
+#[test]
+fn a_changing_shed_share_stays_fair_and_takes_effect_within_the_gop() {
+    let phases: Vec<usize> = (0..10).map(|i| i * 6).collect();
+    // The share climbs from 0 to 0.8 and back while the window runs.
+    let shed = |t: usize| if t < 120 { 0.0 } else { (((t - 120) % 240) as f64 / 150.0).min(0.8) };
+    let n = decoded_in_window(60, &phases, 120, 240, shed);
+    let (lo, hi) = (*n.iter().min().unwrap(), *n.iter().max().unwrap());
+    assert!(f64::from(hi) / f64::from(lo) < 1.3, "decoded per camera: {n:?}");
+    // A share raised mid-GOP cuts that same GOP: half shed from the 30th unit on
+    // leaves a camera at its keyframe's 31st unit with nothing more.
+    let mut c = GopShare::default();
+    for t in 0..61usize {
+        assert!(c.take(t.is_multiple_of(60), 0.0));
+    }
+    for _ in 1..30 {
+        assert!(c.take(false, 0.0));
+    }
+    assert!(!c.take(false, 0.5), "the 30th unit of a 60-unit GOP is past half");
+    assert!(c.cut());
+    assert!(!c.take(false, 0.1), "once cut, the GOP stays cut (its frames need the ones skipped)");
+    assert!(c.take(true, 0.1), "the next keyframe starts again");
+    assert!(c.take(false, 0.0) && !c.cut(), "with nothing shed, nothing is cut");
 }
 
 #[test]
