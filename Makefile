@@ -51,8 +51,12 @@ $(VENV)/.ok: tests/requirements.txt | deps
 
 # The Python client (clients/python), as users install it.
 CLIENT_OK := $(VENV)/.client-ok
-$(CLIENT_OK): $(VENV)/.ok clients/python/pyproject.toml $(wildcard clients/python/camhub/*.py)
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
+# Its native module (clients/python/src, from crates/ring) is built by maturin with
+# the Rust toolchain already here, into this workspace's target/ (shared builds).
+CLIENT_SRC := clients/python/pyproject.toml clients/python/Cargo.toml $(wildcard clients/python/camhub/*.py) \
+	$(wildcard clients/python/src/*.rs) $(wildcard crates/ring/src/*.rs crates/ring/src/*/*.rs) crates/ring/Cargo.toml
+$(CLIENT_OK): $(VENV)/.ok $(CLIENT_SRC)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall ./clients/python
 	touch $@
 
 # playwright-core only (it drives Debian's Chromium; no browser download).
@@ -64,8 +68,9 @@ $(NODE_OK): tests/support/package-lock.json | deps
 
 test: deps $(VENV)/.ok $(CLIENT_OK) $(NODE_OK)
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo test --lib --bins --tests
+	cargo test -p camhub-ring
 	CAMHUB_BIN=target/debug/camhub $(VENV)/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 
 bench: deps $(CLIENT_OK) $(NODE_OK)

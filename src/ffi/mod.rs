@@ -3,11 +3,9 @@
 #![allow(unsafe_code)]
 
 mod hwaccel;
-mod shm;
 mod turbojpeg;
 
 pub use hwaccel::{HwDevice, HwKind, attach_device, decoder_supports, hw_device, is_hw_frame, transfer_frame};
-pub use shm::SharedMap;
 pub use turbojpeg::{Subsampling, compress_yuv_planes};
 
 /// The codec extradata (`avcC`, `hvcC`, or Annex B parameter sets) of a stream.

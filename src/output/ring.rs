@@ -14,90 +14,18 @@ use rustix::fs::{FlockOperation, flock};
 
 use crate::clock::Clock;
 use crate::config::{Fps, Mode, PixelFormat};
-use crate::ffi::SharedMap;
+use camhub_ring::Mapping as SharedMap;
 
-pub const MAGIC: &[u8; 8] = b"CAMHUBRG";
-pub const VERSION: u32 = 1;
-pub const HEADER_SIZE: usize = 4096;
-pub const SLOT_HEADER: usize = off::slot::PIXELS;
-/// A slot's `similarity` when none was measured (no `skip_similar`, or the first frame).
-pub const NOT_MEASURED: f64 = -1.0;
-pub const MAX_READERS: usize = 32;
+pub use camhub_ring::layout::{
+    CLOSED, ENDED, HEADER_SIZE, MAGIC, MAX_READERS, NOT_MEASURED, PLANE_SIZE, READER_SIZE, READY, SLOT_HEADER, VERSION,
+};
 
-pub const READY: u32 = 1;
-pub const CLOSED: u32 = 2;
-pub const ENDED: u32 = 4;
-
-/// One table of the layout: a byte offset per field and, for the test that checks
-/// it against docs/shm.md, `FIELDS`, the table itself.
-macro_rules! layout {
-    ($($(#[$attr:meta])* $name:ident = $at:literal,)*) => {
-        $($(#[$attr])* pub const $name: usize = $at;)*
-        #[cfg(test)]
-        pub const FIELDS: &[(&str, usize)] = &[$((stringify!($name), $name)),*];
-    };
-}
-
-/// Bytes per entry of the header's plane array (4 entries) and reader table (`MAX_READERS`).
-const PLANE_SIZE: usize = 16;
-const READER_SIZE: usize = 32;
-
-/// The ring file's layout, one table per table of docs/shm.md ("Layout"): the
-/// header's fields here, a slot's and a reader table entry's below. Each field is
-/// named as the document names it; `ring/tests.rs` holds the two together.
+/// The ring file's layout (docs/shm.md, "Layout"), from the crate the Python
+/// client's reader is built from too: the header's fields here, a slot's and a
+/// reader table entry's below; `ring/tests.rs` holds them against the document.
 mod off {
-    layout! {
-        MAGIC = 0,
-        VERSION = 8,
-        HEADER_SIZE = 12,
-        FLAGS = 16,
-        FORMAT = 20,
-        WIDTH = 24,
-        HEIGHT = 28,
-        SLOT_COUNT = 32,
-        PLANE_COUNT = 36,
-        SLOT_SIZE = 40,
-        FRAME_SIZE = 48,
-        WRITER_PID = 56,
-        MODE = 60,
-        WRITE_SEQ = 64,
-        NOTIFY = 72,
-        PLANES = 80,
-        LAST_FRAME_ID = 144,
-        SKIPPED_SIMILAR = 152,
-        FPS_MILLI = 160,
-        CREATED_NS = 168,
-        LAST_SKIP_FRAME_ID = 176,
-        LAST_SKIP_SIMILARITY = 184,
-        CAMERA = 256,
-        OUTPUT = 320,
-        READERS = 1024,
-    }
-
-    /// From a slot's start.
-    pub mod slot {
-        layout! {
-            SEQ_BEGIN = 0,
-            FRAME_ID = 8,
-            CAPTURED_NS = 16,
-            PUBLISHED_NS = 24,
-            DECODED_NS = 32,
-            SIMILARITY = 40,
-            SEQ_END = 56,
-            PIXELS = 64,
-        }
-    }
-
-    /// From a reader table entry's start.
-    pub mod reader {
-        layout! {
-            PID = 0,
-            READ_SEQ = 8,
-            // Readers write it for whoever watches them; the hub does not read it.
-            #[allow(dead_code)]
-            HEARTBEAT_NS = 16,
-        }
-    }
+    pub use camhub_ring::layout::header::*;
+    pub use camhub_ring::layout::{reader, slot};
 }
 
 /// One plane of a slot's pixels.
@@ -152,15 +80,16 @@ pub fn ring_path(dir: &Path, camera: &str, output: &str) -> PathBuf {
     dir.join(format!("camhub.{camera}.{output}"))
 }
 
-/// A pixel format's code in the header (docs/shm.md).
+/// A pixel format's code in the header (docs/shm.md, `camhub_ring::layout::FORMATS`).
 pub fn format_code(f: PixelFormat) -> u32 {
-    match f {
-        PixelFormat::Gray => 1,
-        PixelFormat::I420 => 2,
-        PixelFormat::Nv12 => 3,
-        PixelFormat::Rgb24 => 4,
-        PixelFormat::Bgr24 => 5,
-    }
+    let name = match f {
+        PixelFormat::Gray => "gray",
+        PixelFormat::I420 => "i420",
+        PixelFormat::Nv12 => "nv12",
+        PixelFormat::Rgb24 => "rgb24",
+        PixelFormat::Bgr24 => "bgr24",
+    };
+    camhub_ring::layout::FORMATS.iter().find(|(_, n, _)| *n == name).map_or(0, |(code, _, _)| *code)
 }
 
 /// An output's rate as the header says it: rate x 1000, 0 every frame, 1 keyframes.

@@ -17,15 +17,10 @@ hub restart) it reattaches to the new file by name; when the hub removes the fil
 it waits for it to come back. A Ring is not thread-safe: use one per thread.
 """
 
-import _thread
-import ctypes
 import errno
 import fcntl
-import mmap
 import os
-import platform
 import re
-import sys
 import threading
 import time
 import warnings
@@ -34,40 +29,25 @@ import numpy as np
 
 __all__ = ["Ring", "Frame", "RingError", "open", "ring_path", "shm_dir", "FORMATS"]
 
-MAGIC = b"CAMHUBRG"
-VERSION = 1
-HEADER_SIZE = 4096
-READY, CLOSED, ENDED = 1, 2, 4
-LIVE, REPLAY = 0, 1
-FORMATS = {1: "gray", 2: "i420", 3: "nv12", 4: "rgb24", 5: "bgr24"}
-PLANE_COUNTS = {1: 1, 2: 3, 3: 2, 4: 1, 5: 1}
+# The file's layout and constants come from the hub's own ring crate (crates/ring,
+# through the native module): the offsets of every field, one dict per table of
+# docs/shm.md ("Layout": the header, a slot, a reader table entry), keyed by the
+# document's field names; tests/test_layout.py holds them against the document.
+from ._native import (  # noqa: E402
+    CLOSED, ENDED, HEADER, HEADER_SIZE, LIVE, MAGIC, MAX_READERS, PLANE_SIZE, READER, READER_SIZE, READY, REPLAY,
+    SLOT, TABLE_LOCK_BYTE, VERSION,
+)
+from . import _native  # noqa: E402
 
-# The file's layout: the byte offset of every field, one dict per table of docs/shm.md
-# ("Layout": the header, a slot, a reader table entry), keyed by the document's field
-# names. The only place the client spells the layout; tests/test_layout.py checks it
-# against the document.
-HEADER = {
-    "magic": 0, "version": 8, "header_size": 12, "flags": 16, "format": 20, "width": 24, "height": 28,
-    "slot_count": 32, "plane_count": 36, "slot_size": 40, "frame_size": 48, "writer_pid": 56, "mode": 60,
-    "write_seq": 64, "notify": 72, "planes": 80, "last_frame_id": 144, "skipped_similar": 152,
-    "fps_milli": 160, "created_ns": 168, "last_skip_frame_id": 176, "last_skip_similarity": 184,
-    "camera": 256, "output": 320, "readers": 1024,
-}
-SLOT = {"seq_begin": 0, "frame_id": 8, "captured_ns": 16, "published_ns": 24, "decoded_ns": 32, "similarity": 40,
-        "seq_end": 56, "pixels": 64}
-READER = {"pid": 0, "read_seq": 8, "heartbeat_ns": 16}
-PLANE_SIZE, READER_SIZE = 16, 32  # bytes per entry of the header's planes (4) and reader table
-MAX_READERS = 32
-TABLE_LOCK_BYTE = 4095
+FORMATS = {code: name for code, (name, _) in _native.FORMATS.items()}
+PLANE_COUNTS = {code: planes for code, (_, planes) in _native.FORMATS.items()}
 # Word indexes (into the u32 / u64 views) of what the hot paths read.
-_FLAGS, _NOTIFY, _MODE = (HEADER[k] // 4 for k in ("flags", "notify", "mode"))
-_WRITE_SEQ = HEADER["write_seq"] // 8
+_MODE = HEADER["mode"] // 4
 _SEQ_BEGIN, _SEQ_END = SLOT["seq_begin"] // 8, SLOT["seq_end"] // 8
 _SLOT_FIELDS = tuple(SLOT[k] // 8 for k in ("frame_id", "captured_ns", "published_ns", "decoded_ns"))
 _SIMILARITY = SLOT["similarity"] // 8
 
 WAIT_SLICE = 0.1  # longest single futex sleep: notices CLOSED / a dead writer
-POLL = 0.001  # where futex is not available
 DETACHED_POLL = 0.1  # while the file does not exist (hub gone)
 STAT_EVERY = 1.0  # how often an idle reader checks that its file is still the named one
 
@@ -103,73 +83,25 @@ def open(camera, output, *, directory=None, timeout=None):  # noqa: A001 (camhub
     return Ring(ring_path(camera, output, directory), timeout=timeout, _names=(camera, output))
 
 
-# --- futex -------------------------------------------------------------------
-
-_SYS_FUTEX = {"x86_64": 202, "amd64": 202, "aarch64": 98, "arm64": 98}.get(platform.machine().lower())
-FUTEX_WAIT, FUTEX_WAKE = 0, 1
-
-
-class _Timespec(ctypes.Structure):
-    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
-
-
-def _load_syscall():
-    if not sys.platform.startswith("linux") or _SYS_FUTEX is None:
-        return None
-    try:
-        fn = ctypes.CDLL(None, use_errno=True).syscall
-    except (OSError, AttributeError):
-        return None
-    fn.restype = ctypes.c_long
-    return fn
-
-
-_syscall = _load_syscall()
-
-
-def futex_available():
-    return _syscall is not None
-
-
-def _futex_wait(addr, expected, timeout):
-    """Sleeps while the u32 at `addr` equals `expected`, at most `timeout` s (shared futex)."""
-    ts = _Timespec(int(timeout), int((timeout - int(timeout)) * 1e9))
-    r = _syscall(
-        ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(addr), ctypes.c_int(FUTEX_WAIT),
-        ctypes.c_uint(expected & 0xFFFFFFFF), ctypes.byref(ts), ctypes.c_void_p(None), ctypes.c_int(0),
-    )
-    if r == -1 and ctypes.get_errno() not in (errno.EAGAIN, errno.ETIMEDOUT, errno.EINTR):
-        time.sleep(POLL)  # ENOSYS and the like: behave like polling
-
-
-# --- memory ordering -----------------------------------------------------------
+# --- waits and memory ordering ---------------------------------------------------
 #
 # The writer publishes with release stores after a release fence (docs/shm.md,
 # "Writing and reading a frame"); the reader needs the other half: acquire loads of
 # write_seq, flags, notify and seq_end (nothing after them may be read before them),
 # seq_begin read only after the fields and pixels it vouches for, and read_seq stored
-# only after the frames it releases were read. x86 keeps loads in order, and loads
-# before later stores, by itself; ARM (aarch64: Jetson, Raspberry Pi) does not.
-#
-# Python has no atomics and no fence, so `_fence` makes one from a lock: releasing
-# a lock is a store-release (every earlier load and store is done first), acquiring
-# it a load-acquire (no later load or store starts before it), and a store-release
-# followed by a load-acquire stay in order (ARMv8's acquire is RCsc: LDAR, LDAXR and
-# CASA wait for an earlier STLR, STLXR or CASL; ARMv7 brackets both with DMB).
-# CPython's locks are built that way on every version: POSIX semaphores
-# (sem_post, then sem_trywait's acquiring compare-and-swap) up to 3.12, PyMutex's
-# sequentially consistent compare-and-swap from 3.13. The other order, acquire then
-# release, would not be a fence: loads on either side may move into the locked
-# region and past each other. A fresh lock each time keeps threads (and signal
-# handlers) from sharing one; it costs about 0.3 us.
+# only after the frames it releases were read. x86 keeps loads in order by itself;
+# ARM (aarch64: Jetson, Raspberry Pi) does not. The native module gives real
+# acquire loads, release stores and fences (Rust atomics), and futex waits that
+# release the GIL.
 
 
-def _fence():
-    """A full memory barrier for the loads and stores around it (see above)."""
-    lock = _thread.allocate_lock()
-    lock.acquire()
-    lock.release()  # store-release: what came before is done ...
-    lock.acquire()  # ... before this load-acquire, and what follows waits for it
+def futex_available():
+    """Always True: waits are futex waits through the native module (kept for
+    callers of earlier versions, where a pure-Python fallback polled)."""
+    return True
+
+
+_fence = _native.fence
 
 
 def _alive(pid):
@@ -332,43 +264,35 @@ class _Map:
 
     def _map(self, size):
         old = self.mm
-        self.mm = mmap.mmap(self.fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        # The native mapping is the base of every view: unmapped when the last goes.
+        self.mm = _native.Mapping(self.fd, size)
         self.size = size
-        self.u8 = np.frombuffer(self.mm, np.uint8)
+        self.u8 = np.asarray(self.mm)
         self.u32 = self.u8[: size // 4 * 4].view("<u4")
         self.u64 = self.u8[: size // 8 * 8].view("<u8")
         self.f64 = self.u8[: size // 8 * 8].view("<f8")
-        self.notify_addr = self.u32.ctypes.data + HEADER["notify"]
-        if old is not None:
-            _close_mmap(old)
+        del old  # (unmapped once no frame views it)
 
-    # Header words the writer changes: acquire loads (a load, then `_fence`), so that
-    # what is read after them (a slot's seq_end after write_seq, write_seq after
-    # ENDED) is at least as new.
+    # Header words the writer changes: acquire loads, so that what is read after
+    # them (a slot's seq_end after write_seq, write_seq after ENDED) is at least as new.
     @property
     def flags(self):
-        v = int(self.u32[_FLAGS])
-        _fence()
-        return v
+        return self.mm.load_u32(HEADER["flags"])
 
     @property
     def write_seq(self):
-        v = int(self.u64[_WRITE_SEQ])
-        _fence()
-        return v
+        return self.mm.load_u64(HEADER["write_seq"])
 
     @property
     def notify(self):
-        v = int(self.u32[_NOTIFY])
-        _fence()
-        return v
+        return self.mm.load_u32(HEADER["notify"])
 
     @property
     def mode(self):
         return int(self.u32[_MODE])
 
     def magic(self):
-        return bytes(self.mm[HEADER["magic"]:HEADER["magic"] + len(MAGIC)])
+        return bytes(self.u8[HEADER["magic"]:HEADER["magic"] + len(MAGIC)])
 
     def update_geometry(self):
         """Builds the geometry once READY is set; remaps if the file grew. False if not yet."""
@@ -394,13 +318,13 @@ class _Map:
         s = (n - 1) % g.slots
         w = (g.header_size + s * g.slot_size) // 8
         u = self.u64
-        if int(u[w + _SEQ_END]) != n:
+        # acquire: the fields (and the caller's pixels) are frame n's or newer
+        if self.mm.load_u64(8 * (w + _SEQ_END)) != n:
             return None
-        _fence()  # acquire: the fields (and the caller's pixels) are frame n's or newer
         fid, cap, pub, dec = (int(u[w + k]) for k in _SLOT_FIELDS)
         similarity = float(self.f64[w + _SIMILARITY])
         _fence()  # the fields are read before seq_begin, which vouches for them
-        if int(u[w + _SEQ_BEGIN]) != n:
+        if self.mm.load_u64(8 * (w + _SEQ_BEGIN)) != n:
             return None
         array, planes = self.slot_views[s]
         return Frame(n, s, fid, cap, pub, dec, similarity, g, array, planes, u, w + _SEQ_BEGIN)
@@ -425,8 +349,8 @@ class _Map:
                         seq = self.write_seq
                         self.u64[self._entry_word(k, "read_seq")] = seq
                         self.u64[self._entry_word(k, "heartbeat_ns")] = time.time_ns()
-                        _fence()  # release: the writer reads the pid, then read_seq
-                        self.u32[self._entry_pid(k)] = os.getpid()
+                        # release: the writer reads the pid, then read_seq
+                        self.mm.store_u32(4 * self._entry_pid(k), os.getpid())
                         self.entry, self.registered_seq = k, seq
                         return
                 self.registered_seq = self.write_seq
@@ -440,8 +364,8 @@ class _Map:
 
     def set_read_seq(self, seq):
         if self.entry is not None and seq > int(self.u64[self._entry_word(self.entry, "read_seq")]):
-            _fence()  # release: done reading frames up to seq before the writer may reuse their slots
-            self.u64[self._entry_word(self.entry, "read_seq")] = seq
+            # release: done reading frames up to seq before the writer may reuse their slots
+            self.mm.store_u64(8 * self._entry_word(self.entry, "read_seq"), seq)
 
     def readers(self):
         pids = self.u32[self._entry_pid(0):self._entry_pid(MAX_READERS):READER_SIZE // 4]
@@ -466,16 +390,8 @@ class _Map:
                 os.close(self.fd)
                 self.fd = None
         self.entry = None
-        mm = self.mm
-        self.u8 = self.u32 = self.u64 = self.slot_views = self.mm = None
-        _close_mmap(mm)
-
-
-def _close_mmap(mm):
-    try:
-        mm.close()
-    except BufferError:
-        pass  # frames still reference it: unmapped when the last view goes
+        # Unmapped when the last frame viewing it goes (the mapping is their base).
+        self.u8 = self.u32 = self.u64 = self.f64 = self.slot_views = self.mm = None
 
 
 def _attach(path):
@@ -665,14 +581,14 @@ class Ring:
                     m.set_read_seq(m.write_seq)
                     return None
                 closing = bool(flags & CLOSED)
-                sleep = 0.005 if closing else (WAIT_SLICE if _syscall else POLL)
+                sleep = 0.005 if closing else WAIT_SLICE
             if deadline is not None:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return None
                 sleep = min(sleep, left)
-            if m is not None and _syscall is not None and not closing:
-                _futex_wait(m.notify_addr, v, sleep)
+            if m is not None and not closing:
+                m.mm.wait(HEADER["notify"], v, sleep)
             else:
                 time.sleep(sleep)
 

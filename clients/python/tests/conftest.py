@@ -6,8 +6,10 @@ import sys
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PKG = os.path.dirname(HERE)  # clients/python: test the source tree, installed or not
-sys.path[:0] = [PKG, HERE]
+PKG = os.path.dirname(HERE)  # clients/python
+# The package under test is the installed one (`pip install ./clients/python`, as
+# users install it: its native module is built then), not the source tree.
+sys.path[:0] = [HERE]
 
 _n = itertools.count()
 

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import camhub
+from camhub import _native
 from camhub import ring as ringmod
-from conftest import HERE, PKG
+from conftest import HERE
 from ringwriter import RingWriter, value_of
 
 FORMATS = ["gray", "i420", "nv12", "rgb24", "bgr24"]
@@ -264,18 +265,6 @@ def test_wait_wakes_on_publish_without_spinning(make, shm):
     r.close()
 
 
-def test_polling_fallback(make, shm, monkeypatch):
-    monkeypatch.setattr(ringmod, "_syscall", None)
-    w = make()
-    w.configure("gray", 16, 8)
-    r = attach(shm)
-    join = later(0.05, w.publish)
-    f = r.wait(timeout=5)
-    join()
-    assert f is not None and f.seq == 1
-    r.close()
-
-
 def test_torn_reads_detected(make, shm):
     """A writer process publishing as fast as it can into 2 slots while this reader
     copies: every copy the client calls intact is one whole frame."""
@@ -338,36 +327,63 @@ class _Traced:
         return getattr(self.view, k)
 
 
-def test_loads_and_stores_are_ordered_by_fences(make, shm, monkeypatch):
-    """Where ARM could reorder what the seqlock needs in order, the client puts a full
-    barrier (`_fence`): header words are acquire loads, seq_end comes before the slot's
-    fields, the fields before seq_begin, and read_seq is stored after the frame was read.
-    (On x86 the hardware keeps this order anyway: the torn-read tests cannot tell.)"""
+class _TracedMap:
+    """The native mapping, recording its acquire loads and release stores by field."""
+
+    def __init__(self, mm, names, trace):
+        self.mm, self.names, self.trace = mm, names, trace
+
+    def _note(self, kind, off):
+        self.trace.append(f"{kind} {self.names.get(off, off)}")
+
+    def load_u32(self, off):
+        self._note("acquire", off)
+        return self.mm.load_u32(off)
+
+    def load_u64(self, off):
+        self._note("acquire", off)
+        return self.mm.load_u64(off)
+
+    def store_u32(self, off, v):
+        self._note("release", off)
+        return self.mm.store_u32(off, v)
+
+    def store_u64(self, off, v):
+        self._note("release", off)
+        return self.mm.store_u64(off, v)
+
+    def __getattr__(self, k):
+        return getattr(self.mm, k)
+
+
+def test_loads_and_stores_are_ordered(make, shm, monkeypatch):
+    """What ARM could reorder, the client orders with the native module's atomics:
+    header words and seq_end are acquire loads (before the slot's fields), a fence
+    sits between the fields and seq_begin, and read_seq is a release store after the
+    frame was read. (On x86 the hardware keeps this order anyway: the torn-read tests
+    cannot tell.)"""
     w = make()
     w.configure("gray", 16, 8, slots=4)
     w.publish()
     r = attach(shm)
     w.publish()
     m, trace = r._m, []
-    slot = (ringmod.HEADER_SIZE + 1 * m.geom.slot_size) // 8  # frame 2's slot
-    m.u64 = _Traced(m.u64, {ringmod.HEADER["write_seq"] // 8: "write_seq",
-                            **{slot + at // 8: f for f, at in ringmod.SLOT.items() if f != "pixels"},
-                            m._entry_word(m.entry, "read_seq"): "read_seq"}, trace)
-    m.u32 = _Traced(m.u32, {ringmod.HEADER[f] // 4: f for f in ("flags", "notify")}, trace)
+    slot = ringmod.HEADER_SIZE + 1 * m.geom.slot_size  # frame 2's slot
+    words = {ringmod.HEADER[f]: f for f in ("flags", "notify", "write_seq")}
+    words.update({slot + at: f for f, at in ringmod.SLOT.items() if f != "pixels"})
+    words[8 * m._entry_word(m.entry, "read_seq")] = "read_seq"
+    m.mm = _TracedMap(m.mm, words, trace)
+    m.u64 = _Traced(m.u64, {at // 8: f for at, f in words.items() if at % 8 == 0}, trace)
     monkeypatch.setattr(ringmod, "_fence", lambda: trace.append("fence"))
-
-    def fenced(a, b):
-        """A fence between the first `a` and the first `b` after it."""
-        i = trace.index(a)
-        return "fence" in trace[i + 1:trace.index(b, i + 1)]
 
     f = r.wait(timeout=1)  # notify, flags, write_seq, then frame 2's slot
     assert f.seq == 2 and f.frame_id == 2
     assert r.wait(timeout=0) is None  # moving on: done with frame 2, read_seq = 2
-    for word in ("notify", "flags", "write_seq", "seq_end"):
-        assert all(trace[i + 1] == "fence" for i, t in enumerate(trace) if t == word), f"{word}: {trace}"
-    assert fenced("seq_end", "frame_id") and fenced("decoded_ns", "seq_begin"), trace
-    assert fenced("seq_begin", "store read_seq"), trace
+    for word in ("notify", "flags", "write_seq", "seq_end", "seq_begin"):
+        assert f"acquire {word}" in trace and word not in trace, f"{word} read without acquire: {trace}"
+    at = trace.index
+    assert at("acquire seq_end") < at("frame_id") < at("decoded_ns") < at("fence") < at("acquire seq_begin"), trace
+    assert at("acquire seq_begin") < at("release read_seq"), trace
     trace.clear()
     assert f.intact() and trace == ["fence", "seq_begin"]
     trace.clear()
@@ -375,27 +391,26 @@ def test_loads_and_stores_are_ordered_by_fences(make, shm, monkeypatch):
     r.close()
 
 
-def test_fence_is_a_release_then_an_acquire(monkeypatch):
-    """Acquire-then-release would let loads on both sides meet inside the lock: not a fence."""
-    calls = []
-
-    class Lock:
-        def acquire(self):
-            calls.append("acquire")
-            return True
-
-        def release(self):
-            calls.append("release")
-
-    monkeypatch.setattr(ringmod, "_thread", type("T", (), {"allocate_lock": Lock}))
-    ringmod._fence()
-    assert calls[-2:] == ["release", "acquire"], calls
-    monkeypatch.undo()
-    threads = [threading.Thread(target=lambda: [ringmod._fence() for _ in range(10000)]) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+def test_native_mapping_shares_words_and_wakes_waiters(shm):
+    """The native module on its own: two mappings of one file see each other's stores;
+    a wait times out, or returns at a wake from another thread (the GIL released)."""
+    path = os.path.join(shm, "words")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, 8192)
+        a, b = _native.Mapping(fd), _native.Mapping(fd)
+        a.store_u64(64, 1 << 40)
+        assert b.load_u64(64) == 1 << 40 and len(b) == 8192
+        assert np.asarray(b)[64:72].view("<u8")[0] == 1 << 40, "numpy sees the same bytes"
+        with pytest.raises(IndexError):
+            b.load_u64(8190)
+        assert b.wait(72, 0, 0.01) is False
+        join = later(0.05, lambda: (a.store_u32(72, 1), a.wake(72)))
+        assert b.wait(72, 0, 10) is True
+        join()
+        assert _native.wait_any([(a, 76, 0), (b, 72, 0)], 10) == 1, "the second word had changed"
+    finally:
+        os.close(fd)
 
 
 # --- following the file ------------------------------------------------------------
@@ -523,8 +538,7 @@ def test_killed_reader_drops_its_lock_and_entry(make, shm):
     w.configure("gray", 16, 8)
     code = ("import camhub, sys, time; r = camhub.open('cam', 'out', directory=sys.argv[1]); "
             "print('OPEN', flush=True); time.sleep(60)")
-    p = subprocess.Popen([sys.executable, "-c", code, shm], stdout=subprocess.PIPE, text=True,
-                         env=dict(os.environ, PYTHONPATH=PKG))
+    p = subprocess.Popen([sys.executable, "-c", code, shm], stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "OPEN"
         assert w.demand() and [e[1] for e in w.live_readers()] == [p.pid]
