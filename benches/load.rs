@@ -269,7 +269,7 @@ fn p11(port: u16, dir: &std::path::Path, quick: bool) -> P11 {
     let (hub, base) = start(port, "decoded", "", dir, "p11");
     wait_warm(&base, Duration::from_secs(if quick { 12 } else { 25 }));
     // Let the scheduler settle into its shed share.
-    std::thread::sleep(Duration::from_secs(if quick { 10 } else { 30 }));
+    std::thread::sleep(Duration::from_secs(if quick { 20 } else { 30 }));
     // Each GOP (10 s) is shed the same share: the window takes whole GOPs.
     let window = Duration::from_secs(if quick { 20 } else { 60 });
     let decoded = |cams: &[serde_json::Value]| -> Vec<u64> {
@@ -289,6 +289,12 @@ fn p11(port: u16, dir: &std::path::Path, quick: bool) -> P11 {
     for (i, k) in asked.iter().enumerate() {
         std::thread::sleep(window.saturating_sub(t0.elapsed()) / (shots - i as u32 + 1));
         let (st, d) = get(&format!("{base}/api/cameras/c{k}/snapshot.jpg"));
+        if st != 200 {
+            eprintln!(
+                "P11: a person's snapshot of c{k} answered {st} after {d:?}: {:#}",
+                get_json(&format!("{base}/api/cameras/c{k}"))
+            );
+        }
         snap_ok += usize::from(st == 200);
         snap_ms.push(d.as_secs_f64() * 1e3);
     }
