@@ -1,21 +1,32 @@
 """Reader side of camhub's shared-memory frame rings (layout: docs/shm.md).
 
+**`Frame.array` is read-only by design**: it is a numpy view of the ring's shared
+memory, no copy, so writing into it would change what other readers see. Call
+`frame.copy()` (a Frame owning its pixels) or `frame.writable()` (a writable
+ndarray, e.g. for `cv2.rectangle`) to get owned arrays; both return None if the
+hub overwrote the frame while it was being copied. `np.asarray(frame)` is
+`frame.array`.
+
 A `Ring` attaches to `<dir>/camhub.<camera>.<output>`, `<dir>` being
 `$CAMHUB_SHM_DIR` if set, else `/dev/shm`, as for the hub: it holds a shared
 `flock` on the file (that is the hub's demand signal: decoding starts), registers
-in the file's reader table, and maps the whole file. Frames come back as `Frame`
-objects whose `array` is a read-only numpy view of the slot's memory, no copy.
+in the file's reader table, and maps the whole file.
 
 A view stays valid until the writer comes back to its slot (`slot_count - 1`
 publishes after the newest frame, in live mode). `frame.intact()` tells whether it
-still is; `frame.copy()` copies and returns None if the frame was overwritten
-while being copied. In replay mode the writer waits for its readers, so a frame
-from `frames()` stays intact until the iterator is asked for the next one.
+still is. In replay mode the writer waits for its readers, so a frame from
+`frames()` stays intact until the iterator is asked for the next one.
+
+Timeouts mean the same everywhere (`open`, `wait`, `frames`, `newest`, `select`):
+None waits for ever, 0 checks once and returns (or raises) at once, a number of
+seconds waits at most that long.
 
 The ring follows the hub: when the file is replaced (first frame, new geometry,
 hub restart) it reattaches to the new file by name; when the hub removes the file
 it waits for it to come back. A Ring is not thread-safe: use one per thread.
 """
+
+from __future__ import annotations
 
 import _thread
 import ctypes
@@ -29,6 +40,8 @@ import sys
 import threading
 import time
 import warnings
+
+from typing import Any, Iterator, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -81,13 +94,13 @@ class RingError(Exception):
     """The file is not a camhub ring this client understands."""
 
 
-def shm_dir():
+def shm_dir() -> str:
     """Where the hub writes its rings: `$CAMHUB_SHM_DIR` if set, else /dev/shm (the
     hub's own rule, `shm_dir()` in src/output/mod.rs). Read at each call."""
     return os.environ.get("CAMHUB_SHM_DIR", "/dev/shm")
 
 
-def ring_path(camera, output, directory=None):
+def ring_path(camera: str, output: str, directory: Optional[str] = None) -> str:
     """The ring file of `camera`'s output `output`, in `directory` (None: `shm_dir()`)."""
     for what, name in (("camera", camera), ("output", output)):
         if not isinstance(name, str) or not _NAME.match(name):
@@ -95,11 +108,15 @@ def ring_path(camera, output, directory=None):
     return os.path.join(shm_dir() if directory is None else directory, f"camhub.{camera}.{output}")
 
 
-def open(camera, output, *, directory=None, timeout=None):  # noqa: A001 (camhub.open)
-    """Attaches to the ring of `camera`'s shm output `output`.
+def open(camera: str, output: str, *, directory: Optional[str] = None,  # noqa: A001 (camhub.open)
+         timeout: Optional[float] = None) -> Ring:
+    """Attaches to the ring of `camera`'s shm output `output`; a `Ring`, also a
+    context manager (`with camhub.open(...) as ring:` closes it).
 
     `directory`: where the hub writes rings (None: `$CAMHUB_SHM_DIR`, else /dev/shm).
-    `timeout`: how long to wait for the file to appear (None: fail at once)."""
+    `timeout`: how long to wait for the file to appear: None for ever, 0 not at all,
+    else that many seconds; then FileNotFoundError, naming the file and what to check.
+    (Before 0.2, None meant "fail at once", which is now 0.)"""
     return Ring(ring_path(camera, output, directory), timeout=timeout, _names=(camera, output))
 
 
@@ -182,6 +199,56 @@ def _alive(pid):
     except PermissionError:
         return True
     return True
+
+
+# --- waiting on several words ----------------------------------------------------
+#
+# `_wait_any(words, timeout) -> int | None` is the one primitive behind `select` and
+# `camhub.aio`. Contract (a native futex_waitv version will replace the body, keep it):
+# - `words`: a list of `(view, index, expected)`: `view` a numpy uint32 view of
+#   mapped memory (a ring's `_Map.u32`, or any `mmap`-backed u32 array), `index` the
+#   word in it, `expected` the value the caller last read (an int, 0 .. 2**32-1);
+# - returns the index in `words` of a word that no longer equals its expected value
+#   (the lowest such index when several already differ on entry), at once if one
+#   differs on entry; None when `timeout` s passed with every word equal (None: no
+#   limit; 0: check once). An empty list just sleeps `timeout` (None: for ever).
+# - a FUTEX_WAKE on any word's address ends a sleep early; `_wake` makes one. Those
+#   are shared (not FUTEX_PRIVATE) futexes, like the hub's `notify` wakes. A change
+#   without a wake may be noticed only at the timeout: callers pass at most
+#   WAIT_SLICE when they must also notice things no futex announces.
+# - any number of words (futex_waitv takes 128 at most: a native version must split
+#   or poll beyond that); safe to call from any thread (it only reads the words).
+# This pure-Python body checks every word, then futex-waits on the first for at most
+# POLL (1 ms) and checks again: a change on any other word is seen within ~1 ms.
+
+
+def _wait_any(words: Sequence[Tuple[np.ndarray, int, int]], timeout: Optional[float]) -> Optional[int]:
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    while True:
+        for i, (view, index, expected) in enumerate(words):
+            if int(view[index]) != expected:
+                _fence()  # acquire: what the caller reads next is at least as new
+                return i
+        nap = POLL
+        if deadline is not None:
+            nap = min(nap, deadline - time.monotonic())
+            if nap <= 0:
+                return None
+        if words and _syscall is not None:
+            view, index, expected = words[0]
+            _futex_wait(view.ctypes.data + 4 * index, expected, nap)
+        else:
+            time.sleep(nap)
+
+
+def _wake(view: np.ndarray, index: int) -> None:
+    """Changes u32 word `index` of `view` and wakes every `_wait_any` sleeping on it."""
+    view[index] = (int(view[index]) + 1) & 0xFFFFFFFF
+    _fence()  # release: the change is visible before the wake
+    if _syscall is not None:
+        _syscall(ctypes.c_long(_SYS_FUTEX), ctypes.c_void_p(view.ctypes.data + 4 * index),
+                 ctypes.c_int(FUTEX_WAKE), ctypes.c_int(2**31 - 1), ctypes.c_void_p(None),
+                 ctypes.c_void_p(None), ctypes.c_int(0))
 
 
 # --- frames ------------------------------------------------------------------
@@ -269,18 +336,18 @@ class Frame:
         self._u64, self._word = u64, word  # seq_begin of the slot; None once copied
 
     @property
-    def captured(self):
+    def captured(self) -> float:
         """When the frame's data arrived from the camera, Unix seconds."""
         return self.captured_ns / 1e9
 
-    def intact(self):
+    def intact(self) -> bool:
         """True while the slot still holds this frame (the views are not overwritten)."""
         if self._u64 is None:
             return True
         _fence()  # what the caller read from the views, it read before this seq_begin
         return int(self._u64[self._word]) == self.seq
 
-    def copy(self):
+    def copy(self) -> Optional[Frame]:
         """A Frame owning copies of the pixels, or None if the writer overwrote the
         slot before the copy completed (a torn frame)."""
         if self._u64 is None:
@@ -306,10 +373,25 @@ class Frame:
         c.array, c.planes, c._u64, c._word = array, planes, None, None
         return c
 
-    def __iter__(self):
+    def writable(self) -> Optional[np.ndarray]:
+        """A writable copy of `array` (what `cv2.rectangle` and other in-place drawing
+        need), or None if the writer overwrote the slot before the copy completed."""
+        array = self.array.copy()
+        return array if self.intact() else None
+
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        """`np.asarray(frame)`: `frame.array` itself (read-only, no copy) unless a
+        dtype or `copy=True` asks for a new array (numpy 2's signature)."""
+        if dtype is not None and np.dtype(dtype) != self.array.dtype:
+            if copy is False:
+                raise ValueError(f"a {self.array.dtype} frame cannot be viewed as {np.dtype(dtype)} without a copy")
+            return self.array.astype(dtype)
+        return self.array.copy() if copy else self.array
+
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.frame_id, self.captured, self.array))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Frame seq={self.seq} frame_id={self.frame_id} {self.format} {self.width}x{self.height}"
                 f"{' copy' if self._u64 is None else ''}>")
 
@@ -515,32 +597,32 @@ def _attach(path):
 # --- the ring ------------------------------------------------------------------
 
 
+def _hint(names: Optional[Tuple[str, str]]) -> str:
+    if names:
+        return f"is the camhub hub running with camera {names[0]!r} configured with an shm output {names[1]!r}?"
+    return "is the camhub hub running with that shm output configured?"
+
+
 class Ring:
     """A reader attached to one ring file. See the module docstring."""
 
-    def __init__(self, path, *, timeout=None, _names=None):
+    def __init__(self, path: str | os.PathLike, *, timeout: Optional[float] = None,
+                 _names: Optional[Tuple[str, str]] = None) -> None:
+        """Attaches to the ring file `path`, waiting `timeout` s for it to appear
+        (None: for ever, 0: not at all; as `camhub.open`)."""
         self.path = os.fspath(path)
         self.missed = 0
         self._closed = False
         self._m = None
         self._cursor = 0  # seq of the last frame returned (or where we attached)
         self._next_stat = 0.0
-        deadline = None if timeout is None else time.monotonic() + timeout
-        grace = time.monotonic() + 1.0  # a file that exists but is not initialised yet
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             m = _attach(self.path)
             if m is not None:
                 break
-            now = time.monotonic()
-            exists = os.path.exists(self.path)
-            if (deadline is None and not exists) or (deadline is not None and now >= deadline) or (
-                    deadline is None and now >= grace):
-                if _names:
-                    hint = (f"is the camhub hub running with camera {_names[0]!r} configured with an shm "
-                            f"output {_names[1]!r}?")
-                else:
-                    hint = "is the camhub hub running with that shm output configured?"
-                raise FileNotFoundError(errno.ENOENT, f"no camhub ring at {self.path}: {hint}", self.path)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FileNotFoundError(errno.ENOENT, f"no camhub ring at {self.path}: {_hint(_names)}", self.path)
             time.sleep(0.01)
         try:
             m.update_geometry()
@@ -676,9 +758,27 @@ class Ring:
             else:
                 time.sleep(sleep)
 
+    def _select_state(self) -> Tuple[bool, Optional[Tuple[np.ndarray, int, int]]]:
+        """For `select` and `camhub.aio`: `(True, None)` when `wait(0)` has something to
+        say at once (a frame newer than the last returned, the end of a replay, or
+        this Ring closed), else `(False, word)`: the `_wait_any` word that changes
+        when that may have changed (the header's `notify`), None while the file is
+        away (poll). The word's value is read before the state, so no wake is lost."""
+        if self._closed:
+            return True, None
+        self._refresh()
+        m = self._m
+        if m is None:
+            return False, None
+        word = (m.u32, _NOTIFY, m.notify)
+        m.heartbeat()
+        if m.flags & ENDED or (m.geom is not None and m.write_seq > self._cursor):
+            return True, None
+        return False, word
+
     # -- public API -----------------------------------------------------------------
 
-    def latest(self):
+    def latest(self) -> Optional[Frame]:
         """The newest frame, or None (no frame yet). Never blocks."""
         self._refresh()
         m = self._m
@@ -696,7 +796,7 @@ class Ring:
                 return f
         return None
 
-    def get(self, seq):
+    def get(self, seq: int) -> Optional[Frame]:
         """Frame `seq` (a ring sequence number, as in Redis records' `seq`) if its slot
         still holds it whole, else None (overwritten, not written yet, or no frames)."""
         self._refresh()
@@ -706,14 +806,14 @@ class Ring:
         m.heartbeat()
         return m.read(seq)
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The next frame newer than the last one returned, or None after `timeout` s
         (or at ENDED). Live: the newest such frame; replay: the next in order."""
         if self._m is not None and self._m.mode == REPLAY:
             return self._wait(self._pick_next, timeout)
         return self._wait(self._pick_newest, timeout)
 
-    def frames(self, timeout=None):
+    def frames(self, timeout: Optional[float] = None) -> Iterator[Frame]:
         """Every new frame in order. Live: frames the reader was too slow for are
         skipped and counted in `missed`. Replay: paces the writer; ends at ENDED.
         Stops after `timeout` s without a frame."""
@@ -723,7 +823,7 @@ class Ring:
                 return
             yield f
 
-    def newest(self, timeout=None):
+    def newest(self, timeout: Optional[float] = None) -> Iterator[Frame]:
         """The newest frame each time (skipping any in between, not counted as missed)."""
         while True:
             f = self._wait(self._pick_newest, timeout)
@@ -734,30 +834,30 @@ class Ring:
     __iter__ = frames
 
     @property
-    def ready(self):
+    def ready(self) -> bool:
         """Whether the ring holds a geometry (the first frame has come)."""
         return self._m is not None and self._m.geom is not None
 
     @property
-    def write_seq(self):
+    def write_seq(self) -> int:
         return self._m.write_seq if self._m is not None else 0
 
     @property
-    def mode(self):
+    def mode(self) -> Optional[str]:
         """'live' or 'replay'."""
         return ("live", "replay")[self._m.mode == REPLAY] if self._m is not None else None
 
     @property
-    def readers(self):
+    def readers(self) -> int:
         """Registered readers whose process is alive (this one included)."""
         return self._m.readers() if self._m is not None else 0
 
     @property
-    def ended(self):
+    def ended(self) -> bool:
         return self._m is not None and bool(self._m.flags & ENDED)
 
     @property
-    def last_skip(self):
+    def last_skip(self) -> Optional[Tuple[int, float]]:
         """(frame_id, similarity) of the newest frame skipped as similar (its luma
         difference from the published frame it matched, 0..1), or None."""
         m = self._m
@@ -766,7 +866,7 @@ class Ring:
         fid = int(m.u64[HEADER["last_skip_frame_id"] // 8])
         return (fid, float(m.f64[HEADER["last_skip_similarity"] // 8])) if fid else None
 
-    def _geom(self, k):
+    def _geom(self, k: str) -> Any:
         m = self._m
         return getattr(m.geom, k) if m is not None and m.geom is not None else None
 
@@ -776,10 +876,10 @@ class Ring:
     slot_count = property(lambda self: self._geom("slots"))
 
     @property
-    def closed(self):
+    def closed(self) -> bool:
         return self._closed
 
-    def close(self):
+    def close(self) -> None:
         """Leaves the reader table, drops the lock (the hub's demand) and unmaps.
         Frames still referenced keep their memory mapped until they go."""
         self._closed = True
@@ -787,10 +887,10 @@ class Ring:
         if m is not None:
             m.release()
 
-    def __enter__(self):
+    def __enter__(self) -> Ring:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def __del__(self):
@@ -800,5 +900,5 @@ class Ring:
         except Exception:
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<camhub.Ring {self.path} {self.mode} write_seq={self.write_seq} missed={self.missed}>"
