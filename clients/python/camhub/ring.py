@@ -40,8 +40,8 @@ import sys
 import threading
 import time
 import warnings
-
-from typing import Any, Iterator, Optional, Sequence, Tuple
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +100,7 @@ def shm_dir() -> str:
     return os.environ.get("CAMHUB_SHM_DIR", "/dev/shm")
 
 
-def ring_path(camera: str, output: str, directory: Optional[str] = None) -> str:
+def ring_path(camera: str, output: str, directory: str | None = None) -> str:
     """The ring file of `camera`'s output `output`, in `directory` (None: `shm_dir()`)."""
     for what, name in (("camera", camera), ("output", output)):
         if not isinstance(name, str) or not _NAME.match(name):
@@ -108,8 +108,8 @@ def ring_path(camera: str, output: str, directory: Optional[str] = None) -> str:
     return os.path.join(shm_dir() if directory is None else directory, f"camhub.{camera}.{output}")
 
 
-def open(camera: str, output: str, *, directory: Optional[str] = None,  # noqa: A001 (camhub.open)
-         timeout: Optional[float] = None) -> Ring:
+def open(camera: str, output: str, *, directory: str | None = None,  # noqa: A001 (camhub.open)
+         timeout: float | None = None) -> Ring:
     """Attaches to the ring of `camera`'s shm output `output`; a `Ring`, also a
     context manager (`with camhub.open(...) as ring:` closes it).
 
@@ -222,7 +222,7 @@ def _alive(pid):
 # POLL (1 ms) and checks again: a change on any other word is seen within ~1 ms.
 
 
-def _wait_any(words: Sequence[Tuple[np.ndarray, int, int]], timeout: Optional[float]) -> Optional[int]:
+def _wait_any(words: Sequence[tuple[np.ndarray, int, int]], timeout: float | None) -> int | None:
     deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
     while True:
         for i, (view, index, expected) in enumerate(words):
@@ -347,7 +347,7 @@ class Frame:
         _fence()  # what the caller read from the views, it read before this seq_begin
         return int(self._u64[self._word]) == self.seq
 
-    def copy(self) -> Optional[Frame]:
+    def copy(self) -> Frame | None:
         """A Frame owning copies of the pixels, or None if the writer overwrote the
         slot before the copy completed (a torn frame)."""
         if self._u64 is None:
@@ -373,13 +373,13 @@ class Frame:
         c.array, c.planes, c._u64, c._word = array, planes, None, None
         return c
 
-    def writable(self) -> Optional[np.ndarray]:
+    def writable(self) -> np.ndarray | None:
         """A writable copy of `array` (what `cv2.rectangle` and other in-place drawing
         need), or None if the writer overwrote the slot before the copy completed."""
         array = self.array.copy()
         return array if self.intact() else None
 
-    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         """`np.asarray(frame)`: `frame.array` itself (read-only, no copy) unless a
         dtype or `copy=True` asks for a new array (numpy 2's signature)."""
         if dtype is not None and np.dtype(dtype) != self.array.dtype:
@@ -597,7 +597,7 @@ def _attach(path):
 # --- the ring ------------------------------------------------------------------
 
 
-def _hint(names: Optional[Tuple[str, str]]) -> str:
+def _hint(names: tuple[str, str] | None) -> str:
     if names:
         return f"is the camhub hub running with camera {names[0]!r} configured with an shm output {names[1]!r}?"
     return "is the camhub hub running with that shm output configured?"
@@ -606,8 +606,8 @@ def _hint(names: Optional[Tuple[str, str]]) -> str:
 class Ring:
     """A reader attached to one ring file. See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike, *, timeout: Optional[float] = None,
-                 _names: Optional[Tuple[str, str]] = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, timeout: float | None = None,
+                 _names: tuple[str, str] | None = None) -> None:
         """Attaches to the ring file `path`, waiting `timeout` s for it to appear
         (None: for ever, 0: not at all; as `camhub.open`)."""
         self.path = os.fspath(path)
@@ -758,7 +758,7 @@ class Ring:
             else:
                 time.sleep(sleep)
 
-    def _select_state(self) -> Tuple[bool, Optional[Tuple[np.ndarray, int, int]]]:
+    def _select_state(self) -> tuple[bool, tuple[np.ndarray, int, int] | None]:
         """For `select` and `camhub.aio`: `(True, None)` when `wait(0)` has something to
         say at once (a frame newer than the last returned, the end of a replay, or
         this Ring closed), else `(False, word)`: the `_wait_any` word that changes
@@ -778,7 +778,7 @@ class Ring:
 
     # -- public API -----------------------------------------------------------------
 
-    def latest(self) -> Optional[Frame]:
+    def latest(self) -> Frame | None:
         """The newest frame, or None (no frame yet). Never blocks."""
         self._refresh()
         m = self._m
@@ -796,7 +796,7 @@ class Ring:
                 return f
         return None
 
-    def get(self, seq: int) -> Optional[Frame]:
+    def get(self, seq: int) -> Frame | None:
         """Frame `seq` (a ring sequence number, as in Redis records' `seq`) if its slot
         still holds it whole, else None (overwritten, not written yet, or no frames)."""
         self._refresh()
@@ -806,14 +806,14 @@ class Ring:
         m.heartbeat()
         return m.read(seq)
 
-    def wait(self, timeout: Optional[float] = None) -> Optional[Frame]:
+    def wait(self, timeout: float | None = None) -> Frame | None:
         """The next frame newer than the last one returned, or None after `timeout` s
         (or at ENDED). Live: the newest such frame; replay: the next in order."""
         if self._m is not None and self._m.mode == REPLAY:
             return self._wait(self._pick_next, timeout)
         return self._wait(self._pick_newest, timeout)
 
-    def frames(self, timeout: Optional[float] = None) -> Iterator[Frame]:
+    def frames(self, timeout: float | None = None) -> Iterator[Frame]:
         """Every new frame in order. Live: frames the reader was too slow for are
         skipped and counted in `missed`. Replay: paces the writer; ends at ENDED.
         Stops after `timeout` s without a frame."""
@@ -823,7 +823,7 @@ class Ring:
                 return
             yield f
 
-    def newest(self, timeout: Optional[float] = None) -> Iterator[Frame]:
+    def newest(self, timeout: float | None = None) -> Iterator[Frame]:
         """The newest frame each time (skipping any in between, not counted as missed)."""
         while True:
             f = self._wait(self._pick_newest, timeout)
@@ -843,7 +843,7 @@ class Ring:
         return self._m.write_seq if self._m is not None else 0
 
     @property
-    def mode(self) -> Optional[str]:
+    def mode(self) -> str | None:
         """'live' or 'replay'."""
         return ("live", "replay")[self._m.mode == REPLAY] if self._m is not None else None
 
@@ -857,7 +857,7 @@ class Ring:
         return self._m is not None and bool(self._m.flags & ENDED)
 
     @property
-    def last_skip(self) -> Optional[Tuple[int, float]]:
+    def last_skip(self) -> tuple[int, float] | None:
         """(frame_id, similarity) of the newest frame skipped as similar (its luma
         difference from the published frame it matched, 0..1), or None."""
         m = self._m
