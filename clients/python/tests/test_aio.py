@@ -6,11 +6,10 @@ import asyncio
 import threading
 import time
 
-import pytest
-from ringwriter import RingWriter, value_of
-
 import camhub
+import pytest
 from camhub import aio
+from ringwriter import RingWriter, value_of
 
 
 @pytest.fixture

@@ -6,13 +6,12 @@ import mmap
 import threading
 import time
 
+import camhub
 import cv2
 import numpy as np
 import pytest
-from ringwriter import RingWriter, value_of
-
-import camhub
 from camhub.ring import _wait_any, _wake
+from ringwriter import RingWriter, value_of
 from test_camhub import barcode, camera_name, clip_diff, hub, luma, rtsp, spread  # noqa: F401 (fixtures)
 
 

@@ -4,11 +4,10 @@ barcode), its errors and auth; the multipart parser on hand-made streams."""
 import io
 import sys
 
+import camhub
 import cv2
 import numpy as np
 import pytest
-
-import camhub
 from camhub import _jpeg
 from camhub.hub import parts
 from test_camhub import barcode, camera_name, clip_diff, hub, rtsp, wait_for  # noqa: F401 (fixtures)
