@@ -51,7 +51,8 @@ def test_redis_workers_share_a_consumer_group(rtsp, rds, hub):
     h = hub(cfg, os.path.join(SHM, f"camhub.{name}.ai"))
     lines = run_example("redis_workers.py", "--url", rds.url, "--stream", stream, "--group", "g",
                         "--workers", 2, "--records", 40, "--seconds", 60)
-    workers = {p[0]: dict(zip(p[1::2], p[2::2])) for p in (line.split() for line in lines if line.startswith("worker-"))}
+    rows = [line.split() for line in lines if line.startswith("worker-")]
+    workers = {p[0]: dict(zip(p[1::2], p[2::2])) for p in rows}
     assert set(workers) == {"worker-1", "worker-2"}, lines
     assert lines[-1] == "total 40", lines
     counts = [int(w["records"]) for w in workers.values()]
