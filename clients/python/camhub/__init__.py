@@ -45,9 +45,9 @@ i420/nv12 (h*3/2, w) as OpenCV's COLOR_YUV2BGR_I420/NV12 take it), `planes`, `in
 """
 
 from . import aio, redis
+from ._select import select
 from .hub import Hub, HubError
 from .ring import FORMATS, Frame, Ring, RingError, futex_available, open, ring_path, shm_dir
-from .select import select
 
 __all__ = ["open", "Ring", "Frame", "RingError", "ring_path", "shm_dir", "FORMATS", "futex_available",
            "select", "aio", "redis", "Hub", "HubError"]

@@ -33,8 +33,8 @@ from typing import Callable
 import numpy as np
 
 from . import ring as _ring
+from ._select import _poll
 from .ring import DETACHED_POLL, WAIT_SLICE, Frame, Ring, _wait_any, _wake
-from .select import _poll
 
 __all__ = ["open", "wait", "next", "iterate", "frames", "select"]
 

@@ -52,7 +52,8 @@ class Part(NamedTuple):
 
 class Hub:
     """A client of one hub at `url`. `token`: sent as `Authorization: Bearer` (the
-    hub's `server.auth.tokens`). `timeout`: seconds for connecting and for each read."""
+    hub's `server.auth.tokens`). `timeout`: seconds for connecting and for each read
+    (an MJPEG stream slower than one picture per `timeout` needs a longer one)."""
 
     def __init__(self, url: str = "http://127.0.0.1:8080", token: str | None = None,
                  timeout: float = 10) -> None:

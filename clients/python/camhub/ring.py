@@ -870,10 +870,22 @@ class Ring:
         m = self._m
         return getattr(m.geom, k) if m is not None and m.geom is not None else None
 
-    format = property(lambda self: self._geom("format"))
-    width = property(lambda self: self._geom("width"))
-    height = property(lambda self: self._geom("height"))
-    slot_count = property(lambda self: self._geom("slots"))
+    @property
+    def format(self) -> str | None:
+        """'gray', 'i420', 'nv12', 'rgb24' or 'bgr24'; None before the first frame."""
+        return self._geom("format")
+
+    @property
+    def width(self) -> int | None:
+        return self._geom("width")
+
+    @property
+    def height(self) -> int | None:
+        return self._geom("height")
+
+    @property
+    def slot_count(self) -> int | None:
+        return self._geom("slots")
 
     @property
     def closed(self) -> bool:
