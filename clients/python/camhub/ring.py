@@ -1,21 +1,32 @@
 """Reader side of camhub's shared-memory frame rings (layout: docs/shm.md).
 
+**`Frame.array` is read-only by design**: it is a numpy view of the ring's shared
+memory, no copy, so writing into it would change what other readers see. Call
+`frame.copy()` (a Frame owning its pixels) or `frame.writable()` (a writable
+ndarray, e.g. for `cv2.rectangle`) to get owned arrays; both return None if the
+hub overwrote the frame while it was being copied. `np.asarray(frame)` is
+`frame.array`.
+
 A `Ring` attaches to `<dir>/camhub.<camera>.<output>`, `<dir>` being
 `$CAMHUB_SHM_DIR` if set, else `/dev/shm`, as for the hub: it holds a shared
 `flock` on the file (that is the hub's demand signal: decoding starts), registers
-in the file's reader table, and maps the whole file. Frames come back as `Frame`
-objects whose `array` is a read-only numpy view of the slot's memory, no copy.
+in the file's reader table, and maps the whole file.
 
 A view stays valid until the writer comes back to its slot (`slot_count - 1`
 publishes after the newest frame, in live mode). `frame.intact()` tells whether it
-still is; `frame.copy()` copies and returns None if the frame was overwritten
-while being copied. In replay mode the writer waits for its readers, so a frame
-from `frames()` stays intact until the iterator is asked for the next one.
+still is. In replay mode the writer waits for its readers, so a frame from
+`frames()` stays intact until the iterator is asked for the next one.
+
+Timeouts mean the same everywhere (`open`, `wait`, `frames`, `newest`, `select`):
+None waits for ever, 0 checks once and returns (or raises) at once, a number of
+seconds waits at most that long.
 
 The ring follows the hub: when the file is replaced (first frame, new geometry,
 hub restart) it reattaches to the new file by name; when the hub removes the file
 it waits for it to come back. A Ring is not thread-safe: use one per thread.
 """
+
+from __future__ import annotations
 
 import errno
 import fcntl
@@ -24,6 +35,8 @@ import re
 import threading
 import time
 import warnings
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -61,13 +74,13 @@ class RingError(Exception):
     """The file is not a camhub ring this client understands."""
 
 
-def shm_dir():
+def shm_dir() -> str:
     """Where the hub writes its rings: `$CAMHUB_SHM_DIR` if set, else /dev/shm (the
     hub's own rule, `shm_dir()` in src/output/mod.rs). Read at each call."""
     return os.environ.get("CAMHUB_SHM_DIR", "/dev/shm")
 
 
-def ring_path(camera, output, directory=None):
+def ring_path(camera: str, output: str, directory: str | None = None) -> str:
     """The ring file of `camera`'s output `output`, in `directory` (None: `shm_dir()`)."""
     for what, name in (("camera", camera), ("output", output)):
         if not isinstance(name, str) or not _NAME.match(name):
@@ -75,11 +88,15 @@ def ring_path(camera, output, directory=None):
     return os.path.join(shm_dir() if directory is None else directory, f"camhub.{camera}.{output}")
 
 
-def open(camera, output, *, directory=None, timeout=None):  # noqa: A001 (camhub.open)
-    """Attaches to the ring of `camera`'s shm output `output`.
+def open(camera: str, output: str, *, directory: str | None = None,  # noqa: A001 (camhub.open)
+         timeout: float | None = None) -> Ring:
+    """Attaches to the ring of `camera`'s shm output `output`; a `Ring`, also a
+    context manager (`with camhub.open(...) as ring:` closes it).
 
     `directory`: where the hub writes rings (None: `$CAMHUB_SHM_DIR`, else /dev/shm).
-    `timeout`: how long to wait for the file to appear (None: fail at once)."""
+    `timeout`: how long to wait for the file to appear: None for ever, 0 not at all,
+    else that many seconds; then FileNotFoundError, naming the file and what to check.
+    (Before 0.2, None meant "fail at once", which is now 0.)"""
     return Ring(ring_path(camera, output, directory), timeout=timeout, _names=(camera, output))
 
 
@@ -114,6 +131,67 @@ def _alive(pid):
     except PermissionError:
         return True
     return True
+
+
+# --- waiting on several words ----------------------------------------------------
+#
+# `_wait_any(words, timeout) -> int | None` is the one primitive behind `select` and
+# `camhub.aio`. Contract:
+# - `words`: a list of `(mapping, offset, expected)`: `mapping` a native
+#   `_native.Mapping` (a ring's `_Map.mm`, or `_wake_word()`'s), `offset` the byte
+#   offset of a u32 word in it, `expected` the value the caller last read;
+# - returns the index in `words` of a word that no longer equals its expected value
+#   (the lowest such index when several already differ on entry), at once if one
+#   differs on entry; None when `timeout` s passed with every word equal (None: no
+#   limit; 0: check once). An empty list just sleeps `timeout` (None: for ever).
+# - a FUTEX_WAKE on any word ends the sleep early (`_wake` makes one); the futexes
+#   are shared, like the hub's `notify` wakes. A change without a wake may be noticed
+#   only at the timeout: callers pass at most WAIT_SLICE when they must also notice
+#   things no futex announces.
+# - any number of words; safe to call from any thread (it only reads the words).
+# Up to 128 words it is one futex_waitv system call without the GIL (the native
+# module); beyond, it waits on the first 128 in 1 ms slices and checks the rest between.
+
+_WAITV_MAX = 128
+
+
+def _wait_any(words: Sequence[tuple[Any, int, int]], timeout: float | None) -> int | None:
+    if not words:
+        if timeout is None:
+            threading.Event().wait()
+        time.sleep(max(0.0, timeout or 0.0))
+        return None
+    if len(words) <= _WAITV_MAX:
+        return _native.wait_any(list(words), None if timeout is None else max(0.0, timeout))
+    deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+    head = list(words[:_WAITV_MAX])
+    while True:
+        for i, (mapping, offset, expected) in enumerate(words):
+            if mapping.load_u32(offset) != expected:
+                return i
+        nap = 0.001
+        if deadline is not None:
+            nap = min(nap, deadline - time.monotonic())
+            if nap <= 0:
+                return None
+        _native.wait_any(head, nap)
+
+
+def _wake_word() -> Any:
+    """A private u32 word for `_wake` (a page of anonymous shared memory)."""
+    fd = os.memfd_create("camhub-wake", getattr(os, "MFD_CLOEXEC", 0))
+    try:
+        os.ftruncate(fd, 4096)
+        return _native.Mapping(fd)
+    finally:
+        os.close(fd)
+
+
+def _wake(mapping: Any, offset: int) -> None:
+    """Changes the u32 word at `offset` of `mapping` and wakes every `_wait_any`
+    sleeping on it."""
+    mapping.store_u32(offset, (mapping.load_u32(offset) + 1) & 0xFFFFFFFF)
+    mapping.wake(offset)
 
 
 # --- frames ------------------------------------------------------------------
@@ -201,18 +279,18 @@ class Frame:
         self._u64, self._word = u64, word  # seq_begin of the slot; None once copied
 
     @property
-    def captured(self):
+    def captured(self) -> float:
         """When the frame's data arrived from the camera, Unix seconds."""
         return self.captured_ns / 1e9
 
-    def intact(self):
+    def intact(self) -> bool:
         """True while the slot still holds this frame (the views are not overwritten)."""
         if self._u64 is None:
             return True
         _fence()  # what the caller read from the views, it read before this seq_begin
         return int(self._u64[self._word]) == self.seq
 
-    def copy(self):
+    def copy(self) -> Frame | None:
         """A Frame owning copies of the pixels, or None if the writer overwrote the
         slot before the copy completed (a torn frame)."""
         if self._u64 is None:
@@ -238,10 +316,25 @@ class Frame:
         c.array, c.planes, c._u64, c._word = array, planes, None, None
         return c
 
-    def __iter__(self):
+    def writable(self) -> np.ndarray | None:
+        """A writable copy of `array` (what `cv2.rectangle` and other in-place drawing
+        need), or None if the writer overwrote the slot before the copy completed."""
+        array = self.array.copy()
+        return array if self.intact() else None
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        """`np.asarray(frame)`: `frame.array` itself (read-only, no copy) unless a
+        dtype or `copy=True` asks for a new array (numpy 2's signature)."""
+        if dtype is not None and np.dtype(dtype) != self.array.dtype:
+            if copy is False:
+                raise ValueError(f"a {self.array.dtype} frame cannot be viewed as {np.dtype(dtype)} without a copy")
+            return self.array.astype(dtype)
+        return self.array.copy() if copy else self.array
+
+    def __iter__(self) -> Iterator[Any]:
         return iter((self.frame_id, self.captured, self.array))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Frame seq={self.seq} frame_id={self.frame_id} {self.format} {self.width}x{self.height}"
                 f"{' copy' if self._u64 is None else ''}>")
 
@@ -431,32 +524,32 @@ def _attach(path):
 # --- the ring ------------------------------------------------------------------
 
 
+def _hint(names: tuple[str, str] | None) -> str:
+    if names:
+        return f"is the camhub hub running with camera {names[0]!r} configured with an shm output {names[1]!r}?"
+    return "is the camhub hub running with that shm output configured?"
+
+
 class Ring:
     """A reader attached to one ring file. See the module docstring."""
 
-    def __init__(self, path, *, timeout=None, _names=None):
+    def __init__(self, path: str | os.PathLike, *, timeout: float | None = None,
+                 _names: tuple[str, str] | None = None) -> None:
+        """Attaches to the ring file `path`, waiting `timeout` s for it to appear
+        (None: for ever, 0: not at all; as `camhub.open`)."""
         self.path = os.fspath(path)
         self.missed = 0
         self._closed = False
         self._m = None
         self._cursor = 0  # seq of the last frame returned (or where we attached)
         self._next_stat = 0.0
-        deadline = None if timeout is None else time.monotonic() + timeout
-        grace = time.monotonic() + 1.0  # a file that exists but is not initialised yet
+        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
         while True:
             m = _attach(self.path)
             if m is not None:
                 break
-            now = time.monotonic()
-            exists = os.path.exists(self.path)
-            if (deadline is None and not exists) or (deadline is not None and now >= deadline) or (
-                    deadline is None and now >= grace):
-                if _names:
-                    hint = (f"is the camhub hub running with camera {_names[0]!r} configured with an shm "
-                            f"output {_names[1]!r}?")
-                else:
-                    hint = "is the camhub hub running with that shm output configured?"
-                raise FileNotFoundError(errno.ENOENT, f"no camhub ring at {self.path}: {hint}", self.path)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise FileNotFoundError(errno.ENOENT, f"no camhub ring at {self.path}: {_hint(_names)}", self.path)
             time.sleep(0.01)
         try:
             m.update_geometry()
@@ -592,9 +685,27 @@ class Ring:
             else:
                 time.sleep(sleep)
 
+    def _select_state(self) -> tuple[bool, tuple[Any, int, int] | None]:
+        """For `select` and `camhub.aio`: `(True, None)` when `wait(0)` has something to
+        say at once (a frame newer than the last returned, the end of a replay, or
+        this Ring closed), else `(False, word)`: the `_wait_any` word that changes
+        when that may have changed (the header's `notify`), None while the file is
+        away (poll). The word's value is read before the state, so no wake is lost."""
+        if self._closed:
+            return True, None
+        self._refresh()
+        m = self._m
+        if m is None:
+            return False, None
+        word = (m.mm, HEADER["notify"], m.notify)
+        m.heartbeat()
+        if m.flags & ENDED or (m.geom is not None and m.write_seq > self._cursor):
+            return True, None
+        return False, word
+
     # -- public API -----------------------------------------------------------------
 
-    def latest(self):
+    def latest(self) -> Frame | None:
         """The newest frame, or None (no frame yet). Never blocks."""
         self._refresh()
         m = self._m
@@ -612,7 +723,7 @@ class Ring:
                 return f
         return None
 
-    def get(self, seq):
+    def get(self, seq: int) -> Frame | None:
         """Frame `seq` (a ring sequence number, as in Redis records' `seq`) if its slot
         still holds it whole, else None (overwritten, not written yet, or no frames)."""
         self._refresh()
@@ -622,14 +733,14 @@ class Ring:
         m.heartbeat()
         return m.read(seq)
 
-    def wait(self, timeout=None):
+    def wait(self, timeout: float | None = None) -> Frame | None:
         """The next frame newer than the last one returned, or None after `timeout` s
         (or at ENDED). Live: the newest such frame; replay: the next in order."""
         if self._m is not None and self._m.mode == REPLAY:
             return self._wait(self._pick_next, timeout)
         return self._wait(self._pick_newest, timeout)
 
-    def frames(self, timeout=None):
+    def frames(self, timeout: float | None = None) -> Iterator[Frame]:
         """Every new frame in order. Live: frames the reader was too slow for are
         skipped and counted in `missed`. Replay: paces the writer; ends at ENDED.
         Stops after `timeout` s without a frame."""
@@ -639,7 +750,7 @@ class Ring:
                 return
             yield f
 
-    def newest(self, timeout=None):
+    def newest(self, timeout: float | None = None) -> Iterator[Frame]:
         """The newest frame each time (skipping any in between, not counted as missed)."""
         while True:
             f = self._wait(self._pick_newest, timeout)
@@ -650,30 +761,30 @@ class Ring:
     __iter__ = frames
 
     @property
-    def ready(self):
+    def ready(self) -> bool:
         """Whether the ring holds a geometry (the first frame has come)."""
         return self._m is not None and self._m.geom is not None
 
     @property
-    def write_seq(self):
+    def write_seq(self) -> int:
         return self._m.write_seq if self._m is not None else 0
 
     @property
-    def mode(self):
+    def mode(self) -> str | None:
         """'live' or 'replay'."""
         return ("live", "replay")[self._m.mode == REPLAY] if self._m is not None else None
 
     @property
-    def readers(self):
+    def readers(self) -> int:
         """Registered readers whose process is alive (this one included)."""
         return self._m.readers() if self._m is not None else 0
 
     @property
-    def ended(self):
+    def ended(self) -> bool:
         return self._m is not None and bool(self._m.flags & ENDED)
 
     @property
-    def last_skip(self):
+    def last_skip(self) -> tuple[int, float] | None:
         """(frame_id, similarity) of the newest frame skipped as similar (its luma
         difference from the published frame it matched, 0..1), or None."""
         m = self._m
@@ -682,20 +793,32 @@ class Ring:
         fid = int(m.u64[HEADER["last_skip_frame_id"] // 8])
         return (fid, float(m.f64[HEADER["last_skip_similarity"] // 8])) if fid else None
 
-    def _geom(self, k):
+    def _geom(self, k: str) -> Any:
         m = self._m
         return getattr(m.geom, k) if m is not None and m.geom is not None else None
 
-    format = property(lambda self: self._geom("format"))
-    width = property(lambda self: self._geom("width"))
-    height = property(lambda self: self._geom("height"))
-    slot_count = property(lambda self: self._geom("slots"))
+    @property
+    def format(self) -> str | None:
+        """'gray', 'i420', 'nv12', 'rgb24' or 'bgr24'; None before the first frame."""
+        return self._geom("format")
 
     @property
-    def closed(self):
+    def width(self) -> int | None:
+        return self._geom("width")
+
+    @property
+    def height(self) -> int | None:
+        return self._geom("height")
+
+    @property
+    def slot_count(self) -> int | None:
+        return self._geom("slots")
+
+    @property
+    def closed(self) -> bool:
         return self._closed
 
-    def close(self):
+    def close(self) -> None:
         """Leaves the reader table, drops the lock (the hub's demand) and unmaps.
         Frames still referenced keep their memory mapped until they go."""
         self._closed = True
@@ -703,10 +826,10 @@ class Ring:
         if m is not None:
             m.release()
 
-    def __enter__(self):
+    def __enter__(self) -> Ring:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: Any) -> None:
         self.close()
 
     def __del__(self):
@@ -716,5 +839,5 @@ class Ring:
         except Exception:
             pass
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<camhub.Ring {self.path} {self.mode} write_seq={self.write_seq} missed={self.missed}>"

@@ -573,7 +573,7 @@ def test_close_with_views_outstanding(make, shm):
 
 def test_open_missing_and_waiting(make, shm):
     with pytest.raises(FileNotFoundError) as e:
-        attach(shm, "nocam", "ai")
+        attach(shm, "nocam", "ai", timeout=0)
     msg = str(e.value)
     assert f"{shm}/camhub.nocam.ai" in msg and "running" in msg and "'nocam'" in msg
     t = time.monotonic()
@@ -587,6 +587,12 @@ def test_open_missing_and_waiting(make, shm):
     r = attach(shm, timeout=5)
     join()
     assert not r.ready and r.readers == 1
+    r.close()
+
+    join = later(0.3, make, "late")  # timeout=None (the default) waits for the file for ever
+    r = attach(shm, "late")
+    join()
+    assert r.readers == 1 and r.path.endswith("camhub.late.out")
     r.close()
 
     r = camhub.Ring(os.path.join(shm, "camhub.cam.out"))
@@ -604,7 +610,7 @@ def test_open_by_name_follows_camhub_shm_dir(make, shm, monkeypatch):
     w.configure("gray", 16, 8)
     w.publish()
     with pytest.raises(FileNotFoundError):
-        camhub.open(cam, "out")  # not in /dev/shm itself
+        camhub.open(cam, "out", timeout=0)  # not in /dev/shm itself
     monkeypatch.setenv("CAMHUB_SHM_DIR", shm)
     assert camhub.shm_dir() == shm and camhub.ring_path(cam, "out") == w.path
     with camhub.open(cam, "out") as r:
