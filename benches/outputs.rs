@@ -80,6 +80,16 @@ fn reference(window: Duration, spawn: impl Fn() -> Child) -> f64 {
     measure_references((0..CAMERAS).map(|_| spawn()).collect(), Duration::from_secs(4), window).0
 }
 
+/// A row's figures from `benches/py/aio_many.py`.
+fn many_row(v: &Option<serde_json::Value>) -> String {
+    v.as_ref().map_or("reader failed".to_string(), |v| {
+        format!(
+            "{} of {} frames read from {} rings; reader {}% of a core, **{} us CPU per frame**; {} waiter thread(s)",
+            v["read"], v["published"], v["rings_read"], v["cpu_percent"], v["cpu_us_per_frame"], v["waiter_threads"]
+        )
+    })
+}
+
 fn main() {
     let Some(quick) = bench_mode("outputs") else { return };
     let window = Duration::from_secs(if quick { 5 } else { 20 });
@@ -113,6 +123,17 @@ fn main() {
     eprintln!("P7: one camera into a BGR24 ring, machine otherwise idle...");
     let single = camhub_run(&url, 1, "bgr24", window, &dir);
     let _ = std::fs::remove_dir_all(&dir);
+    eprintln!("P7: 100 rings read from one asyncio loop, then from one thread with camhub.select...");
+    let many = |mode: &str| -> Option<serde_json::Value> {
+        let out = Command::new(python())
+            .arg(repo().join("benches/py/aio_many.py"))
+            .args(["100", "5", &window.as_secs().max(8).to_string(), mode])
+            .stderr(Stdio::inherit())
+            .output()
+            .ok()?;
+        serde_json::from_slice(&out.stdout).ok()
+    };
+    let (aio, select) = (many("aio"), many("select"));
 
     let expected = (CAMERAS as u32 * FPS) as f64;
     let p7 = |r: &Run| {
@@ -157,6 +178,11 @@ fn main() {
             "| P7: Python reader, BGR24 720p, during the BGR24 run | {} | | | < 2 ms after decode, zero copies |",
             p7(&bgr)
         ),
+        format!(
+            "| P7: 100 rings (64x36 gray, 5 fps each) read from one asyncio loop (`camhub.aio`) | {} | one thread with `camhub.select`: {} | | CPU per frame, for the record |",
+            many_row(&aio),
+            many_row(&select),
+        ),
     ];
     let section = format!(
         "## Frames for programs (P2, P7)\n\n\
@@ -167,7 +193,9 @@ fn main() {
          CPU is utime+stime from /proc of camhub or of the reference processes. \
          The I420 ring is the decoder's own planes copied into the slot; BGR24 adds one swscale conversion \
          per frame, as OpenCV's reader does. P7's reader is `benches/py/shm_latency.py` (the repo's Python client, \
-         futex wait); \"decode to Python\" includes the conversion and the copy into the slot.\n\n\
+         futex wait, through the native module since issue 17); \"decode to Python\" includes the conversion and the copy \
+         into the slot. The 100-ring rows are `benches/py/aio_many.py` (a writer process publishing small frames \
+         into 100 rings; the reader's own CPU, loop and waiter thread included, per frame read).\n\n\
          | scenario | camhub | reference | ratio | target |\n|---|---|---|---|---|\n{}\n\n",
         if quick { " -- --quick" } else { "" },
         stamp(),

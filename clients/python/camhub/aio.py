@@ -79,17 +79,20 @@ class _Waiter:
             i = _wait_any([wake] + [word for word, _ in entries], WAIT_SLICE)
             if i == 0:
                 continue  # the list changed
-            fired = entries if i is None else [entries[i - 1]]
+            # Every word that changed meanwhile, not only the first: one pass per
+            # batch of frames, not per frame.
+            fired = entries if i is None else [e for e in entries if e[0][0].load_u32(e[0][1]) != e[0][2]]
+            gone = {id(f) for _, f in fired}
             with self._lock:
-                self._entries = [e for e in self._entries if not any(e is f for f in fired)]
+                self._entries = [e for e in self._entries if id(e[1]) not in gone]
             if not self._resolve(fired):
                 return
 
     def _resolve(self, fired: list) -> bool:
         loop = self._loop()
         try:
-            for _, fut in fired:
-                loop.call_soon_threadsafe(_set_done, fut)
+            # One call into the loop for the batch.
+            loop.call_soon_threadsafe(_set_all_done, [fut for _, fut in fired])
             return True
         except (AttributeError, RuntimeError):  # the loop is gone or closed
             with self._lock:
@@ -100,6 +103,11 @@ class _Waiter:
 def _set_done(fut: asyncio.Future) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _set_all_done(futs: list) -> None:
+    for fut in futs:
+        _set_done(fut)
 
 
 _waiters: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waiter] = weakref.WeakKeyDictionary()
@@ -126,10 +134,14 @@ async def _until_changed(words: list, left: float | None) -> None:
     waiter = _waiter()
     futs = [waiter.wait(word) for word in words]
     try:
-        await asyncio.wait(futs, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        if len(futs) == 1 and left is None:
+            await futs[0]  # (the waiter resolves it within a WAIT_SLICE at most)
+        else:
+            await asyncio.wait(futs, timeout=left, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for fut in futs:
-            waiter.forget(fut)
+            if not fut.done():
+                waiter.forget(fut)
 
 
 async def open(camera: str, output: str, *, directory: str | None = None,
