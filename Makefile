@@ -7,7 +7,8 @@ SHELL := /bin/bash
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LISTEN ?= 127.0.0.1:8080
 
-# Build: FFmpeg, TurboJPEG and OpenSSL (WebRTC's DTLS) headers, clang for bindgen.
+# Build: FFmpeg, TurboJPEG and OpenSSL (WebRTC's DTLS) headers, clang for bindgen,
+# GStreamer's RTSP server headers (the restream; its plugins also serve the tests).
 # Tests: ffmpeg (reference decodes), GStreamer's RTSP server with its Python
 # bindings (a real camera on loopback), Chromium (the dashboard test drives it with
 # playwright-core), redis-server (each Redis test starts its own).
@@ -16,7 +17,8 @@ APT_PACKAGES := pkg-config clang libclang-dev \
 	libturbojpeg0-dev ffmpeg \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev
+	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev \
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
 
 VENV := .venv
 

@@ -26,6 +26,7 @@ pub mod source;
 pub mod camera;
 // L4 consumers
 pub mod output;
+pub mod rtsp;
 pub mod snapshot;
 pub mod whep;
 // L5 composition

@@ -60,5 +60,7 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
         // The decode scheduler: workers, who waits (person, program, background),
         // how busy, and the share of background GOPs shed to keyframes.
         "decode": hub.scheduler.stats(),
+        // The RTSP restream: where, how many clients, or why it is not running.
+        "rtsp": hub.rtsp_info(),
     }))
 }

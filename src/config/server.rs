@@ -21,6 +21,8 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Live view in browsers (WHEP).
     pub webrtc: WebRtcConfig,
+    /// The RTSP restream of every camera (`rtsp: false`: off).
+    pub rtsp: RtspConfig,
     /// Bytes every camera's GOP cache may hold together (default: no limit).
     pub memory_budget: Option<ByteSize>,
     /// Folders whose files cameras added through the API may read (relative to the
@@ -56,6 +58,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             cors_origins: Vec::new(),
             webrtc: WebRtcConfig::default(),
+            rtsp: RtspConfig::default(),
             memory_budget: None,
             media_dirs: Vec::new(),
             max_connections: 1024,
@@ -95,6 +98,52 @@ impl Default for WebRtcConfig {
             max_viewers: 10,
             ice_timeout: Seconds::from_secs(10),
             burst_mbps: 30.0,
+        }
+    }
+}
+
+/// `server.rtsp`: every camera at `rtsp://HOST:PORT/<camera>` (and `/<camera>/sub`),
+/// passed through as it arrived. `rtsp: false` turns it off; `rtsp: {listen: ADDR}`
+/// moves it (default `127.0.0.1:8554`, port 0: any free one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RtspConfig {
+    /// Where it listens; None: off.
+    pub listen: Option<String>,
+    /// How fast a new client gets the cached GOP, in Mbit/s (default 30).
+    pub burst_mbps: u32,
+}
+
+impl Default for RtspConfig {
+    fn default() -> Self {
+        RtspConfig { listen: Some("127.0.0.1:8554".into()), burst_mbps: 30 }
+    }
+}
+
+impl<'de> Deserialize<'de> for RtspConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            listen: Option<String>,
+            burst_mbps: Option<u32>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            On(bool),
+            Table(Table),
+        }
+        let default = RtspConfig::default();
+        match Form::deserialize(d) {
+            Ok(Form::On(true)) => Ok(default),
+            Ok(Form::On(false)) => Ok(RtspConfig { listen: None, ..default }),
+            Ok(Form::Table(t)) => Ok(RtspConfig {
+                listen: Some(t.listen.unwrap_or(default.listen.unwrap_or_default())),
+                burst_mbps: t.burst_mbps.unwrap_or(default.burst_mbps).max(1),
+            }),
+            Err(_) => {
+                Err(serde::de::Error::custom("rtsp: expected false, true, or {listen: \"HOST:PORT\", burst_mbps: N}"))
+            }
         }
     }
 }

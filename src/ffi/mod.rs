@@ -76,3 +76,15 @@ pub fn fix_mmap_threshold(bytes: i32) -> bool {
     // its lock; any value is accepted or refused (0), never undefined.
     unsafe { mallopt(M_MMAP_THRESHOLD, bytes) == 1 }
 }
+
+/// Lets `auth` challenge with both Basic and Digest: the bindings take one
+/// `RTSPAuthMethod` at a time, the C call a bit set.
+pub fn rtsp_auth_basic_and_digest(auth: &gstreamer_rtsp_server::RTSPAuth) {
+    use gstreamer::glib::translate::ToGlibPtr;
+    let methods = gstreamer_rtsp::ffi::GST_RTSP_AUTH_BASIC | gstreamer_rtsp::ffi::GST_RTSP_AUTH_DIGEST;
+    // SAFETY: `auth` is a live GstRTSPAuth for the call; the setter takes the
+    // object's lock and stores the integer.
+    unsafe {
+        gstreamer_rtsp_server::ffi::gst_rtsp_auth_set_supported_methods(auth.to_glib_none().0, methods);
+    }
+}

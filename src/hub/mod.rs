@@ -88,6 +88,8 @@ pub struct Hub {
     bound: Mutex<Option<std::net::SocketAddr>>,
     /// Browser live-view sessions (WHEP).
     pub whep: crate::whep::Whep,
+    /// The RTSP restream (`server.rtsp`): running, or why not (off, or its port taken).
+    restream: std::sync::OnceLock<Result<crate::rtsp::Restream, String>>,
     clock: Clock,
     /// The registry `/metrics` renders; the cameras observe their stages into it.
     metrics: Arc<Metrics>,
@@ -133,6 +135,7 @@ impl Hub {
                 server: RwLock::new(Arc::new(server.clone())),
                 bound: Mutex::new(None),
                 whep: crate::whep::Whep::new(clock.clone()),
+                restream: std::sync::OnceLock::new(),
                 scheduler: Scheduler::new(decode_workers(server), clock.clone()),
                 clock,
                 metrics: Arc::new(m),
@@ -148,7 +151,56 @@ impl Hub {
             hub.insert(Member::start(c, &hub));
         }
         drop(names);
+        hub.start_restream(server);
         hub
+    }
+
+    /// Starts the RTSP restream if `server.rtsp` asks for it; a port that cannot
+    /// be had is logged and shown in `/api/health`, and the rest of the hub runs on.
+    fn start_restream(self: &Arc<Self>, server: &ServerConfig) {
+        let me = Arc::downgrade(self);
+        let lookup: crate::rtsp::Lookup = Arc::new(move |path: &str| {
+            let hub = me.upgrade()?;
+            let path = path.trim_start_matches('/');
+            match path.strip_suffix("/sub") {
+                Some(name) => hub.sub(name),
+                None => hub.get(path),
+            }
+        });
+        let r = match &server.rtsp.listen {
+            None => Err("off (server.rtsp: false)".to_string()),
+            Some(_) => crate::rtsp::Restream::start(&server.rtsp, &server.auth, lookup, self.clock.clone()),
+        };
+        if let Err(e) = &r
+            && server.rtsp.listen.is_some()
+        {
+            tracing::error!("RTSP restream not started: {e}");
+        }
+        let _ = self.restream.set(r);
+        self.remount();
+    }
+
+    /// Mounts every camera (and sub-stream) on the restream, and only those.
+    fn remount(&self) {
+        if let Some(Ok(r)) = self.restream.get() {
+            let members: Vec<_> = self.members.read().values().cloned().collect();
+            r.sync(&crate::rtsp::paths(members.iter().map(|m| (&*m.camera, m.sub.is_some()))));
+        }
+    }
+
+    /// What `/api/health` says of the restream.
+    pub fn rtsp_info(&self) -> crate::rtsp::RtspInfo {
+        match self.restream.get() {
+            Some(Ok(r)) => r.info(),
+            other => crate::rtsp::RtspInfo {
+                listen: self.server.read().rtsp.listen.clone(),
+                port: None,
+                error: other.and_then(|r| r.as_ref().err().cloned()),
+                clients: 0,
+                sessions: 0,
+                units_dropped: 0,
+            },
+        }
     }
 
     /// The `server:` settings in force (auth, CORS, `media_dirs`, ...).
@@ -168,8 +220,14 @@ impl Hub {
         crate::telemetry::memory::GLOBAL.set_limit(new.memory_budget.map_or(0, |b| b.0));
         self.whep.configure(new.webrtc.clone());
         self.scheduler.set_workers(decode_workers(&new));
+        if let Some(Ok(r)) = self.restream.get() {
+            r.set_auth(&new.auth);
+        }
         let mut cur = self.server.write();
-        let restart = if cur.listen != new.listen { vec!["server.listen"] } else { Vec::new() };
+        let mut restart = if cur.listen != new.listen { vec!["server.listen"] } else { Vec::new() };
+        if cur.rtsp != new.rtsp {
+            restart.push("server.rtsp");
+        }
         *cur = Arc::new(new);
         restart
     }
@@ -209,6 +267,8 @@ impl Hub {
         }
         let m = Member::start(cfg, self);
         all.insert(m.camera.name().to_owned(), m.clone());
+        drop(all);
+        self.remount();
         Ok(m.camera.clone())
     }
 
@@ -230,6 +290,7 @@ impl Hub {
             let old = all.insert(m.camera.name().to_owned(), m.clone());
             (m, old)
         };
+        self.remount();
         match old {
             Some(old) => {
                 old.stop().await;
@@ -244,6 +305,7 @@ impl Hub {
     pub async fn remove(&self, name: &str) -> bool {
         let m = self.members.write().remove(name);
         self.from_file.lock().remove(name);
+        self.remount();
         match m {
             Some(m) => {
                 m.stop().await;

@@ -5,6 +5,7 @@
 //! them is defined by a stage.
 
 pub mod annexb;
+pub mod burst;
 mod frame;
 mod gop;
 

@@ -39,6 +39,10 @@ pub struct Converter {
     scalers: Vec<(ScalerKey, scaling::Context)>,
     frame_id: u64,
     done: HashMap<Geometry, Video>,
+    /// The last frame's conversions, whose buffers the next frame's reuse: a new
+    /// 720p BGR picture each frame would be a fresh 2.7 MB mapping (glibc maps
+    /// blocks over 128 KiB, `return_freed_memory_promptly`), page-faulted in anew.
+    spare: HashMap<Geometry, Video>,
     /// Conversions made (one per frame and distinct geometry).
     pub conversions: u64,
 }
@@ -58,7 +62,8 @@ impl Converter {
         }
         if self.frame_id != frame.frame_id {
             self.frame_id = frame.frame_id;
-            self.done.clear();
+            self.spare.clear();
+            self.spare.extend(self.done.drain());
         }
         if !self.done.contains_key(&g) {
             let v = frame.video();
@@ -86,7 +91,11 @@ impl Converter {
                 self.scalers.push((key, ctx));
                 self.scalers.len() - 1
             };
-            let mut out = Video::empty();
+            let target = (av_pixel(g.format), g.width, g.height);
+            let mut out = match self.spare.remove(&g) {
+                Some(v) if (v.format(), v.width(), v.height()) == target => v,
+                _ => Video::empty(),
+            };
             self.scalers[at].1.run(v, &mut out).map_err(|e| err(format!("conversion failed: {e}")))?;
             self.conversions += 1;
             self.done.insert(g, out);
@@ -112,11 +121,16 @@ mod tests {
 
     /// A 64x32 video-range I420 picture: luma 16 on the left half, 235 on the right.
     fn frame(id: u64) -> Frame {
+        frame_lr(id, 16, 235)
+    }
+
+    /// A 64x32 I420 picture with luma `left` on the left half, `right` on the right.
+    fn frame_lr(id: u64, left: u8, right: u8) -> Frame {
         crate::media::init_ffmpeg();
         let mut v = Video::new(Pixel::YUV420P, 64, 32);
         let stride = v.stride(0);
         for (i, px) in v.data_mut(0).iter_mut().enumerate() {
-            *px = if i % stride < 32 { 16 } else { 235 };
+            *px = if i % stride < 32 { left } else { right };
         }
         v.data_mut(1).fill(128);
         v.data_mut(2).fill(128);
@@ -141,6 +155,20 @@ mod tests {
         let f2 = frame(2);
         c.get(&f2, gray).unwrap();
         assert_eq!(c.conversions, 3, "a new frame is converted again");
+    }
+
+    #[test]
+    fn the_next_frame_is_converted_into_the_last_ones_buffer() {
+        let mut c = Converter::default();
+        let f = frame(1);
+        let bgr = target(&f, None, None, PixelFormat::Bgr24);
+        let first = c.get(&f, bgr).unwrap().data(0).as_ptr();
+        // Frame 2 is the mirror image: dark on the right.
+        let f2 = frame_lr(2, 235, 16);
+        let out = c.get(&f2, bgr).unwrap();
+        assert_eq!(out.data(0).as_ptr(), first, "no new picture buffer per frame");
+        let row = &out.data(0)[..3 * 64];
+        assert!(row[0] > 200 && row[3 * 63] < 40, "frame 2's pixels, not frame 1's: {:?}", &row[..6]);
     }
 
     #[test]

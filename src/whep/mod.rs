@@ -9,7 +9,6 @@
 //! camera (no decode) and ends when the viewer says DELETE, when ICE does not
 //! connect within `ice_timeout`, when ICE disconnects, or when the camera goes.
 
-mod burst;
 mod viewer;
 
 use std::collections::HashMap;

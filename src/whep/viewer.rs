@@ -16,11 +16,11 @@ use tokio::net::UdpSocket;
 use tokio::sync::{broadcast, mpsc};
 use tracing::debug;
 
-use super::burst::Burst;
 use super::{pretty, recv_any};
 use crate::camera::{Lease, UnitFeed};
 use crate::clock::Clock;
 use crate::media::Codec;
+use crate::media::burst::Burst;
 
 /// One viewer's session.
 pub(super) struct Viewer {

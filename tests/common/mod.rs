@@ -381,3 +381,25 @@ pub fn whep_offer() -> String {
     let (offer, _pending) = api.apply().expect("an offer");
     offer.to_sdp_string()
 }
+
+/// The hub's established TCP connections to `port` (its sockets only, by inode).
+pub fn connections_to(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    ["tcp", "tcp6"]
+        .iter()
+        .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
+        .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
+        .filter(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let remote_port = f.get(2).and_then(|r| r.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
+            // st 01: ESTABLISHED; field 9: the socket's inode.
+            remote_port == Some(port) && f.get(3) == Some(&"01") && f.get(9).is_some_and(|i| inodes.contains(*i))
+        })
+        .count()
+}

@@ -1,5 +1,5 @@
-//! What a viewer sends, and when: sans-IO. The cached GOP goes first, stamped
-//! 1 ms apart and ending at the newest cached unit, so the browser decodes it
+//! What a forwarding viewer (WHEP, the RTSP restream) sends, and when:
+//! sans-IO. The cached GOP goes first, stamped 1 ms apart and ending at the newest cached unit, so the browser decodes it
 //! all at once and shows the newest picture; live units keep their real spacing
 //! after it. Sending is paced (time per byte), since a whole GOP at line rate
 //! overruns a viewer's receive buffer. Units and `now` go in, units with their
