@@ -8,7 +8,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LISTEN ?= 127.0.0.1:8080
 
 # Build: FFmpeg, TurboJPEG and OpenSSL (WebRTC's DTLS) headers, clang for bindgen,
-# GStreamer's RTSP server headers (the restream; its plugins also serve the tests).
+# GStreamer's RTSP server headers (the restream; its plugins, and libav's decoders for
+# the rtspsrc client test, serve the tests).
 # Tests: ffmpeg (reference decodes), GStreamer's RTSP server with its Python
 # bindings (a real camera on loopback), Chromium (the dashboard test drives it with
 # playwright-core), redis-server (each Redis test starts its own).
@@ -18,7 +19,7 @@ APT_PACKAGES := pkg-config clang libclang-dev \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev \
-	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-libav
 
 VENV := .venv
 
@@ -80,6 +81,7 @@ bench: deps $(CLIENT_OK) $(NODE_OK)
 	cargo bench --bench fanout $(BENCH_ARGS)
 	cargo bench --bench outputs $(BENCH_ARGS)
 	cargo bench --bench whep $(BENCH_ARGS)
+	cargo bench --bench restream $(BENCH_ARGS)
 	cargo bench --bench load $(BENCH_ARGS)
 	cargo bench --bench fleet $(BENCH_ARGS)
 

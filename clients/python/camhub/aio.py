@@ -140,7 +140,7 @@ async def _until_changed(words: list, left: float | None) -> None:
             await asyncio.wait(futs, timeout=left, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for fut in futs:
-            if not fut.done():
+            if fut.cancelled() or not fut.done():  # (a resolved one left the list already)
                 waiter.forget(fut)
 
 
