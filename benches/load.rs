@@ -328,7 +328,8 @@ fn p11(port: u16, dir: &std::path::Path, quick: bool) -> P11 {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    // Two workers: with one, a simulated camera starved by the overload once missed a keepalive reply for 30 s.
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let Some(quick) = bench_mode("load") else { return };
     let clip_path = make_720p_clip();
     let clip = Arc::new(sim::Clip::load(&std::fs::read(&clip_path).unwrap(), FPS as f64));

@@ -18,7 +18,9 @@ fn gop_units(base: &str) -> u64 {
 
 fn ffmpeg(url: &str, frames: u64, copy: bool) -> Command {
     let mut c = Command::new("ffmpeg");
-    c.args(["-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", url]);
+    // ffmpeg probes a live stream for up to 5 s by default before it decodes: that
+    // would hide what the stream gives. One second, the same on both sides.
+    c.args(["-hide_banner", "-loglevel", "error", "-analyzeduration", "1000000", "-rtsp_transport", "tcp", "-i", url]);
     if copy {
         c.args(["-c", "copy"]);
     }
@@ -125,7 +127,7 @@ fn main() {
          Command: `make bench` (`cargo bench --bench restream{}`), {}, {}.\n\
          One camera: GStreamer RTSP server on loopback, H.264 1280x720, 6 fps, ~1 Mbit/s, a keyframe every 10 s; \
          camhub release build with `server.rtsp` (GStreamer's RTSP server fed from the GOP cache, no decode). \
-         Client: `ffmpeg -rtsp_transport tcp`, timed from its start (connect, probe and decode included) to its \
+         Client: `ffmpeg -rtsp_transport tcp -analyzeduration 1000000` (its default 5 s probe would hide the stream), timed from its start (connect, probe and decode included) to its \
          Nth decoded frame; {} trials, each starting at its own point of the GOP (0 to 9/10 of the way through); \
          through the hub and to the camera directly in the same trial.\n\n\
          | | camhub restream | reference (same run) | |\n|---|---|---|---|\n{}\n\n",
