@@ -242,10 +242,15 @@ async fn session(sock: TcpStream, clip: Arc<Clip>, stats: Arc<SimStats>, t0: Ins
             break;
         }
     }
-    // Discard what the client sends now (RTCP receiver reports, keep-alives).
+    // What the client sends now: RTCP receiver reports (skipped) and keep-alives
+    // (GET_PARAMETER or OPTIONS), answered as a camera does, between RTP frames.
+    let (replies, mut reply_rx) = tokio::sync::mpsc::channel::<String>(8);
     tokio::spawn(async move {
-        let mut sink = vec![0u8; 4096];
-        while matches!(rd.read(&mut sink).await, Ok(n) if n > 0) {}
+        while let Ok(Some(cseq)) = next_request(&mut rd).await {
+            if replies.send(format!("RTSP/1.0 200 OK\r\nCSeq: {cseq}\r\n\r\n")).await.is_err() {
+                break;
+            }
+        }
     });
     let (fault, k) = path;
     let period = Duration::from_secs_f64(1.0 / clip.fps);
@@ -259,7 +264,13 @@ async fn session(sock: TcpStream, clip: Arc<Clip>, stats: Arc<SimStats>, t0: Ins
     let started = Instant::now();
     let mut buf = Vec::with_capacity(64 * 1024);
     loop {
-        tick.tick().await;
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(reply) = reply_rx.recv() => {
+                wr.write_all(reply.as_bytes()).await?;
+                continue;
+            }
+        }
         n += 1;
         let elapsed = started.elapsed();
         if fault == Fault::Drop && elapsed > Duration::from_secs(10) {
@@ -284,5 +295,46 @@ async fn session(sock: TcpStream, clip: Arc<Clip>, stats: Arc<SimStats>, t0: Ins
         }
         wr.write_all(&buf).await?;
         stats.bytes.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Skips interleaved frames (`$`, channel, length) and returns the CSeq of the
+/// next RTSP request (None at the end of the stream).
+async fn next_request<R: tokio::io::AsyncBufRead + Unpin>(rd: &mut R) -> std::io::Result<Option<String>> {
+    loop {
+        let first = match rd.fill_buf().await? {
+            [] => return Ok(None),
+            b => b[0],
+        };
+        if first == b'$' {
+            let mut head = [0u8; 4];
+            rd.read_exact(&mut head).await?;
+            let mut body = vec![0u8; usize::from(u16::from_be_bytes([head[2], head[3]]))];
+            rd.read_exact(&mut body).await?;
+            continue;
+        }
+        let (mut cseq, mut len) = (String::from("0"), 0usize);
+        let mut line = String::new();
+        rd.read_line(&mut line).await?; // the request line
+        loop {
+            let mut h = String::new();
+            if rd.read_line(&mut h).await? == 0 {
+                return Ok(None);
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                match k.trim().to_ascii_lowercase().as_str() {
+                    "cseq" => cseq = v.trim().to_string(),
+                    "content-length" => len = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0u8; len.min(65536)];
+        rd.read_exact(&mut body).await?;
+        return Ok(Some(cseq));
     }
 }
