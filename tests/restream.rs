@@ -192,3 +192,56 @@ fn the_restream_can_be_turned_off_and_a_taken_port_leaves_the_hub_running() {
     hub.wait_streaming("door");
     assert_eq!(hub.get("/api/cameras/door/snapshot.jpg").status, 200);
 }
+
+/// The frames an ffmpeg client has decoded so far, from its `-progress` lines.
+fn progress(reader: std::process::ChildStdout) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use std::io::BufRead;
+    let frames = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let f = frames.clone();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(reader).lines().map_while(Result::ok) {
+            if let Some(n) = line.strip_prefix("frame=").and_then(|n| n.trim().parse().ok()) {
+                f.store(n, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    frames
+}
+
+#[test]
+fn a_client_playing_when_the_camera_drops_resumes_when_it_comes_back() {
+    let mut server = RtspServer::start("h264", None);
+    let camera_port = server.port;
+    let (hub, port) = hub_with(&server, "", "    keep: connected\n");
+    hub.wait_streaming("door");
+    let mut client = Command::new("timeout")
+        .args(["90", "ffmpeg", "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp"])
+        .args(["-i", &format!("rtsp://127.0.0.1:{port}/door"), "-progress", "pipe:1", "-f", "null", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let frames = progress(client.stdout.take().unwrap());
+    let decoded = || frames.load(std::sync::atomic::Ordering::Relaxed);
+    let until = |what: &str, t: Duration, pred: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !pred() {
+            assert!(start.elapsed() < t, "{what}: {} frames\n{}", decoded(), hub.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until("the client plays", Duration::from_secs(20), &|| decoded() > 10);
+    // The camera goes away: the client stalls (its session stays), the hub backs off.
+    server.kill();
+    hub.wait_camera("door", "off line", Duration::from_secs(30), |c| c["state"] != "streaming");
+    std::thread::sleep(Duration::from_secs(2));
+    let stalled = decoded();
+    assert!(client.try_wait().unwrap().is_none(), "the client is still connected");
+    // Back at the same address: the hub reconnects and the same client plays on.
+    let _server = RtspServer::start_on("h264", None, camera_port);
+    hub.wait_camera("door", "reconnected", Duration::from_secs(60), |c| c["state"] == "streaming");
+    until("the client resumes", Duration::from_secs(30), &|| decoded() > stalled + 10);
+    let _ = client.kill();
+    let _ = client.wait();
+}
