@@ -72,6 +72,10 @@ pub struct CameraOptions {
     /// HTTP snapshot cameras (a URL that answers one JPEG): how often to ask (default 1 s).
     #[serde(default = "defaults::poll_interval")]
     pub poll_interval: Seconds,
+    /// `https://` cameras: check the camera's certificate and name (default true).
+    /// `false` accepts a self-signed camera (the connection is still encrypted).
+    #[serde(default = "defaults::tls_verify")]
+    pub tls_verify: bool,
     /// Cold-start guard: after connecting, skip this many frames before a
     /// snapshot may show one (cameras whose exposure needs a moment). Default 0.
     #[serde(default)]
@@ -146,6 +150,9 @@ mod defaults {
     pub fn poll_interval() -> Seconds {
         Seconds::from_secs(1)
     }
+    pub fn tls_verify() -> bool {
+        true
+    }
     pub fn warmup() -> Seconds {
         Seconds(std::time::Duration::ZERO)
     }
@@ -196,6 +203,7 @@ impl CameraOptions {
             jpeg_quality: defaults::jpeg_quality(),
             variant_linger: defaults::decode_linger(),
             poll_interval: defaults::poll_interval(),
+            tls_verify: defaults::tls_verify(),
             warmup_frames: 0,
             warmup: defaults::warmup(),
             outputs: BTreeMap::new(),
@@ -424,7 +432,7 @@ fn resolve_url(
     }
     let mut url = Url::parse(raw).map_err(|e| format!("bad url {:?}: {e}", redact_str(raw)))?;
     match url.scheme() {
-        "rtsp" | "http" => {
+        "rtsp" | "http" | "https" => {
             if url.host_str().is_none_or(str::is_empty) {
                 return Err(format!("url {} has no host", redact_url(&url)).into());
             }
@@ -438,9 +446,9 @@ fn resolve_url(
             }
             let _ = url.set_username("");
             let _ = url.set_password(None);
-            Ok(if url.scheme() == "http" { SourceSpec::Http(url) } else { SourceSpec::Rtsp(url) })
+            Ok(if url.scheme() == "rtsp" { SourceSpec::Rtsp(url) } else { SourceSpec::Http(url) })
         }
-        "https" | "rtsps" => Err(format!("{} is not supported yet: use http:// or rtsp://", url.scheme()).into()),
+        "rtsps" => Err("rtsps:// (RTSP over TLS) is not supported yet: use rtsp://".to_string().into()),
         "file" => Ok(SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?)),
         other => {
             Err(format!("unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)")

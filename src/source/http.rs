@@ -29,6 +29,8 @@ pub struct HttpSource {
     authorization: Option<String>,
     poll: Duration,
     clock: Clock,
+    /// `https://`: check the certificate (`tls_verify`).
+    verify: bool,
 }
 
 impl HttpSource {
@@ -38,15 +40,22 @@ impl HttpSource {
             let pair = format!("{u}:{}", password.as_ref().map_or("", |p| p.expose()));
             format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(pair))
         });
-        HttpSource { url, authorization, poll, clock }
+        HttpSource { url, authorization, poll, clock, verify: true }
+    }
+
+    /// `https://` cameras: whether their certificate is checked (default yes).
+    pub fn verify_tls(mut self, verify: bool) -> Self {
+        self.verify = verify;
+        self
     }
 }
 
 impl Source for HttpSource {
     fn open(&self) -> BoxFuture<'static, Result<UnitStream>> {
         let (url, auth, poll, clock) = (self.url.clone(), self.authorization.clone(), self.poll, self.clock.clone());
+        let verify = self.verify;
         Box::pin(async move {
-            let resp = get(&url, auth.as_deref()).await?;
+            let resp = get(&url, auth.as_deref(), verify).await?;
             let ctype =
                 resp.headers().get(hyper::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
             let lower = ctype.to_ascii_lowercase();
@@ -59,7 +68,7 @@ impl Source for HttpSource {
                 Ok(multipart_stream(resp.into_body(), Multipart::new(&boundary, MAX_FRAME_BYTES), clock))
             } else if lower.starts_with("image/jpeg") {
                 let first = jpeg_unit(read_body(resp.into_body()).await?, &clock)?;
-                Ok(poll_stream(url, auth, poll, first, clock))
+                Ok(poll_stream(url, auth, poll, verify, first, clock))
             } else {
                 Err(Error::new(
                     ErrorKind::Unsupported,
@@ -70,14 +79,41 @@ impl Source for HttpSource {
     }
 }
 
+/// A connection to a camera: plain TCP, or TLS over it (`https://`).
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
+
+/// TLS over `tcp` for `host` (OpenSSL: the system's roots, name checked), or,
+/// with `verify` off, any certificate (a self-signed camera; still encrypted).
+async fn tls(tcp: tokio::net::TcpStream, host: &str, verify: bool) -> Result<Box<dyn Conn>> {
+    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
+    let err = |what: &str, e: String| Error::new(ErrorKind::Protocol, format!("TLS with {host}: {what}{e}"));
+    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| err("", e.to_string()))?;
+    if !verify {
+        b.set_verify(SslVerifyMode::NONE);
+    }
+    let ssl = b
+        .build()
+        .configure()
+        .and_then(|c| c.verify_hostname(verify).into_ssl(host))
+        .map_err(|e| err("", e.to_string()))?;
+    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| err("", e.to_string()))?;
+    std::pin::Pin::new(&mut stream).connect().await.map_err(|e| {
+        let hint = if verify { " (a self-signed camera needs tls_verify: false)" } else { "" };
+        err("handshake failed: ", format!("{e}{hint}"))
+    })?;
+    Ok(Box::new(stream))
+}
+
 /// One GET on a fresh connection; non-2xx answers become errors of their kind.
-async fn get(url: &Url, auth: Option<&str>) -> Result<hyper::Response<Incoming>> {
+async fn get(url: &Url, auth: Option<&str>, verify: bool) -> Result<hyper::Response<Incoming>> {
     let host = url.host_str().ok_or_else(|| Error::new(ErrorKind::Protocol, "url has no host"))?.to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
         Error::new(ErrorKind::Unreachable, format!("cannot connect to {host}:{port}: {e}")).caused_by(e)
     })?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+    let io: Box<dyn Conn> = if url.scheme() == "https" { tls(tcp, &host, verify).await? } else { Box::new(tcp) };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::new(ErrorKind::Protocol, format!("HTTP handshake failed: {e}")).caused_by(e))?;
     tokio::spawn(async move {
@@ -184,7 +220,14 @@ fn multipart_stream(body: Incoming, parser: Multipart, clock: Clock) -> UnitStre
 }
 
 /// A snapshot URL asked again every `poll`; the first answer is already in hand.
-fn poll_stream(url: Url, auth: Option<String>, poll: Duration, first: EncodedUnit, clock: Clock) -> UnitStream {
+fn poll_stream(
+    url: Url,
+    auth: Option<String>,
+    poll: Duration,
+    verify: bool,
+    first: EncodedUnit,
+    clock: Clock,
+) -> UnitStream {
     let first = futures::stream::once(async move { Ok(first) });
     let start = clock.now();
     let rest = futures::stream::unfold((url, auth, start), move |(url, auth, last)| {
@@ -192,7 +235,7 @@ fn poll_stream(url: Url, auth: Option<String>, poll: Duration, first: EncodedUni
         async move {
             let next = last + poll;
             clock.sleep_until(next).await;
-            let unit = match get(&url, auth.as_deref()).await {
+            let unit = match get(&url, auth.as_deref(), verify).await {
                 Ok(resp) => match read_body(resp.into_body()).await {
                     Ok(b) => jpeg_unit(b, &clock),
                     Err(e) => Err(e),

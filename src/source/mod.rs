@@ -52,12 +52,15 @@ pub fn for_camera(cfg: &CameraConfig, clock: &Clock) -> Arc<dyn Source> {
             let pacing = if cfg.options.mode == Mode::Replay { Pacing::Consumer } else { Pacing::RealTime };
             Arc::new(FileSource::new(path.clone(), pacing, clock))
         }
-        SourceSpec::Http(url) => Arc::new(HttpSource::new(
-            url.clone(),
-            cfg.username.clone(),
-            cfg.password.clone(),
-            cfg.options.poll_interval.0,
-            clock,
-        )),
+        SourceSpec::Http(url) => Arc::new(
+            HttpSource::new(
+                url.clone(),
+                cfg.username.clone(),
+                cfg.password.clone(),
+                cfg.options.poll_interval.0,
+                clock,
+            )
+            .verify_tls(cfg.options.tls_verify),
+        ),
     }
 }

@@ -11,7 +11,7 @@ bytes), the way ESP32 cameras, ustreamer and mjpg-streamer do:
   /wrongboundary   declares one boundary, sends another
   /endless         a part that never ends
 
-First line on stdout: `PORT <port>`; then `SENT <index>` for each /stream frame.
+`--tls CERT KEY` serves the same over https. First line on stdout: `PORT <port>`; then `SENT <index>` for each /stream frame.
 """
 
 import argparse
@@ -114,6 +114,7 @@ def main():
     ap.add_argument("--clip", required=True)
     ap.add_argument("--frames-dir", required=True)
     ap.add_argument("--frames", type=int, default=60)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve https with this certificate")
     args = ap.parse_args()
     os.makedirs(args.frames_dir, exist_ok=True)
     subprocess.run(
@@ -128,6 +129,12 @@ def main():
         sys.exit("no frames")
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
+    if args.tls:
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*args.tls)
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
     print(f"PORT {server.server_address[1]}", flush=True)
     server.serve_forever()
 
