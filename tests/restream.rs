@@ -245,3 +245,32 @@ fn a_client_playing_when_the_camera_drops_resumes_when_it_comes_back() {
     let _ = client.kill();
     let _ = client.wait();
 }
+
+#[test]
+fn an_unsupported_transport_gets_461_and_an_endless_request_is_cut_off_with_bounded_memory() {
+    let server = RtspServer::start("h264", None);
+    let (hub, port) = hub_with(&server, "", "    keep: connected\n");
+    hub.wait_streaming("door");
+    let setup = format!(
+        "SETUP rtsp://127.0.0.1:{port}/door/stream=0 RTSP/1.0\r\nCSeq: 1\r\nTransport: RTP/SAVPF/SCTP;unicast\r\n\r\n"
+    );
+    let answer = rtsp_exchange(port, setup.as_bytes());
+    assert!(answer.starts_with("RTSP/1.0 461"), "{answer}");
+    // A request line that never ends: 16 MiB, sent as fast as the hub takes it.
+    let rss = || proc_stats(hub.pid()).2;
+    let before = rss();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(b"DESCRIBE rtsp://127.0.0.1/").unwrap();
+    let chunk = vec![b'a'; 1 << 20];
+    let mut sent = 0;
+    while sent < 16 && s.write_all(&chunk).is_ok() {
+        sent += 1;
+    }
+    let grown_kib = rss().saturating_sub(before);
+    assert!(grown_kib < 8 * 1024, "{sent} MiB sent, the hub grew by {grown_kib} KiB");
+    eprintln!("endless request: {sent} MiB taken, the hub grew by {grown_kib} KiB");
+    drop(s);
+    // Everyone else plays on.
+    assert_clip_frames(&ffmpeg_frames(&format!("rtsp://127.0.0.1:{port}/door"), "tcp", 3).unwrap());
+}

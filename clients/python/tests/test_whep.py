@@ -142,7 +142,8 @@ def test_an_h265_camera_is_refused_with_a_clear_message(hub):
     try:
         name = camera_name("w265")
         h = hub(config(name, server.url))
-        wait_for("streaming", lambda: h.camera(name)["state"] == "streaming", 20, h.log)
+        # (The codec is known from the first unit, a moment after the state says streaming.)
+        wait_for("streaming H.265", lambda: h.camera(name)["codec"] == "h265", 20, h.log)
         status, body = request("POST", f"{h.base}/api/cameras/{name}/whep", an_offer().encode())
         assert status == 422 and "H.265" in body and "MJPEG" in body, body
         h.stop()
