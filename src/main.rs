@@ -169,13 +169,16 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         let listener =
             tokio::net::TcpListener::bind(&addr).await.with_context(|| format!("cannot listen on {addr}"))?;
         let local = listener.local_addr()?;
+        // Signal handlers first: a signal during start-up (cameras, GStreamer's
+        // init for the restream) is taken, not missed.
+        let handlers = SignalStreams::install();
         let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
         hub.set_bound(local);
         for w in hub.warnings() {
             tracing::warn!("{w}");
         }
         let (first_signal, drained) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(signals(hub.clone(), config.clone(), first_signal));
+        tokio::spawn(signals(handlers, hub.clone(), config.clone(), first_signal));
         println!("camhub listening on http://{local}");
         tracing::info!("listening on http://{local} with {} camera(s)", hub.list().len());
         let app = camhub::api::router(hub.clone());
@@ -245,11 +248,26 @@ fn raise_fd_limit(max_connections: u32) {
 
 /// SIGINT/SIGTERM: the first drains, a second exits at once. SIGHUP re-reads
 /// the config file and applies only what changed.
-async fn signals(hub: Arc<Hub>, config: Option<PathBuf>, first: tokio::sync::oneshot::Sender<()>) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term), Ok(mut hup)) =
-        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup()))
-    else {
+/// SIGINT, SIGTERM and SIGHUP, caught from the moment this is made.
+struct SignalStreams(Option<[tokio::signal::unix::Signal; 3]>);
+
+impl SignalStreams {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate()), signal(SignalKind::hangup())) {
+            (Ok(int), Ok(term), Ok(hup)) => SignalStreams(Some([int, term, hup])),
+            _ => SignalStreams(None),
+        }
+    }
+}
+
+async fn signals(
+    handlers: SignalStreams,
+    hub: Arc<Hub>,
+    config: Option<PathBuf>,
+    first: tokio::sync::oneshot::Sender<()>,
+) {
+    let Some([mut int, mut term, mut hup]) = handlers.0 else {
         tracing::error!("cannot install signal handlers");
         return;
     };
