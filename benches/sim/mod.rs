@@ -187,29 +187,7 @@ async fn session(sock: TcpStream, clip: Arc<Clip>, stats: Arc<SimStats>, t0: Ins
         }
         let mut parts = line.split_whitespace();
         let (method, url) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-        let mut cseq = String::from("0");
-        let mut len = 0usize;
-        loop {
-            let mut h = String::new();
-            if rd.read_line(&mut h).await? == 0 {
-                return Ok(());
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "cseq" => cseq = v.trim().to_string(),
-                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
-        if len > 0 {
-            let mut body = vec![0u8; len.min(65536)];
-            rd.read_exact(&mut body).await?;
-        }
+        let Some(cseq) = read_head(&mut rd).await? else { return Ok(()) };
         if method != "OPTIONS" {
             path = path_of(&url);
         }
@@ -313,28 +291,33 @@ async fn next_request<R: tokio::io::AsyncBufRead + Unpin>(rd: &mut R) -> std::io
             rd.read_exact(&mut body).await?;
             continue;
         }
-        let (mut cseq, mut len) = (String::from("0"), 0usize);
         let mut line = String::new();
         rd.read_line(&mut line).await?; // the request line
-        loop {
-            let mut h = String::new();
-            if rd.read_line(&mut h).await? == 0 {
-                return Ok(None);
-            }
-            let h = h.trim_end();
-            if h.is_empty() {
-                break;
-            }
-            if let Some((k, v)) = h.split_once(':') {
-                match k.trim().to_ascii_lowercase().as_str() {
-                    "cseq" => cseq = v.trim().to_string(),
-                    "content-length" => len = v.trim().parse().unwrap_or(0),
-                    _ => {}
-                }
+        return read_head(rd).await;
+    }
+}
+
+/// A request's headers and body (skipped): its CSeq, or None at the end of the stream.
+async fn read_head<R: tokio::io::AsyncBufRead + Unpin>(rd: &mut R) -> std::io::Result<Option<String>> {
+    let (mut cseq, mut len) = (String::from("0"), 0usize);
+    loop {
+        let mut h = String::new();
+        if rd.read_line(&mut h).await? == 0 {
+            return Ok(None);
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            match k.trim().to_ascii_lowercase().as_str() {
+                "cseq" => cseq = v.trim().to_string(),
+                "content-length" => len = v.trim().parse().unwrap_or(0),
+                _ => {}
             }
         }
-        let mut body = vec![0u8; len.min(65536)];
-        rd.read_exact(&mut body).await?;
-        return Ok(Some(cseq));
     }
+    let mut body = vec![0u8; len.min(65536)];
+    rd.read_exact(&mut body).await?;
+    Ok(Some(cseq))
 }

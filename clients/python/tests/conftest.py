@@ -21,3 +21,20 @@ def shm():
     os.mkdir(d)
     yield d
     shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def make(shm):
+    """make(camera="cam", output="out", **kw): a test RingWriter in `shm`, closed after the test."""
+    from ringwriter import RingWriter
+
+    writers = []
+
+    def mk(camera="cam", output="out", **kw):
+        w = RingWriter(shm, camera, output, **kw)
+        writers.append(w)
+        return w
+
+    yield mk
+    for w in writers:
+        w.close()

@@ -9,21 +9,7 @@ import time
 import camhub
 import pytest
 from camhub import aio
-from ringwriter import RingWriter, value_of
-
-
-@pytest.fixture
-def make(shm):
-    writers = []
-
-    def mk(camera="cam", output="out", **kw):
-        w = RingWriter(shm, camera, output, **kw)
-        writers.append(w)
-        return w
-
-    yield mk
-    for w in writers:
-        w.close()
+from ringwriter import value_of
 
 
 def aio_threads():

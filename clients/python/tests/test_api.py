@@ -10,22 +10,8 @@ import cv2
 import numpy as np
 import pytest
 from camhub.ring import _wait_any, _wake, _wake_word
-from ringwriter import RingWriter, value_of
+from ringwriter import value_of
 from test_camhub import barcode, camera_name, clip_diff, hub, luma, rtsp, spread  # noqa: F401 (fixtures)
-
-
-@pytest.fixture
-def make(shm):
-    writers = []
-
-    def mk(camera="cam", output="out", **kw):
-        w = RingWriter(shm, camera, output, **kw)
-        writers.append(w)
-        return w
-
-    yield mk
-    for w in writers:
-        w.close()
 
 
 def attach(shm, camera="cam", output="out", **kw):

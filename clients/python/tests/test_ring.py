@@ -20,23 +20,9 @@ import camhub
 from camhub import _native
 from camhub import ring as ringmod
 from conftest import HERE
-from ringwriter import RingWriter, value_of
+from ringwriter import value_of
 
 FORMATS = ["gray", "i420", "nv12", "rgb24", "bgr24"]
-
-
-@pytest.fixture
-def make(shm):
-    writers = []
-
-    def mk(camera="cam", output="out", **kw):
-        w = RingWriter(shm, camera, output, **kw)
-        writers.append(w)
-        return w
-
-    yield mk
-    for w in writers:
-        w.close()
 
 
 def attach(shm, camera="cam", output="out", **kw):
