@@ -30,18 +30,7 @@ impl MjpegServer {
 
     /// Over https, with a fresh self-signed certificate for 127.0.0.1.
     fn start_tls() -> Self {
-        let dir = temp_dir("mjpeg-tls");
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        let ok = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert)
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(ok.success(), "openssl made no certificate");
+        let (cert, key) = self_signed_cert("mjpeg-tls");
         Self::spawn(&["--tls".as_ref(), cert.as_os_str(), key.as_os_str()])
     }
 

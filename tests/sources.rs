@@ -1,5 +1,6 @@
 //! Every kind of source gives real pictures: files (raw Annex B H.264, MKV with
-//! H.265), RTSP over UDP (and its fallback to TCP when a camera refuses UDP); a "camera" that answers with garbage fails with a
+//! H.265), RTSP over UDP (and its fallback to TCP when a camera refuses UDP), RTSP over
+//! TLS (`rtsps://`, a self-signed camera with `tls_verify: false`); a "camera" that answers with garbage fails with a
 //! protocol error while the camera beside it keeps streaming; a FIFO or a
 //! device is refused at once instead of blocking a thread; H.264 pictures
 //! above `max_pixels` are refused by the decoder.
@@ -57,6 +58,31 @@ fn rtsp_over_udp() {
     check_snapshot(&hub, "cam", "h264");
     assert_eq!(hub.camera("cam")["transport"], "udp");
     assert_eq!(hub.camera("cam")["transport_fallback"], serde_json::Value::Null);
+}
+
+#[test]
+fn rtsps_cameras_over_tls_with_a_self_signed_certificate_need_tls_verify_false() {
+    let server = RtspServer::start_tls("h265", Some(("admin", "s3cret")));
+    let url = server.url().replace("rtsps://", "rtsps://admin:s3cret@");
+    let hub = Hub::start(&format!(
+        "cameras:\n  selfsigned:\n    url: {url}\n    tls_verify: false\n  strict:\n    url: {url}\n    keep: connected\n"
+    ));
+    // Decoded pixels of the clip, through TLS and the camera's auth.
+    check_snapshot(&hub, "selfsigned", "h265");
+    assert_eq!(hub.camera("selfsigned")["transport"], "tcp");
+    // Checked by default: refused, saying what to do, and no password anywhere.
+    let c = hub.wait_camera("strict", "the certificate refused", Duration::from_secs(20), |c| {
+        c["last_error"]["message"].as_str().is_some_and(|m| m.contains("TLS"))
+    });
+    let msg = c["last_error"]["message"].as_str().unwrap();
+    assert!(msg.contains("certificate") && msg.contains("tls_verify: false"), "{msg}");
+    assert_ne!(c["state"], "streaming", "{c:#}");
+    let (log, api) = (hub.log(), hub.get("/api/cameras").text());
+    assert!(!log.contains("s3cret") && !api.contains("s3cret"), "the password stays secret");
+    // RTP over UDP would leave TLS: a clear config error, naming the camera's line.
+    let r = hub.send("POST", "/api/cameras", Some(&format!(r#"{{"name":"udp","url":"{url}","transport":"udp"}}"#)));
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("rtsps") && r.text().contains("udp") && !r.text().contains("s3cret"), "{}", r.text());
 }
 
 #[test]

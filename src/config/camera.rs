@@ -8,8 +8,9 @@ use serde::Deserialize;
 use url::Url;
 
 use super::env::{EnvError, interpolate};
+use super::urls::resolve_url;
 use super::{ByteSize, DecoderOptions, Keep, Linger, Mode, OutputConfig, Seconds, SnapshotDefault, Transport, outputs};
-use crate::secret::{Secret, query_secrets, redact_query, redact_url};
+use crate::secret::{Secret, query_secrets, redact_url};
 
 /// The long form of a camera. Every field but `url` (or `streams.main`) has a default.
 #[derive(Debug, Clone, PartialEq, Deserialize, utoipa::ToSchema)]
@@ -72,7 +73,7 @@ pub struct CameraOptions {
     /// HTTP snapshot cameras (a URL that answers one JPEG): how often to ask (default 1 s).
     #[serde(default = "defaults::poll_interval")]
     pub poll_interval: Seconds,
-    /// `https://` cameras: check the camera's certificate and name (default true).
+    /// `https://` and `rtsps://` cameras: check the camera's certificate and name (default true).
     /// `false` accepts a self-signed camera (the connection is still encrypted).
     #[serde(default = "defaults::tls_verify")]
     pub tls_verify: bool,
@@ -337,6 +338,13 @@ impl CameraConfig {
             }
             None => None,
         };
+        let rtsps = |s: &SourceSpec| matches!(s, SourceSpec::Rtsp(u) if u.scheme() == "rtsps");
+        if options.transport == Transport::Udp && (rtsps(&source) || sub.as_ref().is_some_and(|s| rtsps(&s.source))) {
+            return Err("transport: udp cannot be used with rtsps:// (RTP over UDP would leave the TLS connection \
+                 unencrypted): rtsps cameras stream over TCP"
+                .to_owned()
+                .into());
+        }
         outputs::validate(&options.outputs)?;
         if options.mode == Mode::Replay {
             if !matches!(source, SourceSpec::File(_)) {
@@ -419,81 +427,10 @@ fn display_source(source: &SourceSpec) -> String {
     }
 }
 
-/// Resolves one stream's URL: its source, with the user info moved into
-/// `username` and `password` where those are not set already.
-fn resolve_url(
-    raw: &str,
-    username: &mut Option<String>,
-    password: &mut Option<String>,
-    base: &Path,
-) -> Result<SourceSpec, CameraConfigError> {
-    if !raw.contains("://") {
-        return Ok(SourceSpec::File(base.join(raw)));
-    }
-    let mut url = Url::parse(raw).map_err(|e| format!("bad url {:?}: {e}", redact_str(raw)))?;
-    match url.scheme() {
-        "rtsp" | "http" | "https" => {
-            if url.host_str().is_none_or(str::is_empty) {
-                return Err(format!("url {} has no host", redact_url(&url)).into());
-            }
-            if !url.username().is_empty() && username.is_none() {
-                *username = Some(percent_decode(url.username()));
-            }
-            if let Some(p) = url.password()
-                && password.is_none()
-            {
-                *password = Some(percent_decode(p));
-            }
-            let _ = url.set_username("");
-            let _ = url.set_password(None);
-            Ok(if url.scheme() == "rtsp" { SourceSpec::Rtsp(url) } else { SourceSpec::Http(url) })
-        }
-        "rtsps" => Err("rtsps:// (RTSP over TLS) is not supported yet: use rtsp://".to_string().into()),
-        "file" => Ok(SourceSpec::File(url.to_file_path().map_err(|()| format!("bad file url {url}"))?)),
-        other => {
-            Err(format!("unsupported url scheme {other:?} (supported: rtsp://, http://, file://, or a file path)")
-                .into())
-        }
-    }
-}
-
 /// Camera names appear in URLs and file names: keep them plain.
 pub fn validate_name(name: &str) -> Result<(), CameraConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok { Ok(()) } else { Err(format!("bad camera name {name:?}: use 1-64 letters, digits, '_' or '-'").into()) }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A URL-ish string with anything between `://` and `@` hidden, and credential query values.
-fn redact_str(s: &str) -> String {
-    let (s, query) = s.split_once('?').map_or((s, None), |(s, q)| (s, Some(q)));
-    let shown = match (s.find("://"), s.rfind('@')) {
-        (Some(a), Some(b)) if b > a => format!("{}://***@{}", &s[..a], &s[b + 1..]),
-        _ => s.to_owned(),
-    };
-    match query {
-        Some(q) => format!("{shown}?{}", redact_query(q)),
-        None => shown,
-    }
 }

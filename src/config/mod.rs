@@ -7,6 +7,7 @@ mod camera;
 mod env;
 mod outputs;
 mod server;
+mod urls;
 mod values;
 
 use std::collections::BTreeMap;

@@ -256,6 +256,8 @@ fn streams_errors_say_what_and_where() {
         ("streams: {main: rtsp://a/b, sub: \"ftp://u:subpw@a/c\"}", "streams.sub: unsupported url scheme"),
         ("streams: {main: rtsp://a/b, sub: \"rtsp://u:subpw@[bad/c\"}", "streams.sub: bad url"),
         ("url: rtsp://a/b\n    outputs:\n      ai:\n        shm: {from: sub}", "from: sub needs a sub-stream"),
+        ("url: \"rtsps://u:subpw@a:7441/b\"\n    transport: udp", "transport: udp cannot be used with rtsps://"),
+        ("streams: {main: rtsp://a/b, sub: rtsps://a/c}\n    transport: udp", "cannot be used with rtsps://"),
     ];
     for (body, want) in cases {
         let e = parse(&format!("cameras:\n  ok: rtsp://x/y\n  cam:\n    {body}\n")).unwrap_err().0;

@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use url::Url;
 
 use super::multipart::Multipart;
+use super::tls::{self, Conn};
 use super::{Codec, EncodedUnit, Source, UnitStream};
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
@@ -79,32 +80,6 @@ impl Source for HttpSource {
     }
 }
 
-/// A connection to a camera: plain TCP, or TLS over it (`https://`).
-trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
-impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Conn for T {}
-
-/// TLS over `tcp` for `host` (OpenSSL: the system's roots, name checked), or,
-/// with `verify` off, any certificate (a self-signed camera; still encrypted).
-async fn tls(tcp: tokio::net::TcpStream, host: &str, verify: bool) -> Result<Box<dyn Conn>> {
-    use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
-    let err = |what: &str, e: String| Error::new(ErrorKind::Protocol, format!("TLS with {host}: {what}{e}"));
-    let mut b = SslConnector::builder(SslMethod::tls_client()).map_err(|e| err("", e.to_string()))?;
-    if !verify {
-        b.set_verify(SslVerifyMode::NONE);
-    }
-    let ssl = b
-        .build()
-        .configure()
-        .and_then(|c| c.verify_hostname(verify).into_ssl(host))
-        .map_err(|e| err("", e.to_string()))?;
-    let mut stream = tokio_openssl::SslStream::new(ssl, tcp).map_err(|e| err("", e.to_string()))?;
-    std::pin::Pin::new(&mut stream).connect().await.map_err(|e| {
-        let hint = if verify { " (a self-signed camera needs tls_verify: false)" } else { "" };
-        err("handshake failed: ", format!("{e}{hint}"))
-    })?;
-    Ok(Box::new(stream))
-}
-
 /// One GET on a fresh connection; non-2xx answers become errors of their kind.
 async fn get(url: &Url, auth: Option<&str>, verify: bool) -> Result<hyper::Response<Incoming>> {
     let host = url.host_str().ok_or_else(|| Error::new(ErrorKind::Protocol, "url has no host"))?.to_owned();
@@ -112,7 +87,11 @@ async fn get(url: &Url, auth: Option<&str>, verify: bool) -> Result<hyper::Respo
     let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
         Error::new(ErrorKind::Unreachable, format!("cannot connect to {host}:{port}: {e}")).caused_by(e)
     })?;
-    let io: Box<dyn Conn> = if url.scheme() == "https" { tls(tcp, &host, verify).await? } else { Box::new(tcp) };
+    let io: Box<dyn Conn> = if url.scheme() == "https" {
+        Box::new(tls::connect(tcp, &host, verify).await.map_err(|e| Error::new(ErrorKind::Protocol, e))?)
+    } else {
+        Box::new(tcp)
+    };
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
         .await
         .map_err(|e| Error::new(ErrorKind::Protocol, format!("HTTP handshake failed: {e}")).caused_by(e))?;

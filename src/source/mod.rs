@@ -7,6 +7,7 @@ pub use file::replay_units;
 mod http;
 pub mod multipart;
 mod rtsp;
+mod tls;
 
 use std::sync::Arc;
 
@@ -41,13 +42,10 @@ pub trait Source: Send + Sync + 'static {
 pub fn for_camera(cfg: &CameraConfig, clock: &Clock) -> Arc<dyn Source> {
     let clock = clock.clone();
     match &cfg.source {
-        SourceSpec::Rtsp(url) => Arc::new(RtspSource::new(
-            url.clone(),
-            cfg.username.clone(),
-            cfg.password.clone(),
-            cfg.options.transport,
-            clock,
-        )),
+        SourceSpec::Rtsp(url) => Arc::new(
+            RtspSource::new(url.clone(), cfg.username.clone(), cfg.password.clone(), cfg.options.transport, clock)
+                .verify_tls(cfg.options.tls_verify),
+        ),
         SourceSpec::File(path) => {
             let pacing = if cfg.options.mode == Mode::Replay { Pacing::Consumer } else { Pacing::RealTime };
             Arc::new(FileSource::new(path.clone(), pacing, clock))

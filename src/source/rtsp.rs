@@ -19,6 +19,7 @@ use retina::codec::{CodecItem, FrameFormat};
 use tracing::warn;
 use url::Url;
 
+use super::tls::RtspTls;
 use super::{Codec, EncodedUnit, Source, UnitStream};
 use crate::clock::Clock;
 use crate::config::Transport;
@@ -33,6 +34,8 @@ pub struct RtspSource {
     url: Url,
     creds: Option<Credentials>,
     transport: Transport,
+    /// `rtsps://`: TLS over the RTSP connection (RTP interleaved in it).
+    tls: Option<Arc<RtspTls>>,
     clock: Clock,
     /// Why UDP was given up for TCP, once it was.
     fallback: Arc<Mutex<Option<String>>>,
@@ -51,7 +54,17 @@ impl RtspSource {
             username: u,
             password: password.map(|p| p.expose().to_owned()).unwrap_or_default(),
         });
-        RtspSource { url, creds, transport, clock, fallback: Arc::default() }
+        RtspSource { url, creds, transport, tls: None, clock, fallback: Arc::default() }
+    }
+
+    /// `rtsps://` URLs: TLS, checking the camera's certificate and name when
+    /// `verify` (`tls_verify`); RTP always interleaved in the TLS connection.
+    pub fn verify_tls(mut self, verify: bool) -> Self {
+        if self.url.scheme() == "rtsps" {
+            self.tls = Some(RtspTls::new(verify));
+            self.transport = Transport::Tcp;
+        }
+        self
     }
 
     fn map_err(&self, e: retina::Error) -> Error {
@@ -105,9 +118,12 @@ impl RtspSource {
 
     /// DESCRIBE, SETUP over `transport` (UDP refused: over TCP), PLAY: the stream of units.
     async fn session(&self, transport: Transport) -> Result<UnitStream> {
-        let opts = SessionOptions::default()
+        let mut opts = SessionOptions::default()
             .creds(self.creds.clone())
             .user_agent(format!("camhub/{}", env!("CARGO_PKG_VERSION")));
+        if let Some(tls) = &self.tls {
+            opts = opts.tls(tls.clone());
+        }
         let mut session = Session::describe(self.url.clone(), opts).await.map_err(|e| self.map_err(e))?;
         let (index, codec) = session
             .streams()
@@ -207,6 +223,7 @@ impl RtspSource {
             url: self.url.clone(),
             creds: self.creds.clone(),
             transport: self.transport,
+            tls: self.tls.clone(),
             clock: self.clock.clone(),
             fallback: self.fallback.clone(),
         }

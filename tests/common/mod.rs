@@ -34,6 +34,23 @@ pub fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// A fresh self-signed certificate for 127.0.0.1: (certificate, key) PEM files.
+pub fn self_signed_cert(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = temp_dir(tag);
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "openssl made no certificate");
+    (cert, key)
+}
+
 /// The newest frame the server pushed: (clip index, how many pushed in all).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Sent {
@@ -46,6 +63,8 @@ pub struct RtspServer {
     pub port: u16,
     sent: Arc<Mutex<Sent>>,
     pub codec: &'static str,
+    /// Served over TLS (`rtsps://`).
+    pub tls: bool,
 }
 
 impl RtspServer {
@@ -61,6 +80,16 @@ impl RtspServer {
     /// A server that refuses RTP over UDP (`461 Unsupported Transport` to a UDP SETUP).
     pub fn start_tcp_only(codec: &'static str) -> Self {
         Self::spawn(codec, None, 0, &["--tcp-only"])
+    }
+
+    /// RTSP over TLS (`rtsps://`, as UniFi Protect serves it) with a fresh
+    /// self-signed certificate.
+    pub fn start_tls(codec: &'static str, auth: Option<(&str, &str)>) -> Self {
+        let (cert, key) = self_signed_cert("rtsps");
+        let (cert, key) = (cert.to_str().unwrap().to_owned(), key.to_str().unwrap().to_owned());
+        let mut server = Self::spawn(codec, auth, 0, &["--tls", &cert, &key]);
+        server.tls = true;
+        server
     }
 
     /// Serves another Annex B clip of `codec` (say, a smaller one made for the test).
@@ -103,11 +132,11 @@ impl RtspServer {
                 }
             }
         });
-        RtspServer { child, port, sent, codec }
+        RtspServer { child, port, sent, codec, tls: false }
     }
 
     pub fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}/cam", self.port)
+        format!("{}://127.0.0.1:{}/cam", if self.tls { "rtsps" } else { "rtsp" }, self.port)
     }
 
     pub fn sent(&self) -> Sent {

@@ -11,6 +11,10 @@ Run with Debian's /usr/bin/python3 (the gi bindings live there).
 
     rtsp_server.py --clip tests/clips/idx-h264.h264 --codec h264 --fps 10 \
         [--port 0] [--path /cam] [--user U --password P] [--tcp-only] [--quiet]
+        [--tls CERT KEY]
+
+--tls serves RTSP over TLS (rtsps://, the way UniFi Protect does) with the given
+PEM certificate and key.
 
 --tcp-only refuses RTP over UDP (SETUP answers 461 Unsupported Transport), as
 cameras behind some firewalls and NVRs do.
@@ -28,7 +32,7 @@ import gi
 gi.require_version("Gst", "1.0")
 gi.require_version("GstRtsp", "1.0")
 gi.require_version("GstRtspServer", "1.0")
-from gi.repository import GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
+from gi.repository import Gio, GLib, Gst, GstRtsp, GstRtspServer  # noqa: E402
 
 AUD = {"h264": lambda b: b & 0x1F == 9, "h265": lambda b: (b >> 1) & 0x3F == 35}
 KEY = {"h264": lambda b: b & 0x1F == 5, "h265": lambda b: 16 <= (b >> 1) & 0x3F <= 21}
@@ -106,6 +110,7 @@ def main():
     ap.add_argument("--password")
     ap.add_argument("--tcp-only", action="store_true")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     args = ap.parse_args()
 
     Gst.init(None)
@@ -136,11 +141,16 @@ def main():
 
     factory.connect("media-configure", on_configure)
 
-    if args.user:
+    if args.user or args.tls:
         auth = GstRtspServer.RTSPAuth()
         token = GstRtspServer.RTSPToken()
         token.set_string("media.factory.role", "user")
-        auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        if args.user:
+            auth.add_basic(GstRtspServer.RTSPAuth.make_basic(args.user, args.password), token)
+        else:
+            auth.set_default_token(token)
+        if args.tls:
+            auth.set_tls_certificate(Gio.TlsCertificate.new_from_files(*args.tls))
         server.set_auth(auth)
         perms = GstRtspServer.RTSPPermissions()
         perms.add_permission_for_role("user", "media.factory.access", True)

@@ -7,7 +7,7 @@
 
 use futures::{Sink, Stream};
 use std::time::Instant;
-use tokio::io::AsyncWrite;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UdpSocket};
 use url::Host;
 
@@ -30,9 +30,67 @@ pub(crate) const MAX_RTSP_HEAD_BYTES: usize = 64 << 10;
 /// The largest RTSP message body (`Content-Length`) accepted.
 pub(crate) const MAX_RTSP_BODY_BYTES: usize = 1 << 20;
 
+/// camhub patch: a connection's byte stream other than plain TCP, such as TLS
+/// over it for `rtsps://` URLs (see [`crate::client::TlsConnect`]).
+pub trait RtspIo: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> RtspIo for T {}
+
+/// camhub patch: plain TCP (read without copies, vectored into the ring) or
+/// another stream over it (read through `AsyncRead`).
+enum Io {
+    Tcp(TcpStream),
+    Other(Box<dyn RtspIo>),
+}
+
+impl Io {
+    fn writer(&mut self) -> std::pin::Pin<&mut (dyn AsyncWrite + Send + Unpin)> {
+        match self {
+            Io::Tcp(s) => std::pin::Pin::new(s),
+            Io::Other(s) => std::pin::Pin::new(&mut **s),
+        }
+    }
+
+    /// Reads what is there into the ring's spare capacity: `Ready(Ok(0))` at EOF.
+    fn poll_read_into(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        read_buf: &mut MarkBuf,
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self {
+            Io::Tcp(s) => loop {
+                match s.poll_read_ready(cx) {
+                    std::task::Poll::Ready(Ok(())) => {}
+                    std::task::Poll::Ready(Err(e)) => return std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => return std::task::Poll::Pending,
+                }
+                let (first, second) = read_buf.spare_capacity(4096);
+                let mut bufs = [
+                    std::io::IoSliceMut::new(first),
+                    std::io::IoSliceMut::new(second),
+                ];
+                match s.try_read_vectored(&mut bufs) {
+                    // Spurious readiness; re-register and wait.
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    r => return std::task::Poll::Ready(r),
+                }
+            },
+            Io::Other(s) => {
+                let (first, second) = read_buf.spare_capacity(4096);
+                let spare = if first.is_empty() { second } else { first };
+                let mut buf = ReadBuf::new(spare);
+                match std::pin::Pin::new(&mut **s).poll_read(cx, &mut buf) {
+                    std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(buf.filled().len())),
+                    std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(e)),
+                    std::task::Poll::Pending => std::task::Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
 /// A RTSP connection which implements `Stream`, `Sink`, and `Unpin`.
 pub(crate) struct Connection {
-    stream: TcpStream,
+    stream: Io,
     ctx: ConnectionContext,
     parser: crate::rtsp::parse::Parser,
     read_buf: MarkBuf,
@@ -41,20 +99,42 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub(crate) async fn connect(host: Host<&str>, port: u16) -> Result<Self, std::io::Error> {
-        let stream = match host {
-            Host::Domain(h) => TcpStream::connect((h, port)).await,
-            Host::Ipv4(h) => TcpStream::connect((h, port)).await,
-            Host::Ipv6(h) => TcpStream::connect((h, port)).await,
-        }?;
-        Self::from_stream(stream)
+    // camhub patch: `tls` wraps the TCP stream (`rtsps://`).
+    pub(crate) async fn connect(
+        host: Host<&str>,
+        port: u16,
+        tls: Option<&dyn crate::client::TlsConnect>,
+    ) -> Result<Self, std::io::Error> {
+        let (stream, name) = match host {
+            Host::Domain(h) => (TcpStream::connect((h, port)).await, h.to_owned()),
+            Host::Ipv4(h) => (TcpStream::connect((h, port)).await, h.to_string()),
+            Host::Ipv6(h) => (TcpStream::connect((h, port)).await, h.to_string()),
+        };
+        let stream = stream?;
+        match tls {
+            None => Self::from_stream(stream),
+            Some(tls) => {
+                let local_addr = stream.local_addr()?;
+                let peer_addr = stream.peer_addr()?;
+                let io = tls.connect(name, stream).await?;
+                Ok(Self::with_io(Io::Other(io), local_addr, peer_addr))
+            }
+        }
     }
 
     pub(crate) fn from_stream(stream: TcpStream) -> Result<Self, std::io::Error> {
-        let established_wall = WallTime::now();
         let local_addr = stream.local_addr()?;
         let peer_addr = stream.peer_addr()?;
-        Ok(Self {
+        Ok(Self::with_io(Io::Tcp(stream), local_addr, peer_addr))
+    }
+
+    fn with_io(
+        stream: Io,
+        local_addr: std::net::SocketAddr,
+        peer_addr: std::net::SocketAddr,
+    ) -> Self {
+        let established_wall = WallTime::now();
+        Self {
             stream,
             ctx: ConnectionContext {
                 local_addr,
@@ -69,7 +149,7 @@ impl Connection {
                 .build(),
             read_buf: MarkBuf::new(DEFAULT_READ_CAPACITY),
             write_buf: Vec::new(),
-        })
+        }
     }
 
     pub(crate) fn ctx(&self) -> &ConnectionContext {
@@ -212,30 +292,10 @@ impl Stream for Connection {
             }
 
             // Need more data. Read from the stream into the ring buffer
-            // using vectored I/O to fill both halves of the ring.
-            match this.stream.poll_read_ready(cx) {
-                std::task::Poll::Ready(Ok(())) => {}
-                std::task::Poll::Ready(Err(error)) => {
-                    let pos = this.parser.stream_pos() + this.read_buf.unparsed_len() as u64;
-                    return std::task::Poll::Ready(Some(Err(wrap!(ErrorInt::RtspReadError {
-                        conn_ctx: this.ctx,
-                        msg_ctx: RtspMessageContext {
-                            pos,
-                            received_wall: WallTime::now(),
-                            received: Instant::now(),
-                        },
-                        source: error,
-                    }))));
-                }
+            // (plain TCP: vectored, to fill both halves of the ring).
+            match this.stream.poll_read_into(cx, &mut this.read_buf) {
                 std::task::Poll::Pending => return std::task::Poll::Pending,
-            }
-            let (first, second) = this.read_buf.spare_capacity(4096);
-            let mut bufs = [
-                std::io::IoSliceMut::new(first),
-                std::io::IoSliceMut::new(second),
-            ];
-            match this.stream.try_read_vectored(&mut bufs) {
-                Ok(0) => {
+                std::task::Poll::Ready(Ok(0)) => {
                     // EOF. Try decode with eof=true.
                     return match try_decode(&mut this.parser, &mut this.read_buf, true) {
                         Ok(Some(msg)) => std::task::Poll::Ready(Some(Ok(msg))),
@@ -248,15 +308,11 @@ impl Stream for Connection {
                         )))),
                     };
                 }
-                Ok(n) => {
+                std::task::Poll::Ready(Ok(n)) => {
                     this.read_buf.advance_end(n);
                     // Loop to try decoding again.
                 }
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
-                    // Spurious readiness; re-register and wait.
-                    continue;
-                }
-                Err(error) => {
+                std::task::Poll::Ready(Err(error)) => {
                     let pos = this.parser.stream_pos() + this.read_buf.unparsed_len() as u64;
                     return std::task::Poll::Ready(Some(Err(wrap!(ErrorInt::RtspReadError {
                         conn_ctx: this.ctx,
@@ -327,7 +383,7 @@ impl Sink<OwnedMessage> for Connection {
     ) -> std::task::Poll<Result<(), Self::Error>> {
         let this = &mut *self;
         while !this.write_buf.is_empty() {
-            match std::pin::Pin::new(&mut this.stream).poll_write(cx, &this.write_buf) {
+            match this.stream.writer().poll_write(cx, &this.write_buf) {
                 std::task::Poll::Ready(Ok(n)) => {
                     this.write_buf.drain(..n);
                 }
@@ -340,7 +396,7 @@ impl Sink<OwnedMessage> for Connection {
                 std::task::Poll::Pending => return std::task::Poll::Pending,
             }
         }
-        match std::pin::Pin::new(&mut this.stream).poll_flush(cx) {
+        match this.stream.writer().poll_flush(cx) {
             std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(())),
             std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(ErrorInt::WriteError {
                 conn_ctx: this.ctx,
@@ -359,7 +415,7 @@ impl Sink<OwnedMessage> for Connection {
             other => return other,
         }
         let this = &mut *self;
-        match std::pin::Pin::new(&mut this.stream).poll_shutdown(cx) {
+        match this.stream.writer().poll_shutdown(cx) {
             std::task::Poll::Ready(Ok(())) => std::task::Poll::Ready(Ok(())),
             std::task::Poll::Ready(Err(e)) => std::task::Poll::Ready(Err(ErrorInt::WriteError {
                 conn_ctx: this.ctx,

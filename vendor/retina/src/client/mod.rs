@@ -479,7 +479,22 @@ pub struct SessionOptions {
     teardown: TeardownPolicy,
     unassigned_channel_data: UnassignedChannelDataPolicy,
     session_id: SessionIdPolicy,
+    // camhub patch: how `rtsps://` URLs get TLS.
+    tls: Option<Arc<dyn TlsConnect>>,
 }
+
+/// camhub patch: TLS for `rtsps://` URLs, supplied by the application (retina
+/// itself links no TLS library). Given the URL's host name and the connected
+/// TCP stream, returns the stream after the handshake.
+pub trait TlsConnect: Send + Sync {
+    fn connect(
+        &self,
+        host: String,
+        tcp: tokio::net::TcpStream,
+    ) -> futures::future::BoxFuture<'static, std::io::Result<Box<dyn RtspIo>>>;
+}
+
+pub use crate::tokio::RtspIo;
 
 /// Policy for handling data received on unassigned RTSP interleaved channels.
 #[derive(Copy, Clone, Default, derive_more::Display)]
@@ -633,6 +648,13 @@ impl SessionOptions {
     }
 
     /// Sends the given user agent string with each request.
+    /// camhub patch: the TLS connector `rtsps://` URLs are opened with (without
+    /// one, they are refused).
+    pub fn tls(mut self, tls: Arc<dyn TlsConnect>) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     pub fn user_agent(mut self, user_agent: String) -> Self {
         self.user_agent = if user_agent.is_empty() {
             None
@@ -1163,11 +1185,20 @@ enum SessionFlag {
 }
 
 impl RtspConnection {
-    async fn connect(url: &Url) -> Result<Self, Error> {
+    // camhub patch: `rtsps://` (default port 322) through `options.tls`.
+    async fn connect(url: &Url, options: &SessionOptions) -> Result<Self, Error> {
         let host =
             RtspConnection::validate_url(url).map_err(|e| wrap!(ErrorInt::InvalidArgument(e)))?;
-        let port = url.port().unwrap_or(554);
-        let inner = crate::tokio::Connection::connect(host, port)
+        let tls = match url.scheme() {
+            "rtsps" => Some(options.tls.as_deref().ok_or_else(|| {
+                wrap!(ErrorInt::InvalidArgument(
+                    "rtsps URL without a TLS connector".to_owned()
+                ))
+            })?),
+            _ => None,
+        };
+        let port = url.port().unwrap_or(if tls.is_some() { 322 } else { 554 });
+        let inner = crate::tokio::Connection::connect(host, port, tls)
             .await
             .map_err(|e| wrap!(ErrorInt::ConnectError(e)))?;
         Ok(Self {
@@ -1179,9 +1210,9 @@ impl RtspConnection {
     }
 
     fn validate_url(url: &Url) -> Result<url::Host<&str>, String> {
-        if url.scheme() != "rtsp" {
+        if url.scheme() != "rtsp" && url.scheme() != "rtsps" {
             return Err(format!(
-                "Bad URL {}; only scheme rtsp supported",
+                "Bad URL {}; only schemes rtsp and rtsps supported",
                 url.as_str()
             ));
         }
@@ -1458,7 +1489,7 @@ impl Session<Described> {
     ///
     /// Expects to be called from a tokio runtime.
     pub async fn describe(url: Url, options: SessionOptions) -> Result<Self, Error> {
-        let conn = RtspConnection::connect(&url).await?;
+        let conn = RtspConnection::connect(&url, &options).await?;
         Self::describe_with_conn(conn, options, url).await
     }
 
