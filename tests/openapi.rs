@@ -10,7 +10,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use camhub::api::{ROUTES, SNAPSHOT_PARAMS, STREAM_PARAMS, openapi_json};
+use camhub::api::{ALIASES, ROUTES, SNAPSHOT_PARAMS, STREAM_PARAMS, alias_params, openapi_json};
 use camhub::config::{CameraOptions, OutputConfig, RedisOptions, ShmOptions};
 use common::*;
 use serde_json::Value;
@@ -82,12 +82,22 @@ fn documents_exactly_the_routes_their_methods_and_parameters() {
             let of = |kind: &str| set(params.iter().filter(|p| p["in"] == kind).map(|p| p["name"].as_str().unwrap()));
             assert_eq!(of("path"), in_path, "{method} {path}");
             let query = of("query");
+            let alias = ALIASES.iter().find(|(p, _)| p == path).map(|(_, of)| *of);
             let want = match (method.as_str(), path.rsplit('/').next().unwrap()) {
+                _ if alias.is_some() => set(alias_params(path)),
                 ("get", "snapshot.jpg") => set(SNAPSHOT_PARAMS.iter().copied()),
                 ("get", "stream.mjpeg") => set(STREAM_PARAMS.iter().copied()),
                 _ => BTreeSet::new(),
             };
             assert_eq!(query, want, "{method} {path}");
+            // An alias says so, and names a route that exists.
+            if let Some(of) = alias {
+                assert_eq!(op["x-alias-of"], of, "{method} {path}");
+                assert!(op["description"].as_str().unwrap().starts_with("Alias of"), "{method} {path}");
+                assert!(paths.contains_key(of), "{path} is an alias of {of}, which is not documented");
+            } else {
+                assert!(op.get("x-alias-of").is_none(), "{method} {path}");
+            }
             assert!(!keys(&op["responses"]).is_empty(), "{method} {path} has no responses");
             let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
             assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cameras;
+mod compat;
 mod manage;
 mod metrics;
 mod mjpeg;
@@ -38,6 +39,10 @@ pub const ROUTES: &[(&str, &[&str])] = &[
     (STREAM, &["get"]),
     (WHEP, &["post"]),
     (WHEP_SESSION, &["patch", "delete"]),
+    (GO2RTC_FRAME, &["get"]),
+    (GO2RTC_MJPEG, &["get"]),
+    (GO2RTC_STREAMS, &["get"]),
+    (FRIGATE_LATEST, &["get"]),
 ];
 const DASHBOARD: &str = "/";
 const HEALTH: &str = "/api/health";
@@ -49,6 +54,26 @@ const SNAPSHOT: &str = "/api/cameras/{name}/snapshot.jpg";
 const STREAM: &str = "/api/cameras/{name}/stream.mjpeg";
 const WHEP: &str = "/api/cameras/{name}/whep";
 const WHEP_SESSION: &str = "/api/cameras/{name}/whep/{session}";
+const GO2RTC_FRAME: &str = "/api/frame.jpeg";
+const GO2RTC_MJPEG: &str = "/api/stream.mjpeg";
+const GO2RTC_STREAMS: &str = "/api/streams";
+const FRIGATE_LATEST: &str = "/api/{name}/latest.jpg";
+
+/// The routes that are other tools' URLs for camhub's own (`compat`), and the
+/// route each stands for (marked `x-alias-of` in the OpenAPI document).
+pub const ALIASES: &[(&str, &str)] =
+    &[(GO2RTC_FRAME, SNAPSHOT), (GO2RTC_MJPEG, STREAM), (GO2RTC_STREAMS, CAMERAS), (FRIGATE_LATEST, SNAPSHOT)];
+
+/// The query parameters of each alias route (its own names, then the native route's).
+pub fn alias_params(path: &str) -> Vec<&'static str> {
+    match path {
+        GO2RTC_FRAME => compat::frame_params(),
+        GO2RTC_MJPEG => compat::mjpeg_params(),
+        GO2RTC_STREAMS => compat::STREAMS_PARAMS.to_vec(),
+        FRIGATE_LATEST => compat::latest_params(),
+        _ => Vec::new(),
+    }
+}
 
 /// Query parameters each picture route takes (and documents: `query::SnapshotParams`).
 pub const SNAPSHOT_PARAMS: &[&str] =
@@ -94,6 +119,10 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(STREAM, get(mjpeg::get))
         .route(WHEP, axum::routing::post(whep::offer))
         .route(WHEP_SESSION, axum::routing::patch(whep::trickle).delete(whep::end))
+        .route(GO2RTC_FRAME, get(compat::go2rtc_frame))
+        .route(GO2RTC_MJPEG, get(compat::go2rtc_mjpeg))
+        .route(GO2RTC_STREAMS, get(compat::go2rtc_streams))
+        .route(FRIGATE_LATEST, get(compat::frigate_latest))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub.clone())
         .layer(axum::middleware::from_fn_with_state(hub, auth::guard))

@@ -12,7 +12,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{KnownFormat, RefOr, SchemaFormat};
 use utoipa::{IntoParams, Modify, OpenApi, PartialSchema, ToSchema};
 
-use super::{cameras, manage, metrics, mjpeg, snapshot, whep};
+use super::{cameras, compat, manage, metrics, mjpeg, snapshot, whep};
 use crate::config::{CameraOptions, Keep, Mode, Transport};
 use crate::hub::metrics::{STATES, state_name};
 
@@ -39,9 +39,13 @@ use crate::hub::metrics::{STATES, state_name};
         whep::offer,
         whep::trickle,
         whep::end,
+        compat::go2rtc_frame,
+        compat::go2rtc_mjpeg,
+        compat::go2rtc_streams,
+        compat::frigate_latest,
     ),
     components(schemas(super::ErrorBody, Camera, CameraOptions)),
-    modifiers(&Auth),
+    modifiers(&Auth, &Aliases),
     security((), ("bearer" = []), ("basic" = []))
 )]
 struct ApiDoc;
@@ -73,6 +77,78 @@ impl Modify for Auth {
         c.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         c.add_security_scheme("basic", SecurityScheme::Http(Http::new(HttpAuthScheme::Basic)));
     }
+}
+
+/// Each alias route's operation says which route it stands for: `x-alias-of`
+/// (its path), and a description that starts "Alias of".
+struct Aliases;
+
+impl Modify for Aliases {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        for (path, of) in super::ALIASES {
+            let Some(item) = doc.paths.paths.get_mut(*path) else { continue };
+            let Some(op) = item.get.as_mut() else { continue };
+            let ext = op.extensions.get_or_insert_with(Default::default);
+            ext.insert("x-alias-of".to_owned(), serde_json::json!(of));
+            let rest = op.description.take().unwrap_or_default();
+            op.description = Some(format!("Alias of `GET {of}` (same contract and headers). {rest}"));
+        }
+    }
+}
+
+/// go2rtc's `src` (the camera) and `name` (the same, its other spelling).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only its documentation is used
+pub struct AliasSrc {
+    /// Camera name (required, or `name`).
+    src: Option<String>,
+    /// Camera name, go2rtc's other spelling of `src`.
+    name: Option<String>,
+}
+
+/// go2rtc's short names for the size.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only its documentation is used
+pub struct AliasSize {
+    /// Same as width.
+    #[param(minimum = 1, maximum = 8192)]
+    w: Option<u32>,
+    /// Same as height.
+    #[param(minimum = 1, maximum = 8192)]
+    h: Option<u32>,
+}
+
+/// `/api/streams?src=`: one camera's entry only.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only its documentation is used
+pub struct AliasStreams {
+    /// Camera name: answer this camera's entry alone.
+    src: Option<String>,
+}
+
+/// Frigate's `latest.jpg` options.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // only its documentation is used
+pub struct AliasFrigate {
+    /// Same as height.
+    #[param(minimum = 1, maximum = 8192)]
+    h: Option<u32>,
+    /// Frigate's drawing option: accepted and ignored.
+    bbox: Option<u8>,
+    /// Frigate's drawing option: accepted and ignored.
+    timestamp: Option<u8>,
+    /// Frigate's drawing option: accepted and ignored.
+    zones: Option<u8>,
+    /// Frigate's drawing option: accepted and ignored.
+    mask: Option<u8>,
+    /// Frigate's drawing option: accepted and ignored.
+    motion: Option<u8>,
+    /// Frigate's drawing option: accepted and ignored.
+    regions: Option<u8>,
 }
 
 /// `{name}` in a path.

@@ -90,8 +90,17 @@ pub fn clip_diff(a: i64, b: i64) -> i64 {
 
 /// An MJPEG stream, opened and checked to be `multipart/x-mixed-replace`.
 pub fn open_mjpeg(url: &str) -> BufReader<ureq::BodyReader<'static>> {
+    open_mjpeg_with(url, &[])
+}
+
+/// An MJPEG stream opened with extra request headers (say, `Authorization`).
+pub fn open_mjpeg_with(url: &str, headers: &[(&str, &str)]) -> BufReader<ureq::BodyReader<'static>> {
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(30))).build().into();
-    let r = agent.get(url).call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let mut req = agent.get(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let r = req.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
     let ctype = r.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(ctype.starts_with("multipart/x-mixed-replace"), "{ctype}");
     BufReader::new(r.into_body().into_reader())
