@@ -82,11 +82,17 @@ fn ffmpeg_plays_the_restream_over_tcp_and_udp_starting_at_the_newest_picture() {
         let pictures = ffmpeg_frames(&url, transport, 12).unwrap_or_else(|e| panic!("{transport}: {e}\n{}", hub.log()));
         assert_clip_frames(&pictures);
     }
-    // The GOP cache comes first, paced fast: the last picture of a burst-sized read
-    // is the newest the camera sent (within a few frames), not a GOP behind it.
-    let pictures = ffmpeg_frames(&url, "tcp", 40).unwrap();
+    // The GOP cache comes first (from its keyframe, older than the client), paced
+    // fast: reading as many pictures as the cache holds, and a few more, ends at
+    // the newest the camera sent (within a few frames), not a GOP behind it.
+    let before = server.sent().index;
+    let cached = before % GOP + 1;
+    let pictures = ffmpeg_frames(&url, "tcp", cached as usize + 5).unwrap();
+    let first = Picture::decode(&pictures[0]).barcode();
     let last = Picture::decode(pictures.last().unwrap()).barcode();
     let newest = server.sent().index;
+    assert_eq!(first % GOP, 0, "the first picture is a keyframe's: {first}");
+    assert!((-5..GOP).contains(&clip_diff(before, first)), "from the cache: keyframe {first}, camera was at {before}");
     assert!(clip_diff(newest, last).abs() <= 10, "the restream caught up: read {last}, camera at {newest}");
     let h = hub.get("/api/health").json();
     assert_eq!(h["rtsp"]["sessions"], 3, "three clients so far: {}", h["rtsp"]);
