@@ -174,6 +174,9 @@ fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> 
         let handlers = SignalStreams::install();
         let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
         hub.set_bound(local);
+        if let Some(path) = &config {
+            hub.set_config_file(path);
+        }
         for w in hub.warnings() {
             tracing::warn!("{w}");
         }

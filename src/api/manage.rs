@@ -3,7 +3,9 @@
 //! Bodies are JSON with the same keys as a camera's long form in the config file,
 //! taken literally: no `${VAR}` (that is the file's), `Content-Type: application/json`
 //! only (a cross-site form or `text/plain` POST is refused), and files only from
-//! `server.media_dirs`.
+//! `server.media_dirs`. A change is written into the config file before it is
+//! applied (`hub::store`); one that cannot be saved is refused (`409`), and a
+//! run-time-only change (`server.persist: false`, the demo) says so in `Warning`.
 
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
@@ -11,17 +13,23 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::ApiError;
 use super::cameras::describe;
 use crate::config::{CameraConfig, CameraOptions, SourceSpec};
-use crate::hub::Hub;
+use crate::hub::{ChangeError, Hub, Saved};
 
 /// Reads a camera from a JSON body; `name` comes from the body or the path.
-fn parse(headers: &HeaderMap, body: &[u8], path_name: Option<&str>, hub: &Hub) -> Result<CameraConfig, ApiError> {
+/// Returns it with its options as given (the body's keys, but the name).
+fn parse(
+    headers: &HeaderMap,
+    body: &[u8],
+    path_name: Option<&str>,
+    hub: &Hub,
+) -> Result<(CameraConfig, Map<String, Value>), ApiError> {
     let bad = |m: String, name: Option<&str>| ApiError::new(StatusCode::BAD_REQUEST, m, name);
     let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !ctype.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
@@ -46,6 +54,7 @@ fn parse(headers: &HeaderMap, body: &[u8], path_name: Option<&str>, hub: &Hub) -
         (None, Some(b)) => b.to_owned(),
         (None, None) => return Err(bad("a camera needs a name".into(), None)),
     };
+    let given = obj.clone();
     let options: CameraOptions =
         serde_json::from_value(v).map_err(|e| bad(format!("bad camera options: {e}"), Some(&name)))?;
     let cfg = CameraConfig::resolve(&name, options, &hub.base_dir).map_err(|e| bad(e.to_string(), Some(&name)))?;
@@ -61,7 +70,23 @@ fn parse(headers: &HeaderMap, body: &[u8], path_name: Option<&str>, hub: &Hub) -
             Some(&name),
         ));
     }
-    Ok(cfg)
+    Ok((cfg, given))
+}
+
+/// A refused change: the name taken (`409`), or the config file could not take it (`409`).
+fn refused(e: ChangeError, name: &str) -> ApiError {
+    ApiError::new(StatusCode::CONFLICT, e.to_string(), Some(name))
+}
+
+/// An answer to a change, saying when it will not outlast a restart.
+fn answer(mut r: Response, saved: Saved) -> Response {
+    if let Saved::RuntimeOnly(why) = saved {
+        let text = format!("299 camhub \"run-time only ({why}): this change is lost at restart\"");
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            r.headers_mut().insert(header::WARNING, v);
+        }
+    }
+    r
 }
 
 /// Whether `path` lies under one of `dirs`: first by its text (`..` folded, no disk
@@ -104,16 +129,20 @@ fn in_media_dirs(path: &std::path::Path, dirs: &[PathBuf]) -> bool {
         (status = 400, description = "Bad options (the reason names the key).", body = super::ErrorBody),
         (status = 403, description = "A file outside server.media_dirs, or a refused Origin.", body = super::ErrorBody),
         (status = 415, description = "Not Content-Type: application/json.", body = super::ErrorBody),
-        (status = 409, description = "The name is taken.", body = super::ErrorBody),
+        (
+            status = 409,
+            description = "The name is taken, or the config file could not take the change (nothing changed).",
+            body = super::ErrorBody
+        ),
         (status = 401, description = "Credentials required.", body = super::ErrorBody),
     ),
 )]
 pub async fn add(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
-    let cfg = parse(&headers, &body, None, &hub)?;
+    let (cfg, given) = parse(&headers, &body, None, &hub)?;
     let name = cfg.name.clone();
-    let cam = hub.add(cfg).map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string(), Some(&name)))?;
+    let (cam, saved) = hub.api_add(cfg, &given).await.map_err(|e| refused(e, &name))?;
     tracing::info!(camera = %name, "camera added through the API");
-    Ok((StatusCode::CREATED, Json(describe(&hub, &cam))).into_response())
+    Ok(answer((StatusCode::CREATED, Json(describe(&hub, &cam))).into_response(), saved))
 }
 
 /// Add or change a camera (identical options leave it untouched).
@@ -128,6 +157,7 @@ pub async fn add(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -
         (status = 200, description = "The camera.", body = super::openapi::Camera),
         (status = 201, description = "The camera.", body = super::openapi::Camera),
         (status = 400, description = "Bad options.", body = super::ErrorBody),
+        (status = 409, description = "The config file could not take the change (nothing changed).", body = super::ErrorBody),
         (status = 403, description = "A file outside server.media_dirs, or a refused Origin.", body = super::ErrorBody),
         (status = 415, description = "Not Content-Type: application/json.", body = super::ErrorBody),
     ),
@@ -138,10 +168,10 @@ pub async fn put(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let cfg = parse(&headers, &body, Some(&name), &hub)?;
-    let (cam, created) = hub.put(cfg).await;
+    let (cfg, given) = parse(&headers, &body, Some(&name), &hub)?;
+    let (cam, created, saved) = hub.api_put(cfg, &given).await.map_err(|e| refused(e, &name))?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(describe(&hub, &cam))).into_response())
+    Ok(answer((status, Json(describe(&hub, &cam))).into_response(), saved))
 }
 
 /// Stop a camera and free what it held.
@@ -153,9 +183,13 @@ pub async fn put(
     params(super::openapi::CameraName),
     responses(
         (status = 204, description = "Removed."),
+        (status = 409, description = "The config file could not take the change (nothing changed).", body = super::ErrorBody),
         (status = 404, description = "Unknown camera.", body = super::ErrorBody),
     ),
 )]
-pub async fn remove(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
-    if hub.remove(&name).await { Ok(StatusCode::NO_CONTENT) } else { Err(ApiError::unknown_camera(&name)) }
+pub async fn remove(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    match hub.api_remove(&name).await.map_err(|e| refused(e, &name))? {
+        Some(saved) => Ok(answer(StatusCode::NO_CONTENT.into_response(), saved)),
+        None => Err(ApiError::unknown_camera(&name)),
+    }
 }

@@ -6,6 +6,7 @@
 mod camera;
 mod env;
 mod outputs;
+pub mod persist;
 mod server;
 mod urls;
 mod values;

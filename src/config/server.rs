@@ -41,6 +41,10 @@ pub struct ServerConfig {
     /// What a snapshot request without `cached`, `fresh`, `max_age_ms` or `keyframe`
     /// gets, for cameras that do not say (default `fresh`).
     pub snapshot_default: SnapshotDefault,
+    /// Cameras added, changed or removed through the API are written into the
+    /// config file, so a restart serves the same cameras (default true); a file
+    /// that cannot be written refuses the change. `false`: run-time changes only.
+    pub persist: bool,
 }
 
 /// `server.decode`: the hub's budget of decode workers.
@@ -65,6 +69,7 @@ impl Default for ServerConfig {
             header_timeout: Seconds::from_secs(10),
             decode: DecodeConfig::default(),
             snapshot_default: SnapshotDefault::default(),
+            persist: true,
         }
     }
 }

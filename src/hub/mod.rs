@@ -9,6 +9,9 @@
 
 pub mod metrics;
 pub mod route;
+mod store;
+
+pub use store::{ChangeError, Saved};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -97,6 +100,8 @@ pub struct Hub {
     stop: CancellationToken,
     /// Every camera's decoding runs under its workers (`server.decode`).
     pub scheduler: Arc<Scheduler>,
+    /// The config file API changes are written to (`store`).
+    store: store::Store,
 }
 
 /// The decode workers `server` asks for (default one per core).
@@ -142,6 +147,7 @@ impl Hub {
                 members: RwLock::default(),
                 from_file: Mutex::default(),
                 stop: CancellationToken::new(),
+                store: store::Store::default(),
             }
         });
         hub.whep.configure(server.webrtc.clone());

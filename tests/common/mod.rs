@@ -190,8 +190,45 @@ impl Hub {
         Self::spawn(None, temp_dir("demo"), &[], "127.0.0.1:0")
     }
 
+    /// Serving an existing config file (a restart reads what the last run left).
+    pub fn start_file(cfg: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(Some(cfg), cfg.parent().unwrap().to_owned(), env, "127.0.0.1:0")
+    }
+
+    /// Serving a config file it may read but not write: run as `nobody` when the
+    /// tests run as root (root writes anything), else with the file and its
+    /// folder made read-only.
+    pub fn start_file_read_only(cfg: &Path) -> Self {
+        let dir = cfg.parent().unwrap();
+        if rustix::process::geteuid().is_root() {
+            return Self::spawn_as(
+                &["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"],
+                Some(cfg),
+                dir.to_owned(),
+                &[],
+                "127.0.0.1:0",
+            );
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(cfg, std::fs::Permissions::from_mode(0o444)).unwrap();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o555)).unwrap();
+        Self::start_file(cfg, &[])
+    }
+
     fn spawn(cfg: Option<&Path>, dir: PathBuf, env: &[(&str, &str)], listen: &str) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_camhub"));
+        Self::spawn_as(&[], cfg, dir, env, listen)
+    }
+
+    /// `camhub serve`, run through `wrapper` (a command and its arguments) if any.
+    fn spawn_as(wrapper: &[&str], cfg: Option<&Path>, dir: PathBuf, env: &[(&str, &str)], listen: &str) -> Self {
+        let mut cmd = match wrapper.split_first() {
+            Some((prog, args)) => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(env!("CARGO_BIN_EXE_camhub"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_camhub")),
+        };
         cmd.arg("serve").args(["--listen", listen]);
         if let Some(c) = cfg {
             cmd.arg("--config").arg(c);
