@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use camhub::config::{CameraConfig, CameraOptions, Config, Keep, Transport};
+use camhub::config::{CameraConfig, CameraOptions, Config, Keep, LogConfig, LogFormat, Transport};
 use camhub::hub::Hub;
 use camhub::secret::scrub;
 use camhub::snapshot::SnapshotRequest;
@@ -17,6 +17,48 @@ use camhub::snapshot::SnapshotRequest;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines as `text` (colour only on a terminal) or `json` (one object per
+    /// line). Default: the config's server.log.format, else text.
+    #[arg(long, global = true, value_parser = ["text", "json"])]
+    log_format: Option<String>,
+    /// `error`, `warn`, `info`, `debug` or `trace` for camhub's own lines, or a
+    /// full filter (`camhub=debug,retina=info`). Default: CAMHUB_LOG, then the
+    /// config's server.log.level, then info (warn for one-off commands).
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+}
+
+/// Where the log settings come from, strongest first: the flags, `CAMHUB_LOG`,
+/// the config file's `server.log`, the default.
+fn init_logging(cli_format: Option<&str>, cli_level: Option<&str>, file: &LogConfig, default: &str) {
+    use tracing_subscriber::EnvFilter;
+    // A plain level is for camhub's own lines; anything else is a full filter.
+    let directive = |l: &str| match l {
+        "error" | "warn" | "info" | "debug" | "trace" => format!("camhub={l}"),
+        other => other.to_owned(),
+    };
+    let level = match (cli_level, std::env::var("CAMHUB_LOG").ok(), &file.level) {
+        (Some(l), ..) => directive(l),
+        (None, Some(env), _) => env,
+        (None, None, Some(l)) => directive(l),
+        (None, None, None) => default.to_owned(),
+    };
+    let filter = EnvFilter::try_new(&level).unwrap_or_else(|e| {
+        eprintln!("camhub: bad log level {level:?} ({e}); using {default}");
+        EnvFilter::new(default)
+    });
+    let json = match cli_format {
+        Some(f) => f == "json",
+        None => file.format == LogFormat::Json,
+    };
+    // Colour only for a person at a terminal (and never with NO_COLOR set).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        fmt.json().flatten_event(true).with_current_span(false).with_span_list(true).init();
+    } else {
+        fmt.with_ansi(ansi).init();
+    }
 }
 
 #[derive(Subcommand)]
@@ -103,12 +145,11 @@ fn snapshot(url: &str, out: &std::path::Path, req: SnapshotRequest, udp: bool) -
 
 fn main() {
     let cli = Cli::parse();
-    // The server logs what it does; one-off commands only warnings.
-    let default = if matches!(cli.command, Command::Serve { .. }) { "camhub=info" } else { "camhub=warn" };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAMHUB_LOG").unwrap_or_else(|_| default.into()))
-        .with_writer(std::io::stderr)
-        .init();
+    // The server logs what it does (from its config's settings: `serve` starts
+    // logging once the file is read); one-off commands only warnings.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        init_logging(cli.log_format.as_deref(), cli.log_level.as_deref(), &LogConfig::default(), "camhub=warn");
+    }
     if let Err(e) = run(cli) {
         // One clear line, whatever RUST_BACKTRACE says.
         eprintln!("camhub: {e:#}");
@@ -118,7 +159,10 @@ fn main() {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve { config, listen } => {
+            let log = (cli.log_format.as_deref(), cli.log_level.as_deref());
+            serve(config, listen, log)
+        }
         Command::Probe { url, seconds, udp } => probe(&url, seconds, udp),
         Command::Snapshot { url, output, quality, width, height, udp } => {
             let req = SnapshotRequest { quality, width, height, ..Default::default() };
@@ -148,10 +192,16 @@ const GRACE: Duration = Duration::from_secs(1);
 /// file read) may add after the drain before the process exits anyway.
 const LEFTOVER: Duration = Duration::from_millis(250);
 
-fn serve(config: Option<PathBuf>, listen: Option<String>) -> anyhow::Result<()> {
+fn serve(config: Option<PathBuf>, listen: Option<String>, log: (Option<&str>, Option<&str>)) -> anyhow::Result<()> {
     camhub::telemetry::memory::return_freed_memory_promptly();
-    let (cfg, _demo) = match &config {
-        Some(path) => (Config::load(path).map_err(|e| anyhow::anyhow!("{e}"))?, None),
+    let loaded = config.as_deref().map(Config::load).transpose();
+    let file_log = match &loaded {
+        Ok(Some(c)) => c.server.log.clone(),
+        _ => LogConfig::default(),
+    };
+    init_logging(log.0, log.1, &file_log, "camhub=info");
+    let (cfg, _demo) = match loaded.map_err(|e| anyhow::anyhow!("{e}"))? {
+        Some(cfg) => (cfg, None),
         None => {
             let (cameras, file) = camhub::cli::demo::cameras().context("cannot write the demo clip")?;
             tracing::info!("no --config: serving the built-in demo cameras");

@@ -24,7 +24,7 @@ pub use camera::{
 };
 pub use env::{EnvError, interpolate};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
-pub use server::{AuthConfig, RtspConfig, ServerConfig, WebRtcConfig};
+pub use server::{AuthConfig, LogConfig, LogFormat, RtspConfig, ServerConfig, WebRtcConfig};
 pub use values::{ByteSize, DecoderOptions, Hwaccel, Keep, Linger, PortRange, Seconds, SnapshotDefault, Transport};
 
 /// A configuration error, already formatted with file, line and column.

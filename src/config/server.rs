@@ -45,6 +45,28 @@ pub struct ServerConfig {
     /// config file, so a restart serves the same cameras (default true); a file
     /// that cannot be written refuses the change. `false`: run-time changes only.
     pub persist: bool,
+    /// How the hub logs (flags and `CAMHUB_LOG` win over these).
+    pub log: LogConfig,
+}
+
+/// `server.log`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default; colour only on a terminal) or `json` (one object per line).
+    pub format: LogFormat,
+    /// `error`, `warn`, `info` (default), `debug` or `trace` for camhub's own
+    /// lines, or a full filter (`camhub=debug,retina=info`).
+    pub level: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `server.decode`: the hub's budget of decode workers.
@@ -70,6 +92,7 @@ impl Default for ServerConfig {
             decode: DecodeConfig::default(),
             snapshot_default: SnapshotDefault::default(),
             persist: true,
+            log: LogConfig::default(),
         }
     }
 }

@@ -234,6 +234,9 @@ impl Hub {
         if cur.rtsp != new.rtsp {
             restart.push("server.rtsp");
         }
+        if cur.log != new.log {
+            restart.push("server.log");
+        }
         *cur = Arc::new(new);
         restart
     }

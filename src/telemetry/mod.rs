@@ -6,4 +6,5 @@
 pub mod memory;
 pub mod metrics;
 mod process;
+pub mod repeats;
 pub mod stats;

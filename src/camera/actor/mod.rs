@@ -26,6 +26,7 @@ use crate::media::GopCache;
 use crate::media::{Codec, EncodedUnit};
 use crate::secret::scrub;
 use crate::source::Source;
+use crate::telemetry::repeats::{REPEAT_WINDOW, Repeats, Say};
 use crate::telemetry::stats::Counters;
 
 /// Requests for a unit feed, held by one run of the actor at a time: a run that
@@ -68,6 +69,8 @@ struct Actor {
     life: CancellationToken,
     /// The state last published, to log and record changes once.
     shown: (State, bool),
+    /// Failure lines without a retry storm.
+    repeats: Repeats,
 }
 
 impl Actor {
@@ -101,6 +104,7 @@ impl Actor {
             feeds,
             life,
             shown,
+            repeats: Repeats::default(),
         }
     }
 
@@ -244,7 +248,10 @@ impl Actor {
             s.session_first_seq = first;
             s.connected_at = Some(now);
         });
-        info!("connected");
+        match self.repeats.recovered() {
+            0 => info!("connected"),
+            n => info!("connected ({n} more failed attempt(s) before this were not logged)"),
+        }
     }
 
     /// Takes one unit; returns `DecoderLost` if the decoder could not take it.
@@ -385,7 +392,17 @@ impl Actor {
         if let (true, Some(e)) = (state.is_failed(), self.rec.last_error()) {
             let now = self.shared.clock.now();
             let wait = self.rec.retry_at().map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
-            warn!("{e}; retrying in {wait:.1} s");
+            match self.repeats.failed(&e.to_string(), now) {
+                Say::First { earlier: 0 } => warn!("{e}; retrying in {wait:.1} s"),
+                Say::First { earlier } => {
+                    warn!("{e}; retrying in {wait:.1} s (the previous failure repeated {earlier} more time(s))")
+                }
+                Say::Again { times } => warn!(
+                    "{e}; retrying in {wait:.1} s (repeated {times} time(s) in the last {} min)",
+                    REPEAT_WINDOW.as_secs() / 60
+                ),
+                Say::Quiet => debug!("{e}; retrying in {wait:.1} s"),
+            }
             if state != State::Stopped {
                 Counters::add(&self.shared.counters.reconnects, 1);
             }
