@@ -204,6 +204,9 @@ async fn take_keyframe(cam: &Camera, req: &SnapshotRequest, quality: u8) -> Resu
     }
     let mut status_rx = cam.subscribe_status();
     let mut progress_rx = cam.subscribe_progress();
+    // The picture there before the lease: only that one is an existing answer
+    // (the lease may have a picture decoded before the loop first looks).
+    let existing = progress_rx.borrow().frame.as_ref().map(|f| f.frame_id);
     // Held for the request; its linger keeps the decoder decoding each new
     // keyframe (only), so the next poll finds the next GOP's picture made.
     let _lease = cam.lease(Tier::Keyframes);
@@ -230,7 +233,7 @@ async fn take_keyframe(cam: &Camera, req: &SnapshotRequest, quality: u8) -> Resu
             let ok_after = st.connected_at.map(|c| c + o.warmup.0);
             if let Some(f) = p.frame.filter(|f| f.frame_id >= first_ok && ok_after.is_none_or(|a| f.captured_mono >= a))
             {
-                let source = if waited { source } else { SnapshotSource::Cache };
+                let source = if !waited && existing == Some(f.frame_id) { SnapshotSource::Cache } else { source };
                 return encode(cam, f, quality, req, source).await;
             }
         }
