@@ -28,6 +28,12 @@ fn main() {
 
 /// `abc1234` or `abc1234-dirty`; None outside a git checkout or without git.
 fn git_commit(dir: &Path) -> Option<String> {
+    // Only camhub's own checkout: a source tarball unpacked inside some other
+    // repository must not take that repository's commit.
+    let top = output(dir, "git", &["rev-parse", "--show-toplevel"])?;
+    if std::fs::canonicalize(top).ok()? != std::fs::canonicalize(dir).ok()? {
+        return None;
+    }
     let hash = output(dir, "git", &["rev-parse", "--short", "HEAD"])?;
     // Rerun when HEAD moves: its file (a worktree has its own), the branch's ref
     // file and packed-refs (in the common dir), and the sources that make it dirty.
