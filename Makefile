@@ -1,6 +1,7 @@
 # camhub: two commands set up a fresh Debian 12 machine.
 #   make run    installs what is missing, builds, serves the built-in demo cameras
 #   make test   the same setup, then fmt, clippy and every test
+#   make deb    the same setup, then a release build packaged as target/debian/camhub_*.deb
 # Other targets: make deps, make build, make bench, make clips.
 
 SHELL := /bin/bash
@@ -9,7 +10,7 @@ LISTEN ?= 127.0.0.1:8080
 
 # Build: FFmpeg, TurboJPEG and OpenSSL (WebRTC's DTLS) headers, clang for bindgen,
 # GStreamer's RTSP server headers (the restream; its plugins, and libav's decoders for
-# the rtspsrc client test, serve the tests).
+# the rtspsrc client test, serve the tests). dpkg-dev: the Debian package (make deb).
 # Tests: ffmpeg (reference decodes), GStreamer's RTSP server with its Python
 # bindings (a real camera on loopback), Chromium (the dashboard test drives it with
 # playwright-core), redis-server (each Redis test starts its own).
@@ -19,11 +20,11 @@ APT_PACKAGES := pkg-config clang libclang-dev \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
 	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev \
-	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-libav
+	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-libav dpkg-dev
 
 VENV := .venv
 
-.PHONY: run test deps build bench clips check-rust
+.PHONY: run test deps build deb bench clips check-rust
 
 deps: check-rust
 	@missing=$$(for p in $(APT_PACKAGES); do \
@@ -44,6 +45,12 @@ build: deps
 
 run: build
 	./target/release/camhub serve --listen $(LISTEN)
+
+# The Debian package (packaging/build-deb.sh; README: Install): the binary, a
+# systemd unit, /etc/camhub/cameras.yaml, completions; Depends computed from what
+# the binary links. `apt install ./target/debian/camhub_*.deb` installs it.
+deb: build
+	packaging/build-deb.sh target/release/camhub target/debian
 
 # Python test dependencies (the reference Prometheus parser, ...) in a venv of
 # Debian's Python, so nothing touches the system's packages.

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use camhub::config::{CameraConfig, CameraOptions, Config, Keep, LogConfig, LogFormat, Transport};
 use camhub::hub::Hub;
@@ -13,7 +13,12 @@ use camhub::secret::scrub;
 use camhub::snapshot::SnapshotRequest;
 
 #[derive(Parser)]
-#[command(name = "camhub", version, about = "A camera hub: instant fresh snapshots from a fleet of IP cameras")]
+#[command(
+    name = "camhub",
+    version = camhub::cli::version::short(),
+    long_version = camhub::cli::version::long(),
+    about = "A camera hub: instant fresh snapshots from a fleet of IP cameras"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -101,6 +106,8 @@ enum Command {
         #[arg(long)]
         udp: bool,
     },
+    /// Print shell completions to stdout, e.g. `camhub completions bash > /etc/bash_completion.d/camhub`.
+    Completions { shell: clap_complete::Shell },
 }
 
 /// A one-off camera for the CLI commands.
@@ -176,6 +183,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     None => println!("{}: {}", c.name, c.display_url()),
                 }
             }
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "camhub", &mut std::io::stdout());
             Ok(())
         }
     }

@@ -67,3 +67,32 @@ fn snapshot_command_writes_a_picture() {
     assert!(pic.colour_spread() > 40.0);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn completions_for_each_shell() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let o = camhub(&["completions", shell]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{shell}: {err}");
+        for word in ["camhub", "serve", "check", "probe", "snapshot", "completions", "--config"] {
+            assert!(out.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let o = camhub(&["completions", "tcsh"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2), "{out}");
+    assert!(err.contains("invalid value 'tcsh'") && err.contains("bash, elvish, fish, powershell, zsh"), "{err}");
+}
+
+#[test]
+fn version_names_the_commit_and_the_libraries() {
+    let (out, _) = text(&camhub(&["--version"]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with(&format!("camhub {} (git ", env!("CARGO_PKG_VERSION"))), "{out}");
+    for (i, lib) in ["FFmpeg ", "libjpeg-turbo ", "GStreamer ", "OpenSSL "].into_iter().enumerate() {
+        assert!(lines[i + 1].starts_with(lib), "{out}");
+    }
+    assert!(lines[1].contains(": libavcodec ") && lines[1].contains(", libswscale "), "{out}");
+    let (short, _) = text(&camhub(&["-V"]));
+    assert_eq!(short.trim(), lines[0]);
+}

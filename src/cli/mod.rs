@@ -1,5 +1,6 @@
-//! The command line's own work beside `serve`: `probe` (what a camera sends)
-//! and the built-in `demo` cameras.
+//! The command line's own work beside `serve`: `probe` (what a camera sends),
+//! the built-in `demo` cameras and what `--version` says.
 
 pub mod demo;
 pub mod probe;
+pub mod version;

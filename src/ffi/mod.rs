@@ -4,6 +4,7 @@
 
 mod hwaccel;
 mod turbojpeg;
+pub mod versions;
 
 pub use hwaccel::{HwDevice, HwKind, attach_device, decoder_supports, hw_device, is_hw_frame, transfer_frame};
 pub use turbojpeg::{Subsampling, compress_yuv_planes};
