@@ -249,8 +249,12 @@ fn states_attributes_discovery_removal_and_a_clean_stop() {
 fn a_killed_hub_goes_offline_by_its_will() {
     let broker = Broker::start(None);
     let sub = broker.subscribe(&["camhub/available"], None);
-    let mut hub = Hub::start(&format!("{}cameras: {{}}\n", mqtt_yaml(broker.port, "")));
+    let yaml = format!("{}cameras: {{}}\n", mqtt_yaml(broker.port, ""));
+    let mut hub = Hub::start(&yaml);
     sub.wait("camhub/available", "online", |p| p == "online");
+    // MQTT settings apply at start: a reload that changes them says so.
+    hub.reload(&yaml.replace("attributes_interval: 1s", "attributes_interval: 2s"));
+    hub.wait_log("mqtt changed in the config file but applies only at start", LONG);
     signal(hub.pid(), "KILL");
     hub.wait_exit(LONG);
     sub.wait("camhub/available", "the will", |p| p == "offline");
@@ -274,6 +278,9 @@ fn a_broker_away_holds_up_nothing_and_is_reached_when_it_comes() {
     broker.wait_retained("camhub/available", "online");
     broker.wait_retained("camhub/door/state", "streaming");
     assert!(health_mqtt(&hub)["published"].as_u64() > Some(0));
+    let metrics = hub.get("/metrics").text();
+    let connected = format!("camhub_mqtt_connected{{broker=\"mqtt://127.0.0.1:{port}\"}} 1");
+    assert!(metrics.contains(&connected), "{metrics}");
 }
 
 #[test]

@@ -13,19 +13,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::topics::{Figures, Rate, name_of, state_name};
 use super::{Exit, Shared};
-use crate::camera::{Camera, State};
+use crate::camera::{Camera, State, Status};
 use crate::telemetry::stats::Counters;
 
 /// What was last published, so that only changes go out.
 #[derive(Default)]
 struct Sent {
-    state: Option<String>,
+    state: Option<State>,
     attributes: Option<Value>,
 }
 
 /// The camera's figures now.
-fn figures(cam: &Camera, sh: &Shared, rate: &Rate) -> Figures {
-    let s = cam.status();
+fn figures(cam: &Camera, s: &Status, sh: &Shared, rate: &Rate) -> Figures {
     let frame = cam.latest_info();
     let now = sh.clock.now();
     let streaming = s.state == State::Streaming;
@@ -51,10 +50,11 @@ impl Sent {
             *self = Sent::default();
             return;
         }
-        let f = figures(cam, sh, rate);
-        if force || self.state.as_deref() != Some(f.state.as_str()) {
+        let status = cam.status();
+        let f = figures(cam, &status, sh, rate);
+        if force || self.state != Some(status.state) {
             sh.publish(sh.topics.state(cam.name()), true, f.state.clone());
-            self.state = Some(f.state.clone());
+            self.state = Some(status.state);
         }
         let attributes = f.to_json();
         if force || self.attributes.as_ref() != Some(&attributes) {
@@ -108,8 +108,9 @@ pub(super) async fn run(cam: Arc<Camera>, sh: Arc<Shared>, stop: CancellationTok
                     stop.cancelled().await;
                     break;
                 }
+                // Every unit received changes the status: only a new state is news.
                 let state = status.borrow_and_update().state;
-                if sent.state.as_deref() != Some(state_name(state).as_str()) {
+                if sent.state != Some(state) {
                     sent.publish(&cam, &sh, &rate, false);
                 }
             }
