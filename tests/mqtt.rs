@@ -129,9 +129,18 @@ struct Subscriber {
 impl Subscriber {
     /// Waits for a message on `topic` whose payload satisfies `pred`; its payload.
     fn wait(&self, topic: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        self.wait_from(0, topic, what, pred)
+    }
+
+    /// Messages so far (for `wait_from`: only those that come after).
+    fn mark(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    fn wait_from(&self, from: usize, topic: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
         let end = Instant::now() + LONG;
         loop {
-            let found = self.lines.lock().unwrap().iter().find_map(|l| {
+            let found = self.lines.lock().unwrap().iter().skip(from).find_map(|l| {
                 let (_, rest) = l.split_once(' ')?;
                 let (t, p) = rest.split_once(' ').unwrap_or((rest, ""));
                 (t == topic && pred(p)).then(|| p.to_owned())
@@ -145,7 +154,7 @@ impl Subscriber {
     }
 
     fn wait_json(&self, topic: &str, what: &str, pred: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let p = self.wait(topic, what, |p| serde_json::from_str(p).is_ok_and(|v| pred(&v)));
+        let p = self.wait_from(0, topic, what, |p| serde_json::from_str(p).is_ok_and(|v| pred(&v)));
         serde_json::from_str(&p).unwrap()
     }
 }
@@ -225,18 +234,22 @@ fn states_attributes_discovery_removal_and_a_clean_stop() {
     assert_eq!(hub.send("POST", "/api/cameras", Some(&body)).status, 201);
     sub.wait("camhub/yard/state", "streaming", |p| p == "streaming");
     sub.wait("homeassistant/binary_sensor/camhub_yard_connected/config", "a sensor", |p| !p.is_empty());
+    let from = sub.mark();
     assert_eq!(hub.send("DELETE", "/api/cameras/yard", None).status, 204);
-    sub.wait("camhub/yard/state", "cleared", str::is_empty);
-    sub.wait("homeassistant/binary_sensor/camhub_yard_connected/config", "cleared", str::is_empty);
+    sub.wait_from(from, "camhub/yard/state", "cleared", str::is_empty);
+    sub.wait_from(from, "homeassistant/binary_sensor/camhub_yard_connected/config", "cleared", str::is_empty);
     let left: Vec<_> = broker.retained("camhub/yard/#");
     assert!(left.is_empty(), "{left:?}");
     assert!(broker.retained("homeassistant/+/camhub_yard/#").is_empty());
     assert!(!broker.retained("camhub/door/state").is_empty(), "the other camera keeps its state");
 
     // The camera goes away: the state says so, with the reason.
+    let from = sub.mark();
     camera.kill();
-    sub.wait("camhub/door/state", "backoff or stalled", |p| p == "backoff" || p == "stalled");
-    sub.wait_json("camhub/door/attributes", "a reason", |a| a["reason"].is_string());
+    sub.wait_from(from, "camhub/door/state", "backoff or stalled", |p| p == "backoff" || p == "stalled");
+    let reason = sub.wait_from(from, "camhub/door/attributes", "a reason", |p| p.contains(r#""reason":""#));
+    let a: serde_json::Value = serde_json::from_str(&reason).unwrap();
+    assert!(a["fps"].is_null() && a["state"] != "streaming", "{a}");
 
     // A clean stop leaves `offline` retained, and the camera's last state.
     signal(hub.pid(), "TERM");
@@ -246,12 +259,13 @@ fn states_attributes_discovery_removal_and_a_clean_stop() {
 }
 
 #[test]
-fn a_killed_hub_goes_offline_by_its_will() {
+fn a_killed_hub_goes_offline_by_its_will_and_a_restart_clears_cameras_gone() {
     let broker = Broker::start(None);
     let sub = broker.subscribe(&["camhub/available"], None);
-    let yaml = format!("{}cameras: {{}}\n", mqtt_yaml(broker.port, ""));
+    let yaml = format!("{}cameras:\n  gone: rtsp://127.0.0.1:9/x\n", mqtt_yaml(broker.port, "  discovery: true\n"));
     let mut hub = Hub::start(&yaml);
     sub.wait("camhub/available", "online", |p| p == "online");
+    assert!(!broker.retained("homeassistant/binary_sensor/camhub_gone_connected/config").is_empty());
     // MQTT settings apply at start: a reload that changes them says so.
     hub.reload(&yaml.replace("attributes_interval: 1s", "attributes_interval: 2s"));
     hub.wait_log("mqtt changed in the config file but applies only at start", LONG);
@@ -259,6 +273,17 @@ fn a_killed_hub_goes_offline_by_its_will() {
     hub.wait_exit(LONG);
     sub.wait("camhub/available", "the will", |p| p == "offline");
     broker.wait_retained("camhub/available", "offline");
+    assert!(!broker.retained("camhub/gone/state").is_empty(), "a killed hub clears nothing");
+
+    // Started again without that camera: its retained topics and discovery go.
+    let hub = Hub::start(&format!("{}cameras: {{}}\n", mqtt_yaml(broker.port, "  discovery: true\n")));
+    broker.wait_retained("camhub/available", "online");
+    let end = Instant::now() + LONG;
+    while !(broker.retained("camhub/gone/#").is_empty()
+        && broker.retained("homeassistant/+/camhub_gone_connected/#").is_empty())
+    {
+        assert!(Instant::now() < end, "camera gone's topics were never cleared:\n{}", hub.log());
+    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use rumqttc::{ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet};
+use rumqttc::{ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 
 use super::{LinkState, Shared};
@@ -49,7 +49,20 @@ pub(super) async fn run(mut events: EventLoop, sh: Arc<Shared>, stop: Cancellati
                 logged_error = false;
                 tracing::info!("MQTT: connected to {broker}");
                 sh.publish(sh.topics.available(), true, "online");
+                if sh.client.try_subscribe(sh.topics.states_filter(), QoS::AtLeastOnce).is_err() {
+                    sh.dropped.fetch_add(1, Ordering::Relaxed);
+                }
                 sh.generation.send_modify(|g| *g += 1);
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.retain && !p.payload.is_empty() => {
+                // A retained state of a camera camhub no longer has (removed while
+                // it or the broker was away): clear it, and its discovery configs.
+                if let Some(cam) = sh.topics.camera_of_state(&p.topic)
+                    && !sh.known.lock().contains(cam)
+                {
+                    tracing::info!("MQTT: clearing the retained topics of camera {cam:?}, no longer configured");
+                    super::watch::clear(cam, &sh);
+                }
             }
             Ok(Event::Outgoing(Outgoing::Publish(_))) => {
                 sh.published.fetch_add(1, Ordering::Relaxed);

@@ -78,6 +78,8 @@ struct Shared {
     generation: tokio::sync::watch::Sender<u64>,
     snapshots: SnapshotFn,
     clock: Clock,
+    /// The cameras published now (a retained state of another is stale: cleared).
+    known: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Shared {
@@ -176,6 +178,7 @@ impl Mqtt {
             generation: tokio::sync::watch::Sender::new(0),
             snapshots,
             clock,
+            known: Mutex::default(),
         });
         let closing = Arc::new(AtomicBool::new(false));
         let task = tokio::spawn(link::run(events, shared.clone(), stop.clone(), closing.clone()));
@@ -191,6 +194,7 @@ impl Mqtt {
     /// name, another camera) a new task, a gone one has its retained topics cleared.
     pub fn sync(&self, cameras: &[Arc<Camera>]) {
         let mut tracked = self.tracked.lock();
+        *self.shared.known.lock() = cameras.iter().map(|c| c.name().to_owned()).collect();
         let names: std::collections::BTreeSet<&str> = cameras.iter().map(|c| c.name()).collect();
         tracked.retain(|name, t| {
             let keep = names.contains(name.as_str());

@@ -35,6 +35,18 @@ impl Topics {
         format!("{}/{cam}/state", self.prefix)
     }
 
+    /// Every camera's state topic: at connect, camhub reads the retained ones to
+    /// clear those of cameras it no longer has (removed while it or the broker was away).
+    pub fn states_filter(&self) -> String {
+        format!("{}/+/state", self.prefix)
+    }
+
+    /// The camera a state topic is of.
+    pub fn camera_of_state<'a>(&self, topic: &'a str) -> Option<&'a str> {
+        let cam = topic.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?.strip_suffix("/state")?;
+        (!cam.is_empty() && !cam.contains('/')).then_some(cam)
+    }
+
     /// The camera's figures as JSON, retained.
     pub fn attributes(&self, cam: &str) -> String {
         format!("{}/{cam}/attributes", self.prefix)
@@ -195,6 +207,11 @@ mod tests {
         let t = topics("site/a.b");
         assert_eq!(t.state("door"), "site/a.b/door/state");
         assert_eq!(t.discovery_camera("door"), "homeassistant/camera/site_a_b_door/config");
+        assert_eq!(t.states_filter(), "site/a.b/+/state");
+        assert_eq!(t.camera_of_state("site/a.b/door/state"), Some("door"));
+        assert_eq!(t.camera_of_state("site/a.b/door/attributes"), None);
+        assert_eq!(t.camera_of_state("site/a.b/x/door/state"), None);
+        assert_eq!(t.camera_of_state("site/a.bc/door/state"), None);
         assert_eq!(state_name(State::AuthFailed), "auth_failed");
         assert_eq!(state_name(State::Streaming), "streaming");
     }

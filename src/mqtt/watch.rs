@@ -77,7 +77,7 @@ fn announce(cam: &str, sh: &Shared) {
 }
 
 /// A removed camera: its retained topics and discovery configs cleared.
-fn clear(cam: &str, sh: &Shared) {
+pub(super) fn clear(cam: &str, sh: &Shared) {
     for topic in [sh.topics.state(cam), sh.topics.attributes(cam)] {
         sh.publish(topic, true, Vec::new());
     }
