@@ -45,7 +45,10 @@ impl Broker {
             }
         }
         std::fs::write(dir.join("mosquitto.conf"), conf).unwrap();
-        let child = Command::new("mosquitto")
+        // Debian installs it in /usr/sbin, which a user's PATH may lack.
+        let bin =
+            if std::path::Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+        let child = Command::new(bin)
             .arg("-c")
             .arg(dir.join("mosquitto.conf"))
             .stdout(Stdio::null())
