@@ -19,7 +19,7 @@ APT_PACKAGES := pkg-config clang libclang-dev \
 	libturbojpeg0-dev ffmpeg \
 	python3 python3-venv python3-gi gir1.2-gstreamer-1.0 gir1.2-gst-rtsp-server-1.0 \
 	gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
-	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev \
+	gstreamer1.0-plugins-ugly chromium redis-server libssl-dev mosquitto mosquitto-clients \
 	libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev gstreamer1.0-libav dpkg-dev
 
 VENV := .venv

@@ -25,6 +25,7 @@ pub mod source;
 // L3 camera
 pub mod camera;
 // L4 consumers
+pub mod mqtt;
 pub mod output;
 pub mod rtsp;
 pub mod snapshot;

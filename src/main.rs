@@ -216,7 +216,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, log: (Option<&str>, Op
         None => {
             let (cameras, file) = camhub::cli::demo::cameras().context("cannot write the demo clip")?;
             tracing::info!("no --config: serving the built-in demo cameras");
-            (Config { server: Default::default(), cameras }, Some(file))
+            (Config { server: Default::default(), cameras, mqtt: None }, Some(file))
         }
     };
     let base_dir = match &config {
@@ -234,6 +234,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, log: (Option<&str>, Op
         // init for the restream) is taken, not missed.
         let handlers = SignalStreams::install();
         let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
+        hub.start_mqtt(cfg.mqtt);
         hub.set_bound(local);
         if let Some(path) = &config {
             hub.set_config_file(path);
@@ -368,7 +369,11 @@ async fn reload(hub: &Hub, config: Option<&std::path::Path>) {
         Ok(cfg) => {
             let s = &cfg.server;
             let counts = (s.auth.tokens.len(), s.auth.users.len(), s.cors_origins.len(), s.media_dirs.len());
-            for name in hub.apply_server(cfg.server) {
+            let mut restart = hub.apply_server(cfg.server);
+            if hub.mqtt_changed(cfg.mqtt.as_ref()) {
+                restart.push("mqtt");
+            }
+            for name in restart {
                 tracing::warn!(
                     "{name} changed in the config file but applies only at start: restart camhub to apply it"
                 );

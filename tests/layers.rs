@@ -12,7 +12,7 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("L1 media", &["media"]),
     ("L2 stages", &["source", "decode", "encode"]),
     ("L3 camera", &["camera"]),
-    ("L4 consumers", &["snapshot", "output", "whep", "rtsp"]),
+    ("L4 consumers", &["snapshot", "output", "whep", "rtsp", "mqtt"]),
     ("L5 composition", &["hub"]),
     ("L6 faces", &["api", "cli", "main"]),
 ];

@@ -62,5 +62,7 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
         "decode": hub.scheduler.stats(),
         // The RTSP restream: where, how many clients, or why it is not running.
         "rtsp": hub.rtsp_info(),
+        // The MQTT connection (`mqtt:`; null when not configured): state, last error, messages.
+        "mqtt": hub.mqtt_info(),
     }))
 }

@@ -5,6 +5,7 @@
 
 mod camera;
 mod env;
+mod mqtt;
 mod outputs;
 pub mod persist;
 mod server;
@@ -23,6 +24,7 @@ pub use camera::{
     validate_name,
 };
 pub use env::{EnvError, interpolate};
+pub use mqtt::{MqttConfig, MqttUrl};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
 pub use server::{AuthConfig, LogConfig, LogFormat, RtspConfig, ServerConfig, WebRtcConfig};
 pub use values::{ByteSize, DecoderOptions, Hwaccel, Keep, Linger, PortRange, Seconds, SnapshotDefault, Transport};
@@ -40,6 +42,8 @@ struct FileConfig {
     server: ServerConfig,
     #[serde(default)]
     cameras: BTreeMap<String, Spanned<CameraEntry>>,
+    #[serde(default)]
+    mqtt: Option<Spanned<MqttConfig>>,
 }
 
 /// One camera in the file: either just a URL or the long form.
@@ -74,6 +78,8 @@ impl<'de> Deserialize<'de> for CameraEntry {
 pub struct Config {
     pub server: ServerConfig,
     pub cameras: Vec<CameraConfig>,
+    /// `mqtt:`: state on an MQTT broker (None: off).
+    pub mqtt: Option<MqttConfig>,
 }
 
 impl Config {
@@ -150,7 +156,19 @@ impl Config {
                 4 * cores
             )));
         }
-        Ok(Config { server, cameras })
+        let mqtt = match file.mqtt {
+            None => None,
+            Some(m) => {
+                let (line, col) = (m.referenced.line(), m.referenced.column());
+                let mut m = m.value;
+                let url = &m.url.referenced;
+                let (url_line, url_col) = (url.line(), url.column());
+                m.resolve_url().map_err(|e| ConfigError(format!("{origin}:{url_line}:{url_col}: {e}")))?;
+                m.resolve().map_err(|e| ConfigError(format!("{origin}:{line}:{col}: {e}")))?;
+                Some(m)
+            }
+        };
+        Ok(Config { server, cameras, mqtt })
     }
 }
 

@@ -91,8 +91,22 @@ impl Collector for Families {
             })
         })?;
         memory(e, &hub, &cams)?;
+        mqtt(e, &hub)?;
         decode(e, &hub, &cams)
     }
+}
+
+/// The MQTT connection (`mqtt:`), when configured.
+fn mqtt(e: &mut DescriptorEncoder, hub: &Hub) -> fmt::Result {
+    let Some(m) = hub.mqtt_info() else { return Ok(()) };
+    let one = |v: u64| [([("broker", m.broker.as_str())], v)];
+    let connected = u64::from(m.state == crate::mqtt::LinkState::Connected);
+    family(e, ("camhub_mqtt_connected", None, GAUGE), "1 while connected to the MQTT broker.", one(connected))?;
+    family(e, ("camhub_mqtt_connects", None, COUNTER), "Connections made to the MQTT broker.", one(m.connects))?;
+    let help = "Messages sent to the MQTT broker.";
+    family(e, ("camhub_mqtt_messages_published", None, COUNTER), help, one(m.published))?;
+    let help = "Messages not sent because the MQTT client's queue was full.";
+    family(e, ("camhub_mqtt_messages_dropped", None, COUNTER), help, one(m.dropped))
 }
 
 /// The decode scheduler: its workers, who waits, how busy, what is shed.

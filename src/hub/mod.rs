@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::camera::{Camera, Context, Memory};
 use crate::clock::Clock;
-use crate::config::{CameraConfig, ServerConfig, StreamRole};
+use crate::config::{CameraConfig, MqttConfig, ServerConfig, StreamRole};
 use crate::decode::schedule::Scheduler;
 use crate::output::{OutputStats, Outputs};
 use crate::snapshot::SnapshotSource;
@@ -93,6 +93,8 @@ pub struct Hub {
     pub whep: crate::whep::Whep,
     /// The RTSP restream (`server.rtsp`): running, or why not (off, or its port taken).
     restream: std::sync::OnceLock<Result<crate::rtsp::Restream, String>>,
+    /// State on an MQTT broker (`mqtt:`), once started.
+    mqtt: std::sync::OnceLock<crate::mqtt::Mqtt>,
     clock: Clock,
     /// The registry `/metrics` renders; the cameras observe their stages into it.
     metrics: Arc<Metrics>,
@@ -141,6 +143,7 @@ impl Hub {
                 bound: Mutex::new(None),
                 whep: crate::whep::Whep::new(clock.clone()),
                 restream: std::sync::OnceLock::new(),
+                mqtt: std::sync::OnceLock::new(),
                 scheduler: Scheduler::new(decode_workers(server), clock.clone()),
                 clock,
                 metrics: Arc::new(m),
@@ -186,11 +189,46 @@ impl Hub {
         self.remount();
     }
 
-    /// Mounts every camera (and sub-stream) on the restream, and only those.
+    /// Mounts every camera (and sub-stream) on the restream, and only those;
+    /// tells MQTT the cameras to publish.
     fn remount(&self) {
         if let Some(Ok(r)) = self.restream.get() {
             let members: Vec<_> = self.members.read().values().cloned().collect();
             r.sync(&crate::rtsp::paths(members.iter().map(|m| (&*m.camera, m.sub.is_some()))));
+        }
+        if let Some(m) = self.mqtt.get() {
+            m.sync(&self.list());
+        }
+    }
+
+    /// Starts publishing to MQTT (`mqtt:`), in the background: a broker that is
+    /// away is retried with backoff and shown in `/api/health`. Once, at start.
+    pub fn start_mqtt(&self, cfg: Option<MqttConfig>) {
+        let Some(cfg) = cfg else { return };
+        // JPEGs for `snapshot_interval`: the GOP's keyframe (or a newer picture), the cheapest fresh one.
+        let snapshots: crate::mqtt::SnapshotFn = Arc::new(|cam| -> futures::future::BoxFuture<'static, _> {
+            Box::pin(async move {
+                let req = crate::snapshot::SnapshotRequest { keyframe: true, ..Default::default() };
+                crate::snapshot::take(&cam, &req).await.ok().map(|s| s.jpeg)
+            })
+        });
+        let m = crate::mqtt::Mqtt::start(cfg, snapshots, self.clock.clone(), self.stop.child_token());
+        if self.mqtt.set(m).is_ok() {
+            self.remount();
+        }
+    }
+
+    /// What `/api/health` says of MQTT (None: not configured).
+    pub fn mqtt_info(&self) -> Option<crate::mqtt::MqttInfo> {
+        self.mqtt.get().map(|m| m.info())
+    }
+
+    /// Whether a reloaded `mqtt:` differs from the one in force (it applies only at start).
+    pub fn mqtt_changed(&self, new: Option<&MqttConfig>) -> bool {
+        match (self.mqtt.get(), new) {
+            (Some(m), Some(new)) => !m.config().same_as(new),
+            (None, None) => false,
+            _ => true,
         }
     }
 
@@ -405,10 +443,14 @@ impl Hub {
     }
 
     /// Stops every camera (outputs first, so they flush) and waits for them to
-    /// finish; then cancels the whole tree, so anything still subscribed to it ends.
+    /// finish; then MQTT (the cameras' last states, `offline`); then cancels the
+    /// whole tree, so anything still subscribed to it ends.
     pub async fn shutdown(&self) {
         let all: Vec<_> = self.members.read().values().cloned().collect();
         futures::future::join_all(all.iter().map(|m| m.stop())).await;
+        if let Some(m) = self.mqtt.get() {
+            m.stop().await;
+        }
         self.stop.cancel();
     }
 }
