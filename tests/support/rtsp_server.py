@@ -22,7 +22,6 @@ cameras behind some firewalls and NVRs do.
 
 import argparse
 import os
-import socket
 import sys
 import threading
 import time
@@ -63,12 +62,6 @@ def split_access_units(data, codec):
     if cur_start is not None:
         units.append((data[cur_start:], cur_key))
     return units
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Feeder:
@@ -119,7 +112,9 @@ def main():
     if not units:
         sys.exit(f"no access units in {args.clip}")
 
-    port = args.port or free_port()
+    # Port 0: the server binds a free port itself (no window in which another
+    # process can take a port picked in advance).
+    port = args.port
     server = GstRtspServer.RTSPServer()
     server.set_address("127.0.0.1")
     server.set_service(str(port))
@@ -160,6 +155,7 @@ def main():
     server.get_mount_points().add_factory(args.path, factory)
     if server.attach(None) == 0:
         sys.exit(f"cannot listen on 127.0.0.1:{port}")
+    port = server.get_bound_port()
     print(f"PORT {port}", flush=True)
     try:
         GLib.MainLoop().run()
