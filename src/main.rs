@@ -216,7 +216,7 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, log: (Option<&str>, Op
         None => {
             let (cameras, file) = camhub::cli::demo::cameras().context("cannot write the demo clip")?;
             tracing::info!("no --config: serving the built-in demo cameras");
-            (Config { server: Default::default(), cameras, mqtt: None }, Some(file))
+            (Config { server: Default::default(), cameras, mqtt: None, cluster: None }, Some(file))
         }
     };
     let base_dir = match &config {
@@ -233,7 +233,23 @@ fn serve(config: Option<PathBuf>, listen: Option<String>, log: (Option<&str>, Op
         // Signal handlers first: a signal during start-up (cameras, GStreamer's
         // init for the restream) is taken, not missed.
         let handlers = SignalStreams::install();
-        let hub = Hub::start(&cfg.server, cfg.cameras, base_dir);
+        // In a cluster, cameras start as this node takes their leases.
+        let (local_cameras, fleet) = match &cfg.cluster {
+            Some(_) => (Vec::new(), cfg.cameras),
+            None => (cfg.cameras, Vec::new()),
+        };
+        let hub = Hub::start(&cfg.server, local_cameras, base_dir);
+        if let Some(cluster) = cfg.cluster {
+            let required = cluster.required;
+            match hub.join_cluster(cluster, fleet.clone(), local).await {
+                Ok(()) => {}
+                Err(e) if required => anyhow::bail!("{e}"),
+                Err(e) => {
+                    tracing::warn!("{e}; cluster.required is false: this node serves every camera alone");
+                    hub.apply_file(fleet).await;
+                }
+            }
+        }
         hub.start_mqtt(cfg.mqtt);
         hub.set_bound(local);
         if let Some(path) = &config {

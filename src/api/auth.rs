@@ -76,6 +76,10 @@ pub async fn guard(State(hub): State<Arc<Hub>>, mut req: Request, next: Next) ->
         r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
         return r;
     }
+    if let Some(t) = token {
+        // For passing on to another node (cluster mode).
+        req.extensions_mut().insert(super::cluster::QueryToken(t));
+    }
     let mut r = next.run(req).await;
     if let Some(o) = &origin {
         cors(&mut r, o);

@@ -26,8 +26,21 @@ use crate::telemetry::stats::Counters;
         (status = 401, description = "Credentials required.", body = super::ErrorBody),
     ),
 )]
-pub async fn list(State(hub): State<Arc<Hub>>) -> Json<Value> {
-    Json(Value::Array(hub.list().iter().map(|c| describe(&hub, c)).collect()))
+pub async fn list(
+    State(hub): State<Arc<Hub>>,
+    headers: axum::http::HeaderMap,
+    token: Option<axum::Extension<super::cluster::QueryToken>>,
+) -> Json<Value> {
+    let local: Vec<Value> = hub.list().iter().map(|c| describe(&hub, c)).collect();
+    if hub.cluster().is_none() {
+        return Json(Value::Array(local));
+    }
+    // The other nodes are asked with this request's credentials.
+    let auth = headers.get(axum::http::header::AUTHORIZATION).cloned().or_else(|| {
+        token.and_then(|axum::Extension(t)| axum::http::HeaderValue::from_str(&format!("Bearer {}", t.0)).ok())
+    });
+    let forwarded = headers.contains_key(&super::cluster::FORWARDED);
+    Json(Value::Array(super::cluster::fleet(&hub, local, forwarded, auth).await))
 }
 
 /// One camera.
@@ -143,6 +156,7 @@ pub fn describe(hub: &Hub, cam: &Camera) -> Value {
             "reconnects": Counters::get(&c.reconnects),
         },
         "sub": hub.sub(cam.name()).map(|sub| describe_sub(&sub, cfg.display_sub_url())),
+        "cluster": hub.cluster().map(|c| json!({ "node": c.node(), "fence": c.fence(cam.name()) })),
     })
 }
 

@@ -131,17 +131,21 @@ pub async fn go2rtc_streams(
     State(hub): State<Arc<Hub>>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
-    let entry = |cam: &crate::camera::Camera| {
-        let cfg = cam.config();
+    let entry = |cfg: &crate::config::CameraConfig| {
         let mut producers = vec![json!({ "url": cfg.display_url() })];
         producers.extend(cfg.display_sub_url().map(|u| json!({ "url": u })));
         json!({ "producers": producers, "consumers": [] })
     };
+    // The whole fleet in cluster mode, whichever node runs each camera.
+    let cameras: Vec<crate::config::CameraConfig> = match hub.cluster() {
+        Some(c) => c.fleet(),
+        None => hub.list().iter().map(|c| c.config().clone()).collect(),
+    };
     if let Some(name) = q.get("src") {
-        let cam = hub.get(name).ok_or_else(|| ApiError::unknown_camera(name))?;
-        return Ok(Json(entry(&cam)));
+        let cfg = cameras.iter().find(|c| c.name == *name).ok_or_else(|| ApiError::unknown_camera(name))?;
+        return Ok(Json(entry(cfg)));
     }
-    let all: Map<String, Value> = hub.list().iter().map(|c| (c.name().to_owned(), entry(c))).collect();
+    let all: Map<String, Value> = cameras.iter().map(|c| (c.name.clone(), entry(c))).collect();
     Ok(Json(Value::Object(all)))
 }
 

@@ -64,5 +64,21 @@ pub async fn health(State(hub): State<Arc<Hub>>) -> Json<serde_json::Value> {
         "rtsp": hub.rtsp_info(),
         // The MQTT connection (`mqtt:`; null when not configured): state, last error, messages.
         "mqtt": hub.mqtt_info(),
+        // Cluster mode (`cluster:`; null on a single node): this node, the live
+        // nodes, the cameras it holds, and whether it reaches Redis.
+        "cluster": hub.cluster().map(|c| {
+            let v = c.view();
+            json!({
+                "node": c.node(),
+                "advertise": c.me.advertise,
+                "nodes": v.nodes.iter().map(|(n, node)| json!({ "name": n, "advertise": node.advertise })).collect::<Vec<_>>(),
+                "fleet": c.fleet().len(),
+                "owned": c.owned(),
+                "unowned": c.fleet().iter().filter(|f| !v.leases.contains_key(&f.name)).count(),
+                "redis": if c.redis_ok.load(std::sync::atomic::Ordering::Relaxed) { "ok" } else { "error" },
+                "error": *c.last_error.lock(),
+                "takeovers": c.takeovers.load(std::sync::atomic::Ordering::Relaxed),
+            })
+        }),
     }))
 }

@@ -3,6 +3,7 @@
 
 mod auth;
 mod cameras;
+mod cluster;
 mod compat;
 mod manage;
 mod metrics;
@@ -125,6 +126,7 @@ pub fn router(hub: Arc<Hub>) -> Router {
         .route(FRIGATE_LATEST, get(compat::frigate_latest))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "no such route", None) })
         .with_state(hub.clone())
+        .layer(axum::middleware::from_fn_with_state(hub.clone(), cluster::route))
         .layer(axum::middleware::from_fn_with_state(hub, auth::guard))
 }
 

@@ -235,7 +235,8 @@ fn enum_of<'a>(values: impl IntoIterator<Item = &'a str>) -> Object {
 
 /// The states a camera reports (`camera::State`, as `/metrics` lists them).
 fn states() -> Object {
-    let names: Vec<String> = STATES.iter().map(|s| state_name(*s)).collect();
+    // `unowned`: cluster mode, a fleet camera no node holds right now.
+    let names: Vec<String> = STATES.iter().map(|s| state_name(*s)).chain(["unowned".to_owned()]).collect();
     enum_of(names.iter().map(String::as_str))
 }
 
@@ -306,4 +307,9 @@ pub struct Camera {
     /// without credentials; it connects only while something reads it.
     #[schema(value_type = Option<Object>)]
     sub: Option<()>,
+    /// Cluster mode: `{node, fence}`, the node that runs the camera and its
+    /// lease's fencing token (`state: unowned` while no node holds it); null on
+    /// a single node.
+    #[schema(value_type = Option<Object>)]
+    cluster: Option<()>,
 }

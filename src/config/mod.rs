@@ -4,6 +4,7 @@
 //! the environment, so secrets need not sit in the file.
 
 mod camera;
+mod cluster;
 mod env;
 mod mqtt;
 mod outputs;
@@ -23,6 +24,7 @@ pub use camera::{
     CameraConfig, CameraConfigError, CameraOptions, SUB_SUFFIX, SourceSpec, StreamRole, Streams, SubStream,
     validate_name,
 };
+pub use cluster::ClusterConfig;
 pub use env::{EnvError, interpolate};
 pub use mqtt::{MqttConfig, MqttUrl};
 pub use outputs::{Fps, Mode, OutputConfig, OutputDemand, PixelFormat, RedisOptions, ShmOptions};
@@ -44,6 +46,8 @@ struct FileConfig {
     cameras: BTreeMap<String, Spanned<CameraEntry>>,
     #[serde(default)]
     mqtt: Option<Spanned<MqttConfig>>,
+    #[serde(default)]
+    cluster: Option<Spanned<ClusterConfig>>,
 }
 
 /// One camera in the file: either just a URL or the long form.
@@ -80,6 +84,8 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
     /// `mqtt:`: state on an MQTT broker (None: off).
     pub mqtt: Option<MqttConfig>,
+    /// `cluster:`: several nodes share the fleet through Redis (None: one node).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Config {
@@ -168,7 +174,16 @@ impl Config {
                 Some(m)
             }
         };
-        Ok(Config { server, cameras, mqtt })
+        let cluster = match file.cluster {
+            None => None,
+            Some(c) => {
+                let (line, col) = (c.referenced.line(), c.referenced.column());
+                let mut c = c.value;
+                c.resolve().map_err(|e| ConfigError(format!("{origin}:{line}:{col}: {e}")))?;
+                Some(c)
+            }
+        };
+        Ok(Config { server, cameras, mqtt, cluster })
     }
 }
 

@@ -92,8 +92,31 @@ impl Collector for Families {
         })?;
         memory(e, &hub, &cams)?;
         mqtt(e, &hub)?;
+        cluster(e, &hub)?;
         decode(e, &hub, &cams)
     }
+}
+
+/// Cluster mode (`cluster:`): this node's part of the fleet and its Redis.
+fn cluster(e: &mut DescriptorEncoder, hub: &Hub) -> fmt::Result {
+    use std::sync::atomic::Ordering::Relaxed;
+    let Some(c) = hub.cluster() else { return Ok(()) };
+    let v = c.view();
+    let one = |x: u64| [([("node", c.node())], x)];
+    family(e, ("camhub_cluster_nodes", None, GAUGE), "Live nodes in the cluster.", one(v.nodes.len() as u64))?;
+    family(e, ("camhub_cluster_cameras", None, GAUGE), "Cameras in the fleet.", one(c.fleet().len() as u64))?;
+    family(e, ("camhub_cluster_cameras_owned", None, GAUGE), "Cameras this node holds the lease of.", {
+        one(c.owned() as u64)
+    })?;
+    let help = "1 while this node reaches the cluster's Redis.";
+    family(e, ("camhub_cluster_redis_up", None, GAUGE), help, one(u64::from(c.redis_ok.load(Relaxed))))?;
+    let help = "The last lease renewal's round trip to Redis, in seconds (all held leases, pipelined).";
+    let renew = c.renew_us.load(Relaxed) as f64 / 1e6;
+    family(e, ("camhub_cluster_lease_renew_seconds", None, GAUGE), help, [([("node", c.node())], renew)])?;
+    let help = "Cameras this node took over from another node.";
+    family(e, ("camhub_cluster_takeovers", None, COUNTER), help, one(c.takeovers.load(Relaxed)))?;
+    let help = "Redis commands this node sent for the cluster.";
+    family(e, ("camhub_cluster_redis_commands", None, COUNTER), help, one(c.commands.load(Relaxed)))
 }
 
 /// The MQTT connection (`mqtt:`), when configured.

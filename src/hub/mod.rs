@@ -7,6 +7,7 @@
 //! start and on reload (`apply_server`), and the metrics registry
 //! is made here, with the hub's families in it (`metrics`).
 
+pub mod cluster;
 pub mod metrics;
 pub mod route;
 mod store;
@@ -104,6 +105,8 @@ pub struct Hub {
     pub scheduler: Arc<Scheduler>,
     /// The config file API changes are written to (`store`).
     store: store::Store,
+    /// Cluster mode (`cluster:`), once joined.
+    cluster: std::sync::OnceLock<Arc<cluster::Cluster>>,
 }
 
 /// The decode workers `server` asks for (default one per core).
@@ -151,6 +154,7 @@ impl Hub {
                 from_file: Mutex::default(),
                 stop: CancellationToken::new(),
                 store: store::Store::default(),
+                cluster: std::sync::OnceLock::new(),
             }
         });
         hub.whep.configure(server.webrtc.clone());
@@ -366,6 +370,9 @@ impl Hub {
     /// Applies a reloaded config file: only the difference changes; unchanged
     /// cameras keep running untouched.
     pub async fn apply_file(&self, cameras: Vec<CameraConfig>) -> Applied {
+        if let Some(c) = self.cluster.get() {
+            return self.apply_fleet(c, cameras).await;
+        }
         let mut out = Applied::default();
         let new_names: BTreeSet<String> = cameras.iter().map(|c| c.name.clone()).collect();
         let old_names = self.from_file.lock().clone();
@@ -452,5 +459,9 @@ impl Hub {
             m.stop().await;
         }
         self.stop.cancel();
+        if let Some(c) = self.cluster.get() {
+            // The cameras stopped: the leases go back at once.
+            c.wait_left().await;
+        }
     }
 }
