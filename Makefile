@@ -89,6 +89,7 @@ bench: deps $(CLIENT_OK) $(NODE_OK)
 	cargo bench --bench outputs $(BENCH_ARGS)
 	cargo bench --bench whep $(BENCH_ARGS)
 	cargo bench --bench restream $(BENCH_ARGS)
+	cargo bench --bench cluster $(BENCH_ARGS)
 	cargo bench --bench load $(BENCH_ARGS)
 	cargo bench --bench fleet $(BENCH_ARGS)
 
