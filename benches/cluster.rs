@@ -72,7 +72,8 @@ fn streaming_here(base: &str) -> usize {
     let Ok(mut r) = agent.get(&format!("{base}/api/cameras")).header("x-camhub-forwarded", "bench").call() else {
         return 0;
     };
-    let v: serde_json::Value = serde_json::from_slice(&r.body_mut().read_to_vec().unwrap_or_default()).unwrap_or_default();
+    let v: serde_json::Value =
+        serde_json::from_slice(&r.body_mut().read_to_vec().unwrap_or_default()).unwrap_or_default();
     v.as_array().map_or(0, |a| a.iter().filter(|c| c["state"] == "streaming").count())
 }
 
@@ -100,7 +101,9 @@ fn cost(sim: u16, dir: &std::path::Path, nodes: usize, window: Duration) -> Cost
     let hubs: Vec<(Server, String)> = if nodes == 0 {
         vec![start(dir, "plain", &config(sim, 0..100, None))]
     } else {
-        (0..nodes).map(|i| start(dir, &format!("n{i}"), &config(sim, 0..100, Some((r.1, &format!("n{i}"), 10))))).collect()
+        (0..nodes)
+            .map(|i| start(dir, &format!("n{i}"), &config(sim, 0..100, Some((r.1, &format!("n{i}"), 10)))))
+            .collect()
     };
     let bases: Vec<&str> = hubs.iter().map(|h| h.1.as_str()).collect();
     assert!(wait_streaming(&bases, 100, Duration::from_secs(60)), "100 cameras never streamed");
@@ -123,7 +126,8 @@ fn cost(sim: u16, dir: &std::path::Path, nodes: usize, window: Duration) -> Cost
 fn takeovers(sim: u16, dir: &std::path::Path, ttl: u64, kills: usize) -> Vec<f64> {
     let r = redis();
     let yaml = |i: usize| config(sim, 0..30, Some((r.1, &format!("n{i}"), ttl)));
-    let mut hubs: Vec<Option<(Server, String)>> = (0..3).map(|i| Some(start(dir, &format!("t{i}"), &yaml(i)))).collect();
+    let mut hubs: Vec<Option<(Server, String)>> =
+        (0..3).map(|i| Some(start(dir, &format!("t{i}"), &yaml(i)))).collect();
     let mut out = Vec::new();
     for k in 0..kills {
         let bases: Vec<String> = hubs.iter().flatten().map(|h| h.1.clone()).collect();

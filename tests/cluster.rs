@@ -155,9 +155,34 @@ fn three_nodes_run_each_camera_once_and_any_node_answers_for_any_camera() {
     let h = nodes[1].get("/api/health").json();
     assert_eq!((h["cluster"]["fleet"].as_u64(), h["cluster"]["unowned"].as_u64()), (Some(6), Some(0)), "{h}");
     assert_eq!(h["cluster"]["nodes"].as_array().unwrap().len(), 3);
-    let r = nodes[2].send("POST", "/api/cameras", Some(r#"{"name": "x", "url": "rtsp://127.0.0.1:9/x"}"#));
-    assert_eq!(r.status, 409);
-    assert!(r.text().contains("cluster mode"), "{}", r.text());
+
+    // A camera added through one node's API joins the shared fleet: some node
+    // runs it, every node serves it; removed through another, it stops.
+    let body = format!(r#"{{"name": "added", "url": "{}", "keep": "connected"}}"#, camera.url());
+    let r = nodes[2].send("POST", "/api/cameras", Some(&body));
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["name"], "added");
+    assert!(r.header("x-camhub-node").is_some());
+    assert_eq!(nodes[0].send("POST", "/api/cameras", Some(&body)).status, 409, "the name is taken cluster-wide");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let r = nodes[1].get("/api/cameras/added/snapshot.jpg");
+        if r.status == 200 {
+            assert!((0..CLIP_FRAMES).contains(&Picture::decode(&r.body).barcode()));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the added camera never served: {}", r.text());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(nodes[0].get("/api/cameras").json().as_array().unwrap().len(), CAMERAS + 1);
+    let conns = |nodes: &[Hub]| nodes.iter().map(|n| connections_to(n.pid(), camera.port)).sum::<usize>();
+    assert_eq!(conns(&nodes), CAMERAS + 1, "the added camera runs once");
+    assert_eq!(nodes[0].send("DELETE", "/api/cameras/added", None).status, 204);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while conns(&nodes) != CAMERAS || nodes[1].get("/api/cameras/added").status != 404 {
+        assert!(Instant::now() < deadline, "the removed camera still runs");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]

@@ -163,6 +163,38 @@ async fn forward(owner: &Remote, req: Request, me: &str, name: &str) -> Response
     r
 }
 
+/// The answer to a camera added or changed through the API in cluster mode:
+/// the camera as the node that takes it shows it (`status`), once one does
+/// (a few steps at most), else `202` with the camera still unowned.
+pub async fn changed(hub: &Arc<Hub>, name: &str, status: StatusCode, headers: &axum::http::HeaderMap) -> Response {
+    let Some(c) = hub.cluster().cloned() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
+    c.wake();
+    let until = tokio::time::Instant::now() + 4 * c.step_interval() + Duration::from_secs(3);
+    loop {
+        if let Some(cam) = hub.get(name) {
+            let mut r = (status, axum::Json(super::cameras::describe(hub, &cam))).into_response();
+            mark(&mut r, c.node(), c.fence(name));
+            return r;
+        }
+        if let Some(owner) = hub.remote_owner(name) {
+            let mut req = Request::get(format!("/api/cameras/{name}")).body(Body::empty()).unwrap_or_default();
+            if let Some(a) = headers.get(header::AUTHORIZATION) {
+                req.headers_mut().insert(header::AUTHORIZATION, a.clone());
+            }
+            let mut r = forward(&owner, req, c.node(), name).await;
+            if r.status() == StatusCode::OK {
+                *r.status_mut() = status;
+                return r;
+            }
+        }
+        if tokio::time::Instant::now() >= until {
+            let body = json!({ "name": name, "state": "unowned", "cluster": { "node": null, "fence": null } });
+            return (StatusCode::ACCEPTED, axum::Json(body)).into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `GET /api/cameras` in cluster mode: this node's cameras, the other nodes'
 /// (asked in parallel), and the fleet's cameras no node runs right now
 /// (`state: unowned`), each with `cluster: {node, fence}`.

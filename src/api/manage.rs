@@ -6,6 +6,8 @@
 //! `server.media_dirs`. A change is written into the config file before it is
 //! applied (`hub::store`); one that cannot be saved is refused (`409`), and a
 //! run-time-only change (`server.persist: false`, the demo) says so in `Warning`.
+//! In cluster mode a change goes into the fleet every node shares (in Redis),
+//! and the answer is the camera as the node that takes it shows it.
 
 use std::path::{Component, PathBuf};
 use std::sync::Arc;
@@ -126,6 +128,11 @@ fn in_media_dirs(path: &std::path::Path, dirs: &[PathBuf]) -> bool {
     request_body = super::openapi::NewCamera,
     responses(
         (status = 201, description = "The camera.", body = super::openapi::Camera),
+        (
+            status = 202,
+            description = "Cluster mode: added to the shared fleet; no node runs it yet.",
+            body = super::openapi::Camera
+        ),
         (status = 400, description = "Bad options (the reason names the key).", body = super::ErrorBody),
         (status = 403, description = "A file outside server.media_dirs, or a refused Origin.", body = super::ErrorBody),
         (status = 415, description = "Not Content-Type: application/json.", body = super::ErrorBody),
@@ -140,6 +147,11 @@ fn in_media_dirs(path: &std::path::Path, dirs: &[PathBuf]) -> bool {
 pub async fn add(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
     let (cfg, given) = parse(&headers, &body, None, &hub)?;
     let name = cfg.name.clone();
+    if hub.cluster().is_some() {
+        hub.cluster_add(&cfg, &given).await.map_err(|e| refused(e, &name))?;
+        tracing::info!(camera = %name, "camera added to the cluster's fleet through the API");
+        return Ok(super::cluster::changed(&hub, &name, StatusCode::CREATED, &headers).await);
+    }
     let (cam, saved) = hub.api_add(cfg, &given).await.map_err(|e| refused(e, &name))?;
     tracing::info!(camera = %name, "camera added through the API");
     Ok(answer((StatusCode::CREATED, Json(describe(&hub, &cam))).into_response(), saved))
@@ -156,6 +168,11 @@ pub async fn add(State(hub): State<Arc<Hub>>, headers: HeaderMap, body: Bytes) -
     responses(
         (status = 200, description = "The camera.", body = super::openapi::Camera),
         (status = 201, description = "The camera.", body = super::openapi::Camera),
+        (
+            status = 202,
+            description = "Cluster mode: set in the shared fleet; no node runs it yet.",
+            body = super::openapi::Camera
+        ),
         (status = 400, description = "Bad options.", body = super::ErrorBody),
         (status = 409, description = "The config file could not take the change (nothing changed).", body = super::ErrorBody),
         (status = 403, description = "A file outside server.media_dirs, or a refused Origin.", body = super::ErrorBody),
@@ -169,6 +186,11 @@ pub async fn put(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (cfg, given) = parse(&headers, &body, Some(&name), &hub)?;
+    if hub.cluster().is_some() {
+        let created = hub.cluster_put(&cfg, &given).await.map_err(|e| refused(e, &name))?;
+        let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+        return Ok(super::cluster::changed(&hub, &name, status, &headers).await);
+    }
     let (cam, created, saved) = hub.api_put(cfg, &given).await.map_err(|e| refused(e, &name))?;
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(answer((status, Json(describe(&hub, &cam))).into_response(), saved))
@@ -188,6 +210,12 @@ pub async fn put(
     ),
 )]
 pub async fn remove(State(hub): State<Arc<Hub>>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    if hub.cluster().is_some() {
+        return match hub.cluster_remove(&name).await.map_err(|e| refused(e, &name))? {
+            true => Ok(StatusCode::NO_CONTENT.into_response()),
+            false => Err(ApiError::unknown_camera(&name)),
+        };
+    }
     match hub.api_remove(&name).await.map_err(|e| refused(e, &name))? {
         Some(saved) => Ok(answer(StatusCode::NO_CONTENT.into_response(), saved)),
         None => Err(ApiError::unknown_camera(&name)),

@@ -26,11 +26,8 @@ pub enum ChangeError {
     /// The config file could not take the change: nothing was changed.
     #[error("not changed: {0}")]
     NotSaved(String),
-    /// Cluster mode: the fleet is the config file every node loads.
-    #[error(
-        "not changed: in cluster mode the cameras are the config file every node loads; change it on every node \
-         and reload them (kill -HUP) (docs/cluster.md)"
-    )]
+    /// Not in cluster mode (a cluster change asked of a single node).
+    #[error("not changed: this node is not in a cluster")]
     Cluster,
 }
 
@@ -113,9 +110,6 @@ impl Hub {
         options: &Map<String, Value>,
     ) -> Result<(Arc<Camera>, Saved), ChangeError> {
         let _one = self.store.lock.lock().await;
-        if self.cluster().is_some() {
-            return Err(ChangeError::Cluster);
-        }
         if self.get(&cfg.name).is_some() {
             return Err(HubError::NameTaken(cfg.name).into());
         }
@@ -137,9 +131,6 @@ impl Hub {
         options: &Map<String, Value>,
     ) -> Result<(Arc<Camera>, bool, Saved), ChangeError> {
         let _one = self.store.lock.lock().await;
-        if self.cluster().is_some() {
-            return Err(ChangeError::Cluster);
-        }
         let saved = match self.target() {
             Ok(path) => {
                 self.save_camera(&path, &cfg, options)?;
@@ -155,9 +146,6 @@ impl Hub {
     /// `DELETE /api/cameras/{name}`: `Ok(None)` if there is no such camera.
     pub async fn api_remove(&self, name: &str) -> Result<Option<Saved>, ChangeError> {
         let _one = self.store.lock.lock().await;
-        if self.cluster().is_some() {
-            return Err(ChangeError::Cluster);
-        }
         if self.get(name).is_none() {
             return Ok(None);
         }

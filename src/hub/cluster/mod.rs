@@ -10,6 +10,7 @@
 //! no camera ever runs on two nodes. A clean stop releases every lease.
 
 mod assign;
+mod shared;
 mod store;
 
 use std::collections::BTreeMap;
@@ -55,8 +56,15 @@ pub struct Cluster {
     pub cfg: ClusterConfig,
     /// This node as the others see it.
     pub me: Node,
-    /// The fleet: every camera of the config file, whichever node runs it.
+    /// The fleet: every camera of the config file and the API's (`shared`),
+    /// whichever node runs it.
     fleet: Mutex<BTreeMap<String, CameraConfig>>,
+    /// The config file's cameras.
+    file: Mutex<BTreeMap<String, CameraConfig>>,
+    /// The API's changes as last read from Redis.
+    shared: Mutex<BTreeMap<String, String>>,
+    /// Where relative paths of shared cameras resolve (the config file's folder).
+    base_dir: std::path::PathBuf,
     view: Mutex<View>,
     held: Mutex<BTreeMap<String, Held>>,
     wake: Notify,
@@ -152,9 +160,13 @@ impl Hub {
     ) -> Result<(), String> {
         let advertise = cfg.advertise.clone().unwrap_or_else(|| format!("http://{listen}"));
         let me = Node { instance: format!("{:016x}", fastrand::u64(..)), advertise };
+        let file: BTreeMap<String, CameraConfig> = fleet.into_iter().map(|c| (c.name.clone(), c)).collect();
         let c = Arc::new(Cluster {
             me,
-            fleet: Mutex::new(fleet.into_iter().map(|c| (c.name.clone(), c)).collect()),
+            fleet: Mutex::new(file.clone()),
+            file: Mutex::new(file),
+            shared: Mutex::default(),
+            base_dir: self.base_dir.clone(),
             view: Mutex::default(),
             held: Mutex::default(),
             wake: Notify::new(),
@@ -219,8 +231,9 @@ impl Hub {
     /// here take their new config, removed ones stop and give their lease up.
     pub(super) async fn apply_fleet(&self, c: &Arc<Cluster>, cameras: Vec<CameraConfig>) -> super::Applied {
         let mut out = super::Applied::default();
-        let old =
-            std::mem::replace(&mut *c.fleet.lock(), cameras.iter().map(|c| (c.name.clone(), c.clone())).collect());
+        let old = c.fleet.lock().clone();
+        c.set_file(cameras.iter().map(|c| (c.name.clone(), c.clone())).collect());
+        let cameras = c.fleet();
         for cfg in cameras {
             match old.get(&cfg.name) {
                 None => out.added.push(cfg.name.clone()),
@@ -373,10 +386,21 @@ async fn step(
         tracing::error!("cluster: another instance took node name {name:?}");
     }
     let nodes = s.nodes().await?;
+    // The API's changes, from any node: cameras run here take a changed config.
+    c.refresh(s.shared().await?);
+    let held: Vec<String> = c.held.lock().keys().cloned().collect();
+    for name in held {
+        let cfg = c.fleet.lock().get(&name).cloned();
+        if let Some(cfg) = cfg
+            && h.get(&name).is_some_and(|cam| *cam.config() != cfg)
+        {
+            h.put(cfg).await;
+        }
+    }
     let fleet: Vec<String> = c.fleet.lock().keys().cloned().collect();
     let refs: Vec<&str> = fleet.iter().map(String::as_str).collect();
     let leases = s.leases(&refs).await?;
-    c.commands.fetch_add(6, Ordering::Relaxed);
+    c.commands.fetch_add(7, Ordering::Relaxed);
     gate.fence_seen = gate.fence_seen.max(leases.values().map(|l| l.fence).max().unwrap_or(0));
 
     // Renew what is held, every third of the TTL.

@@ -12,6 +12,9 @@
 //! - `camhub:fence`: the counter fencing tokens are drawn from: every lease ever
 //!   granted has a larger token than the ones before it (a claimer also lifts it
 //!   past every token it has seen, should Redis lose it).
+//! - `camhub:cameras`: the cameras added or changed through any node's API (name
+//!   to options as JSON, the API's body), or `removed` for a camera of the file
+//!   removed through the API: merged over the file by every node.
 //! - `camhub:epoch`: a random value set once; a new one means Redis restarted
 //!   without its data (so a missing lease may still be running somewhere).
 //!
@@ -52,6 +55,15 @@ if t <= tonumber(ARGV[3]) then
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. t, 'PX', ARGV[2])
 return t";
+
+/// Adds a camera to the shared fleet unless its name is taken (in the shared
+/// fleet, or in the file and not removed through the API): 1, or 0 if taken.
+const ADD: &str = r"
+local v = redis.call('HGET', KEYS[1], ARGV[1])
+if v and v ~= 'removed' then return 0 end
+if (not v) and ARGV[3] == '1' then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1";
 
 /// The store's epoch: set once (a new random one when Redis has lost its data).
 const EPOCH: &str = r"
@@ -210,6 +222,35 @@ impl Store {
             .arg(node)
             .arg(self.ttl_ms)
             .arg(seen)
+            .query_async(&mut self.conn)
+            .await
+    }
+
+    /// The API's changes to the fleet: camera name to its options as JSON, or
+    /// `removed` (a camera of the file removed through the API).
+    pub async fn shared(&mut self) -> RResult<BTreeMap<String, String>> {
+        redis::cmd("HGETALL").arg(format!("{}:cameras", self.prefix)).query_async(&mut self.conn).await
+    }
+
+    /// Adds a camera through the API (`in_file`: the file names it): false if taken.
+    pub async fn add_shared(&mut self, name: &str, options: &str, in_file: bool) -> RResult<bool> {
+        let n: i64 = script(ADD)
+            .arg(1)
+            .arg(format!("{}:cameras", self.prefix))
+            .arg(name)
+            .arg(options)
+            .arg(if in_file { "1" } else { "0" })
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Sets a camera's options (or `removed`) in the shared fleet.
+    pub async fn set_shared(&mut self, name: &str, value: &str) -> RResult<()> {
+        redis::cmd("HSET")
+            .arg(format!("{}:cameras", self.prefix))
+            .arg(name)
+            .arg(value)
             .query_async(&mut self.conn)
             .await
     }
