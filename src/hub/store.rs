@@ -103,6 +103,18 @@ impl Hub {
         )
     }
 
+    /// Writes camera `cfg` into the config file (or says why it stays run-time only).
+    fn save_set(&self, cfg: &CameraConfig, options: &Map<String, Value>) -> Result<Saved, ChangeError> {
+        match self.target() {
+            Ok(path) => {
+                self.save_camera(&path, cfg, options)?;
+                self.from_file.lock().insert(cfg.name.clone());
+                Ok(Saved::InFile)
+            }
+            Err(why) => Ok(Saved::RuntimeOnly(why)),
+        }
+    }
+
     /// `POST /api/cameras`: adds a camera; the name must be free.
     pub async fn api_add(
         &self,
@@ -113,14 +125,7 @@ impl Hub {
         if self.get(&cfg.name).is_some() {
             return Err(HubError::NameTaken(cfg.name).into());
         }
-        let saved = match self.target() {
-            Ok(path) => {
-                self.save_camera(&path, &cfg, options)?;
-                self.from_file.lock().insert(cfg.name.clone());
-                Saved::InFile
-            }
-            Err(why) => Saved::RuntimeOnly(why),
-        };
+        let saved = self.save_set(&cfg, options)?;
         Ok((self.add(cfg)?, saved))
     }
 
@@ -131,14 +136,7 @@ impl Hub {
         options: &Map<String, Value>,
     ) -> Result<(Arc<Camera>, bool, Saved), ChangeError> {
         let _one = self.store.lock.lock().await;
-        let saved = match self.target() {
-            Ok(path) => {
-                self.save_camera(&path, &cfg, options)?;
-                self.from_file.lock().insert(cfg.name.clone());
-                Saved::InFile
-            }
-            Err(why) => Saved::RuntimeOnly(why),
-        };
+        let saved = self.save_set(&cfg, options)?;
         let (cam, created) = self.put(cfg).await;
         Ok((cam, created, saved))
     }
