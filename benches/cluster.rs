@@ -203,7 +203,7 @@ fn main() {
     let section = format!(
         "## Cluster mode (issue 16)\n\n`cargo bench --bench cluster{}` ({}; {}). The fleet simulator's 720p 6 fps \
          streams, `keep: connected` (P1's load), a real redis-server; every node on this one machine.\n\n\
-         | what | CPU (% of a core) | RSS | Redis CPU | Redis commands/s |\n|---|---|---|---|---|\n\
+         | what | CPU (% of a core) | RSS | Redis CPU | Redis commands/s (as Redis counts them: a script and the commands it runs) |\n|---|---|---|---|---|\n\
          | 100 cameras, one plain node | {:.1}% | {:.0} MiB | - | - |\n\
          | 100 cameras, a one-node cluster | {:.1}% | {:.0} MiB | {:.1}% | {:.0} |\n\
          | 100 cameras over three nodes (all three) | {:.1}% | {:.0} MiB | {:.1}% | {:.0} |\n\

@@ -185,14 +185,46 @@ fn three_nodes_run_each_camera_once_and_any_node_answers_for_any_camera() {
     }
 }
 
+/// The newest record of a camera's Redis stream output: (node, fence).
+fn newest_record(redis: u16, cam: &str) -> Option<(String, u64)> {
+    let out = Command::new("redis-cli")
+        .args(["-p", &redis.to_string(), "-n", "1", "XREVRANGE", &format!("camhub:{cam}"), "+", "-", "COUNT", "1"])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    let after = |k: &str| lines.iter().position(|l| *l == k).and_then(|i| lines.get(i + 1)).map(|v| v.to_string());
+    Some((after("node")?, after("fence")?.parse().ok()?))
+}
+
 #[test]
 fn a_killed_node_s_cameras_move_within_the_ttl_and_a_clean_stop_s_at_once() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let redis = Redis::start();
     let camera = RtspServer::start("h264", None);
-    let mut nodes: Vec<Hub> = ["n1", "n2", "n3"].iter().map(|n| node(redis.port, n, &camera)).collect();
+    // Every camera also publishes frame records to a Redis stream (database 1).
+    let output = format!(
+        "    outputs:\n      events:\n        redis: {{url: \"redis://127.0.0.1:{}/1\", fps: 1}}\n",
+        redis.port
+    );
+    let with_output = |n: &str| {
+        let cfg = config(redis.port, n, &camera.url())
+            .replace("    keep: connected\n", &format!("    keep: connected\n{output}"));
+        Hub::start(&cfg)
+    };
+    let mut nodes: Vec<Hub> = ["n1", "n2", "n3"].iter().map(|n| with_output(n)).collect();
     let owned = settled(&nodes.iter().collect::<Vec<_>>(), &camera, Duration::from_secs(30));
     let busiest = owned.iter().max_by_key(|(_, c)| c.len()).unwrap().0.clone();
+    // The streams' records say who published them, under which lease.
+    let moved = owned[&busiest].iter().next().unwrap().clone();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let first = loop {
+        if let Some(r) = newest_record(redis.port, &moved) {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no records from {moved}'s redis output");
+        std::thread::sleep(Duration::from_millis(200));
+    };
     let i = nodes.iter().position(|h| h.base == busiest).unwrap();
     let mut killed = nodes.remove(i);
     let t = Instant::now();
@@ -204,6 +236,16 @@ fn a_killed_node_s_cameras_move_within_the_ttl_and_a_clean_stop_s_at_once() {
     let takeovers: u64 =
         nodes.iter().map(|n| n.get("/api/health").json()["cluster"]["takeovers"].as_u64().unwrap()).sum();
     assert!(takeovers >= 1, "counted as takeovers");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (node, fence) = newest_record(redis.port, &moved).unwrap();
+        if node != first.0 {
+            assert!(fence > first.1, "the new owner's records carry a larger fencing token: {fence} after {}", first.1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "{moved}'s stream never got the new owner's records");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 
     // A clean stop hands its cameras over at once (released, not expired).
     let mut stopping = nodes.remove(0);

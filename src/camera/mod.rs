@@ -163,6 +163,9 @@ pub struct Camera {
     shared: Arc<Shared>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     source: Arc<dyn Source>,
+    /// Cluster mode: the node running the camera and its lease's fencing token,
+    /// for what the camera publishes (a consumer tells an old owner's records).
+    owner: Mutex<Option<(Arc<str>, u64)>>,
 }
 
 impl Camera {
@@ -210,7 +213,16 @@ impl Camera {
             config,
         });
         let task = tokio::spawn(supervise::run(shared.clone(), source.clone(), feed_rx));
-        Arc::new(Camera { shared, task: Mutex::new(Some(task)), source })
+        Arc::new(Camera { shared, task: Mutex::new(Some(task)), source, owner: Mutex::new(None) })
+    }
+
+    /// Cluster mode: the node that runs this camera and its fencing token.
+    pub fn set_owner(&self, node: &str, fence: u64) {
+        *self.owner.lock() = Some((node.into(), fence));
+    }
+
+    pub fn owner(&self) -> Option<(Arc<str>, u64)> {
+        self.owner.lock().clone()
     }
 
     pub fn name(&self) -> &str {

@@ -217,12 +217,18 @@ impl Worker {
                 })
                 .clone()
         };
+        let owner = cam.owner();
         let base = |name: &str| {
-            Record::default()
+            let r = Record::default()
                 .field("camera", cam_name.as_str())
                 .field("output", name)
                 .field("frame_id", f.frame_id)
-                .field("captured_ns", unix_ns(f.captured))
+                .field("captured_ns", unix_ns(f.captured));
+            // Cluster mode: which node published it, under which lease.
+            match &owner {
+                Some((node, fence)) => r.field("node", node).field("fence", fence),
+                None => r,
+            }
         };
         let push = |q: &RecordQueue, r: Record| {
             if replay {

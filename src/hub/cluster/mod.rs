@@ -241,7 +241,11 @@ impl Hub {
                 Some(_) => {
                     out.changed.push(cfg.name.clone());
                     if self.get(&cfg.name).is_some() {
-                        self.put(cfg).await;
+                        let name = cfg.name.clone();
+                        let (cam, _) = self.put(cfg).await;
+                        if let Some(l) = c.held.lock().get(&name) {
+                            cam.set_owner(&l.lease.node, l.lease.fence);
+                        }
                     }
                 }
             }
@@ -394,7 +398,10 @@ async fn step(
         if let Some(cfg) = cfg
             && h.get(&name).is_some_and(|cam| *cam.config() != cfg)
         {
-            h.put(cfg).await;
+            let (cam, _) = h.put(cfg).await;
+            if let Some(l) = c.held.lock().get(&name) {
+                cam.set_owner(&l.lease.node, l.lease.fence);
+            }
         }
     }
     let fleet: Vec<String> = c.fleet.lock().keys().cloned().collect();
@@ -461,7 +468,7 @@ async fn step(
         let cfg = c.fleet.lock().get(&cam).cloned();
         if let Some(cfg) = cfg {
             tracing::info!(camera = %cam, fence, "cluster: camera taken");
-            h.put(cfg).await;
+            h.put(cfg).await.0.set_owner(&name, fence);
         }
     }
     for cam in plan.release {
