@@ -14,11 +14,12 @@ pub struct ClusterConfig {
     /// The coordination store: `redis://[:PASSWORD@]HOST[:PORT][/DB]` (`${VAR}` read
     /// from the environment; never shown).
     pub redis: Secret,
-    /// This node's name, unique in the cluster (default: the host name).
+    /// This node's name, unique in the cluster (default: the host name; `${VAR}`
+    /// read from the environment).
     #[serde(default)]
     pub node: Option<String>,
     /// How the other nodes reach this one over HTTP: `http://HOST:PORT` (default:
-    /// the address the API listens on).
+    /// the address the API listens on; `${VAR}` read from the environment).
     #[serde(default)]
     pub advertise: Option<String>,
     /// How long a lease lives unless renewed (default 10 s, at least 2 s): a
@@ -64,7 +65,7 @@ impl ClusterConfig {
             return Err("cluster.redis has no host".into());
         }
         let node = match self.node.take() {
-            Some(n) => n,
+            Some(n) => interpolate(&n).map_err(|e| format!("cluster.node: {e}"))?,
             None => {
                 std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_owned()).unwrap_or_default()
             }
@@ -77,6 +78,7 @@ impl ClusterConfig {
         }
         self.node = Some(node);
         if let Some(a) = &self.advertise {
+            let a = &interpolate(a).map_err(|e| format!("cluster.advertise: {e}"))?;
             let u = url::Url::parse(a).map_err(|e| format!("cluster.advertise {a:?}: {e}"))?;
             if u.scheme() != "http" || u.host_str().is_none() {
                 return Err(format!("cluster.advertise {a:?}: expected http://HOST:PORT"));
@@ -131,5 +133,15 @@ mod tests {
         c.node = None;
         c.resolve().unwrap();
         assert!(!c.node().is_empty(), "the host name");
+        // From the environment (one file for every node).
+        let mut c = cfg("redis://h");
+        c.node = Some("cam-${CAMHUB_TEST_UNSET_NODE:-n1}".into());
+        c.advertise = Some("http://${CAMHUB_TEST_UNSET_IP:-10.0.0.9}:8080/".into());
+        c.resolve().unwrap();
+        assert_eq!(c.node(), "cam-n1");
+        assert_eq!(c.advertise.as_deref(), Some("http://10.0.0.9:8080"));
+        let mut c = cfg("redis://h");
+        c.advertise = Some("http://${CAMHUB_TEST_UNSET_IP}:8080".into());
+        assert!(c.resolve().unwrap_err().contains("cluster.advertise"));
     }
 }
