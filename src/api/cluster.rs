@@ -65,9 +65,10 @@ pub async fn route(State(hub): State<Arc<Hub>>, req: Request, next: Next) -> Res
     let mut owner = hub.remote_owner(&name);
     if owner.is_none() && !forwarded {
         cluster.wake();
-        let until = tokio::time::Instant::now() + 2 * cluster.step_interval();
-        while owner.is_none() && hub.get(&name).is_none() && tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let clock = hub.clock();
+        let until = clock.now() + 2 * cluster.step_interval();
+        while owner.is_none() && hub.get(&name).is_none() && clock.now() < until {
+            clock.sleep(Duration::from_millis(50)).await;
             owner = hub.remote_owner(&name);
         }
         if hub.get(&name).is_some() {
@@ -169,7 +170,8 @@ async fn forward(owner: &Remote, req: Request, me: &str, name: &str) -> Response
 pub async fn changed(hub: &Arc<Hub>, name: &str, status: StatusCode, headers: &axum::http::HeaderMap) -> Response {
     let Some(c) = hub.cluster().cloned() else { return StatusCode::INTERNAL_SERVER_ERROR.into_response() };
     c.wake();
-    let until = tokio::time::Instant::now() + 4 * c.step_interval() + Duration::from_secs(3);
+    let clock = hub.clock();
+    let until = clock.now() + 4 * c.step_interval() + Duration::from_secs(3);
     loop {
         if let Some(cam) = hub.get(name) {
             let mut r = (status, axum::Json(super::cameras::describe(hub, &cam))).into_response();
@@ -187,11 +189,11 @@ pub async fn changed(hub: &Arc<Hub>, name: &str, status: StatusCode, headers: &a
                 return r;
             }
         }
-        if tokio::time::Instant::now() >= until {
+        if clock.now() >= until {
             let body = json!({ "name": name, "state": "unowned", "cluster": { "node": null, "fence": null } });
             return (StatusCode::ACCEPTED, axum::Json(body)).into_response();
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        clock.sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(j["codec"], "h264");
         assert_eq!(j["fps"], 6.0);
         assert!(j["reason"].is_null() && j["width"].is_null());
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut r = Rate::default();
         r.update(t0, 0, 0);
         assert_eq!(r.fps, None);

@@ -60,7 +60,7 @@ mod tests {
 
     #[test]
     fn a_storm_of_one_failure_is_one_line_then_a_sum_per_window() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut r = Repeats::default();
         assert_eq!(r.failed("refused", t0), Say::First { earlier: 0 });
         let mut said = 0;
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn a_new_failure_or_recovery_says_what_went_unsaid() {
-        let t0 = Instant::now();
+        let t0 = crate::clock::Clock::stepped().now();
         let mut r = Repeats::default();
         r.failed("refused", t0);
         r.failed("refused", t0 + Duration::from_secs(1));

@@ -167,9 +167,9 @@ async fn step(
     if renewed_at.is_none_or(|t| sent.saturating_duration_since(t) >= c.ttl() / 3) {
         let held: Vec<(String, Lease)> = c.held.lock().iter().map(|(n, h)| (n.clone(), h.lease.clone())).collect();
         let refs: Vec<(&str, &Lease)> = held.iter().map(|(n, l)| (n.as_str(), l)).collect();
-        let t0 = Instant::now();
+        let t0 = h.clock.now();
         let still = s.renew(&refs).await?;
-        c.renew_us.store(t0.elapsed().as_micros() as u64, Ordering::Relaxed);
+        c.renew_us.store(h.clock.since(t0).as_micros() as u64, Ordering::Relaxed);
         c.commands.fetch_add(refs.len() as u64, Ordering::Relaxed);
         *renewed_at = Some(sent);
         for ((cam, _), ok) in held.iter().zip(still) {
