@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, warn};
+use tracing::{Instrument, debug, info};
 
 mod conn;
 mod decoder;
+mod state;
 
 use self::conn::{Conn, ConnEvent, next_conn_event};
 use self::decoder::DecoderState;
@@ -26,7 +27,7 @@ use crate::media::GopCache;
 use crate::media::{Codec, EncodedUnit};
 use crate::secret::scrub;
 use crate::source::Source;
-use crate::telemetry::repeats::{REPEAT_WINDOW, Repeats, Say};
+use crate::telemetry::repeats::Repeats;
 use crate::telemetry::stats::Counters;
 
 /// Requests for a unit feed, held by one run of the actor at a time: a run that
@@ -379,51 +380,6 @@ impl Actor {
         if v.get(&key).is_some_and(|tx| tx.receiver_count() == 0) {
             v.remove(&key);
         }
-    }
-
-    /// Publishes the machine's state, logging each change once.
-    fn publish_state(&mut self) {
-        let state = self.rec.state();
-        let running = self.decoder.is_running();
-        if (state, running) == self.shown {
-            return;
-        }
-        self.shown = (state, running);
-        if let (true, Some(e)) = (state.is_failed(), self.rec.last_error()) {
-            let now = self.shared.clock.now();
-            let wait = self.rec.retry_at().map_or(0.0, |t| t.saturating_duration_since(now).as_secs_f64());
-            match self.repeats.failed(&e.to_string(), now) {
-                Say::First { earlier: 0 } => warn!("{e}; retrying in {wait:.1} s"),
-                Say::First { earlier } => {
-                    warn!("{e}; retrying in {wait:.1} s (the previous failure repeated {earlier} more time(s))")
-                }
-                Say::Again { times } => warn!(
-                    "{e}; retrying in {wait:.1} s (repeated {times} time(s) in the last {} min)",
-                    REPEAT_WINDOW.as_secs() / 60
-                ),
-                Say::Quiet => debug!("{e}; retrying in {wait:.1} s"),
-            }
-            if state != State::Stopped {
-                Counters::add(&self.shared.counters.reconnects, 1);
-            }
-        }
-        let history: Vec<_> = self.rec.history().cloned().collect();
-        let (error, retry_at, attempts) = (self.rec.last_error().cloned(), self.rec.retry_at(), self.rec.attempts());
-        let now = self.shared.clock.wall();
-        self.shared.update_status(|s| {
-            s.set_state(state, now);
-            s.decoder_running = running;
-            s.retry_at = retry_at;
-            s.attempts = attempts;
-            s.history = history;
-            if error.is_some() {
-                s.last_error = error;
-            }
-            if state != State::Streaming {
-                s.gop_units = 0;
-                s.gop_bytes = 0;
-            }
-        });
     }
 
     /// Why the camera's pictures are refused as too large: a JPEG from its header,
