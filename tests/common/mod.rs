@@ -213,6 +213,12 @@ impl Hub {
 
 impl Drop for Hub {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // A failed test shows what the hub said (CI keeps nothing else).
+            let log = self.log();
+            let tail = &log[log.floor_char_boundary(log.len().saturating_sub(20_000))..];
+            eprintln!("---- the hub's log (last {} bytes) ----\n{tail}", tail.len());
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -335,15 +341,20 @@ pub fn connections_to(pid: u32, port: u16) -> usize {
                 .collect()
         })
         .unwrap_or_default();
-    ["tcp", "tcp6"]
+    // Distinct sockets, not lines: the kernel hands /proc/net/tcp out in
+    // chunks and resumes each by position, so while other connections open
+    // and close between two reads one socket's line can come back twice.
+    let sockets: std::collections::BTreeSet<String> = ["tcp", "tcp6"]
         .iter()
         .filter_map(|t| std::fs::read_to_string(format!("/proc/{pid}/net/{t}")).ok())
         .flat_map(|text| text.lines().skip(1).map(str::to_owned).collect::<Vec<_>>())
-        .filter(|line| {
+        .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             let remote_port = f.get(2).and_then(|r| r.rsplit(':').next()).and_then(|p| u16::from_str_radix(p, 16).ok());
             // st 01: ESTABLISHED; field 9: the socket's inode.
-            remote_port == Some(port) && f.get(3) == Some(&"01") && f.get(9).is_some_and(|i| inodes.contains(*i))
+            let inode = f.get(9).filter(|i| inodes.contains(**i))?;
+            (remote_port == Some(port) && f.get(3) == Some(&"01")).then(|| inode.to_string())
         })
-        .count()
+        .collect();
+    sockets.len()
 }
