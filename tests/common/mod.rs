@@ -216,7 +216,11 @@ impl Drop for Hub {
         if std::thread::panicking() {
             // A failed test shows what the hub said (CI keeps nothing else).
             let log = self.log();
-            let tail = &log[log.floor_char_boundary(log.len().saturating_sub(20_000))..];
+            let mut from = log.len().saturating_sub(20_000);
+            while !log.is_char_boundary(from) {
+                from += 1;
+            }
+            let tail = &log[from..];
             eprintln!("---- the hub's log (last {} bytes) ----\n{tail}", tail.len());
         }
         let _ = self.child.kill();
