@@ -18,6 +18,7 @@ import pytest
 
 import camhub
 from camhub import _native
+from camhub import _shm
 from camhub import ring as ringmod
 from conftest import HERE
 from ringwriter import value_of
@@ -360,7 +361,7 @@ def test_loads_and_stores_are_ordered(make, shm, monkeypatch):
     words[8 * m._entry_word(m.entry, "read_seq")] = "read_seq"
     m.mm = _TracedMap(m.mm, words, trace)
     m.u64 = _Traced(m.u64, {at // 8: f for at, f in words.items() if at % 8 == 0}, trace)
-    monkeypatch.setattr(ringmod, "_fence", lambda: trace.append("fence"))
+    monkeypatch.setattr(_shm, "_fence", lambda: trace.append("fence"))  # the file's reads
 
     f = r.wait(timeout=1)  # notify, flags, write_seq, then frame 2's slot
     assert f.seq == 2 and f.frame_id == 2

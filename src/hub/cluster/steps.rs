@@ -18,9 +18,7 @@ pub(super) async fn run(
     mut store: Option<Store>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let mut orphaned: BTreeMap<String, u32> = BTreeMap::new();
-    let mut renewed_at: Option<Instant> = None;
-    let mut gate = ClaimGate::default();
+    let mut st = Steps::default();
     loop {
         let Some(h) = hub.upgrade() else { return };
         let clock = h.clock.clone();
@@ -38,8 +36,7 @@ pub(super) async fn run(
             }
         }
         if let Some(s) = store.as_mut() {
-            let r =
-                tokio::time::timeout(4 * IO_TIMEOUT, step(&c, &h, s, &mut orphaned, &mut renewed_at, &mut gate)).await;
+            let r = tokio::time::timeout(4 * IO_TIMEOUT, step(&c, &h, s, &mut st)).await;
             match r {
                 Ok(Ok(())) => {
                     if !c.redis_ok.swap(true, Ordering::Relaxed) {
@@ -58,7 +55,7 @@ pub(super) async fn run(
             }
         }
         if store.is_none() {
-            gate.outage = true;
+            st.gate.outage = true;
         }
         // Self-fencing: a lease that could not be renewed stops its camera before
         // it can have expired in Redis (and so before anyone else can take it).
@@ -87,6 +84,21 @@ pub(super) async fn run(
         }
     }
     c.left.notify_one();
+}
+
+/// What a node's steps carry from one to the next.
+#[derive(Default)]
+struct Steps {
+    /// Steps in a row each camera was seen without a lease.
+    orphaned: BTreeMap<String, u32>,
+    /// When the held leases were last renewed (sent).
+    renewed_at: Option<Instant>,
+    gate: ClaimGate,
+    /// The node each camera's lease was last seen with, kept after the lease
+    /// is gone: a claim of a camera last seen elsewhere is a takeover, however
+    /// many steps it stood free (a dead node's leases can run out before its
+    /// node key does, and the claim comes a step or more later).
+    last_owner: BTreeMap<String, String>,
 }
 
 /// When this node may claim cameras. After it lost Redis for a while, or Redis
@@ -127,14 +139,8 @@ fn failed(c: &Cluster, msg: String) {
 }
 
 /// One step: renew, look, claim, hand over.
-async fn step(
-    c: &Arc<Cluster>,
-    h: &Arc<Hub>,
-    s: &mut Store,
-    orphaned: &mut BTreeMap<String, u32>,
-    renewed_at: &mut Option<Instant>,
-    gate: &mut ClaimGate,
-) -> store::RResult<()> {
+async fn step(c: &Arc<Cluster>, h: &Arc<Hub>, s: &mut Store, st: &mut Steps) -> store::RResult<()> {
+    let Steps { orphaned, renewed_at, gate, last_owner } = st;
     let name = c.node().to_owned();
     let sent = h.clock.now();
     let epoch = s.epoch().await?;
@@ -187,6 +193,8 @@ async fn step(
 
     let names: std::collections::BTreeSet<String> = nodes.keys().cloned().collect();
     let owners: BTreeMap<String, String> = leases.iter().map(|(k, l)| (k.clone(), l.node.clone())).collect();
+    last_owner.retain(|cam, _| c.in_fleet(cam));
+    last_owner.extend(owners.iter().map(|(k, n)| (k.clone(), n.clone())));
     for cam in &fleet {
         if owners.contains_key(cam) {
             orphaned.remove(cam);
@@ -214,8 +222,7 @@ async fn step(
         c.held.lock().insert(cam.clone(), Held { lease: lease.clone(), valid_until: sent + c.ttl() });
         leases.insert(cam.clone(), lease);
         orphaned.remove(&cam);
-        let before = c.view.lock().leases.get(&cam).map(|l| l.node.clone());
-        if before.is_some_and(|n| n != name) {
+        if last_owner.insert(cam.clone(), name.clone()).is_some_and(|n| n != name) {
             c.takeovers.fetch_add(1, Ordering::Relaxed);
         }
         let cfg = c.fleet.lock().get(&cam).cloned();
