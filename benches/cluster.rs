@@ -14,7 +14,6 @@
 //! `cargo bench --bench cluster [-- --quick]` writes its section of BENCHMARKS.md.
 
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "support.rs"]
@@ -153,12 +152,7 @@ fn takeovers(sim: u16, dir: &std::path::Path, ttl: u64, kills: usize) -> Vec<f64
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let clip_path = make_720p_clip();
-    let clip = Arc::new(sim::Clip::load(&std::fs::read(&clip_path).unwrap(), FPS as f64));
-    let stats = Arc::new(sim::SimStats::default());
-    let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0))).unwrap();
-    let sim = listener.local_addr().unwrap().port();
-    rt.spawn(sim::serve(listener, clip, stats));
+    let sim = sim::start(&rt, &make_720p_clip(), FPS as f64, 0).port;
     let Some(quick) = bench_mode("cluster") else { return };
     let window = Duration::from_secs(if quick { 5 } else { 15 });
     let dir = std::env::temp_dir().join(format!("camhub-cluster-bench-{}", std::process::id()));

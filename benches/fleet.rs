@@ -12,7 +12,6 @@
 //! simulator alone with `cargo bench --bench fleet -- --serve [--port P]`.
 
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "support.rs"]
@@ -124,14 +123,8 @@ fn cold_start(port: u16, sim_t0: Instant, dir: &std::path::Path, k: u64) -> (f64
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-    let clip_path = make_720p_clip();
-    let clip = Arc::new(sim::Clip::load(&std::fs::read(&clip_path).unwrap(), FPS as f64));
-    let stats = Arc::new(sim::SimStats::default());
     let want_port = args.iter().position(|a| a == "--port").and_then(|i| args.get(i + 1)?.parse().ok()).unwrap_or(0);
-    let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", want_port))).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let sim_t0 = Instant::now();
-    rt.spawn(sim::serve(listener, clip.clone(), stats.clone()));
+    let sim::Fleet { port, clip, stats, started: sim_t0 } = sim::start(&rt, &make_720p_clip(), FPS as f64, want_port);
     if args.iter().any(|a| a == "--serve") {
         println!("PORT {port}");
         eprintln!("fleet simulator: rtsp://127.0.0.1:{port}/cam<k> ({} frames, {FPS} fps)", clip.frames());

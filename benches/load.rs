@@ -13,7 +13,6 @@
 //!
 //! `cargo bench --bench load [-- --quick]` writes its section of BENCHMARKS.md.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 #[path = "support.rs"]
@@ -331,12 +330,7 @@ fn main() {
     // Two workers: with one, a simulated camera starved by the overload once missed a keepalive reply for 30 s.
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let Some(quick) = bench_mode("load") else { return };
-    let clip_path = make_720p_clip();
-    let clip = Arc::new(sim::Clip::load(&std::fs::read(&clip_path).unwrap(), FPS as f64));
-    let stats = Arc::new(sim::SimStats::default());
-    let listener = rt.block_on(tokio::net::TcpListener::bind(("127.0.0.1", 0))).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    rt.spawn(sim::serve(listener, clip, stats));
+    let port = sim::start(&rt, &make_720p_clip(), FPS as f64, 0).port;
     let dir = std::env::temp_dir().join(format!("camhub-load-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
 

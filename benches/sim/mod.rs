@@ -137,6 +137,27 @@ pub struct SimStats {
     pub bytes: AtomicU64,
 }
 
+/// A simulated fleet running on a runtime: `rtsp://127.0.0.1:{port}/cam<k>`.
+pub struct Fleet {
+    pub port: u16,
+    pub clip: Arc<Clip>,
+    pub stats: Arc<SimStats>,
+    /// When it started serving (the clip's position follows from it).
+    pub started: Instant,
+}
+
+/// Loads the H.264 clip at `clip_path`, paced at `fps`, and serves it on `rt`
+/// from `127.0.0.1:port` (0: a free port) until the process ends.
+pub fn start(rt: &tokio::runtime::Runtime, clip_path: &std::path::Path, fps: f64, port: u16) -> Fleet {
+    let clip = Arc::new(Clip::load(&std::fs::read(clip_path).unwrap(), fps));
+    let stats = Arc::new(SimStats::default());
+    let listener = rt.block_on(TcpListener::bind(("127.0.0.1", port))).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let started = Instant::now();
+    rt.spawn(serve(listener, clip.clone(), stats.clone()));
+    Fleet { port, clip, stats, started }
+}
+
 /// Serves the clip on `listener` until the process ends.
 pub async fn serve(listener: TcpListener, clip: Arc<Clip>, stats: Arc<SimStats>) {
     let start = Instant::now();
